@@ -1,0 +1,296 @@
+//! The disk tier: every entry of the log, in RocksDB.
+//!
+//! Two column families: `entries` maps a big-endian index to a prost-encoded `Entry` (so
+//! RocksDB's byte order is index order and a range read is one iterator), and `state` holds
+//! the HardState, the ConfState, a format marker and small metadata values owned by the
+//! caller. Writes are whole `WriteBatch`es, so a Raft `Ready` is durable all at once or not at
+//! all.
+
+use std::path::{Path, PathBuf};
+
+use prost::Message as _;
+use raft::prelude::{ConfState, Entry, HardState};
+use rocksdb::{
+    ColumnFamily, ColumnFamilyDescriptor, DBCompressionType, Direction, IteratorMode, Options,
+    WriteBatch, WriteOptions, DB,
+};
+
+use crate::error::LogError;
+use crate::limit::SizeLimit;
+
+const CF_ENTRIES: &str = "entries";
+const CF_STATE: &str = "state";
+
+const KEY_FORMAT: &[u8] = b"format";
+const KEY_HARD_STATE: &[u8] = b"hard_state";
+const KEY_CONF_STATE: &[u8] = b"conf_state";
+const META_PREFIX: &str = "meta/";
+
+/// Written once when a log is created; a directory without it is not ours.
+const FORMAT: &[u8] = b"hybrid-log v1";
+
+pub fn entry_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+fn meta_key(key: &str) -> Vec<u8> {
+    format!("{META_PREFIX}{key}").into_bytes()
+}
+
+pub struct DiskTier {
+    db: DB,
+    path: PathBuf,
+}
+
+/// What a directory held when it was opened.
+pub struct Recovered {
+    pub hard_state: HardState,
+    pub conf_state: ConfState,
+    pub last_index: u64,
+}
+
+impl DiskTier {
+    /// Opens the log in `path`, creating it if the directory is missing or empty. A directory
+    /// that holds something else, or a log RocksDB reports as corrupt, is an error naming the
+    /// path: starting empty over a damaged log would silently forget acknowledged writes.
+    pub fn open(path: &Path) -> Result<(DiskTier, Recovered), LogError> {
+        let fresh = is_missing_or_empty(path)?;
+        if !fresh && !path.join("CURRENT").exists() {
+            return Err(LogError::NotALog {
+                path: path.to_path_buf(),
+                reason: "the directory is not empty and holds no RocksDB database".into(),
+            });
+        }
+
+        let mut db_opts = Options::default();
+        db_opts.create_if_missing(fresh);
+        db_opts.create_missing_column_families(fresh);
+        db_opts.set_paranoid_checks(true);
+        // Every write is synced, so the WAL is the durable copy; a large memtable lets the
+        // append stream turn into few, large SST files.
+        db_opts.set_write_buffer_size(64 << 20);
+        db_opts.set_max_background_jobs(2);
+
+        let mut entries_opts = Options::default();
+        // Line protocol compresses several times over.
+        entries_opts.set_compression_type(DBCompressionType::Lz4);
+        entries_opts.set_bottommost_compression_type(DBCompressionType::Zstd);
+        entries_opts.set_write_buffer_size(64 << 20);
+        let cfs = vec![
+            ColumnFamilyDescriptor::new(CF_ENTRIES, entries_opts),
+            ColumnFamilyDescriptor::new(CF_STATE, Options::default()),
+        ];
+
+        let db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(|e| LogError::Open {
+            path: path.to_path_buf(),
+            source: e,
+        })?;
+        let disk = DiskTier {
+            db,
+            path: path.to_path_buf(),
+        };
+
+        if fresh {
+            let mut batch = WriteBatch::default();
+            batch.put_cf(disk.state_cf(), KEY_FORMAT, FORMAT);
+            disk.write(batch, true)?;
+        }
+        match disk.get_state(KEY_FORMAT)? {
+            Some(f) if f == FORMAT => {}
+            other => {
+                return Err(LogError::NotALog {
+                    path: path.to_path_buf(),
+                    reason: match other {
+                        Some(f) => format!("unknown format {:?}", String::from_utf8_lossy(&f)),
+                        None => "the RocksDB database has no hybrid-log format marker".into(),
+                    },
+                })
+            }
+        }
+
+        let hard_state = disk
+            .get_state(KEY_HARD_STATE)?
+            .map(|b| disk.decode::<HardState>(&b, "hard state"))
+            .transpose()?
+            .unwrap_or_default();
+        let conf_state = disk
+            .get_state(KEY_CONF_STATE)?
+            .map(|b| disk.decode::<ConfState>(&b, "conf state"))
+            .transpose()?
+            .unwrap_or_default();
+        let last_index = disk.scan_last_index()?;
+        Ok((
+            disk,
+            Recovered {
+                hard_state,
+                conf_state,
+                last_index,
+            },
+        ))
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn entries_cf(&self) -> &ColumnFamily {
+        self.db
+            .cf_handle(CF_ENTRIES)
+            .expect("opened with this column family")
+    }
+
+    fn state_cf(&self) -> &ColumnFamily {
+        self.db
+            .cf_handle(CF_STATE)
+            .expect("opened with this column family")
+    }
+
+    fn corrupt(&self, what: impl Into<String>) -> LogError {
+        LogError::Corrupt {
+            path: self.path.clone(),
+            what: what.into(),
+        }
+    }
+
+    fn io(&self, source: rocksdb::Error) -> LogError {
+        LogError::Io {
+            path: self.path.clone(),
+            source,
+        }
+    }
+
+    fn decode<M: prost::Message + Default>(&self, bytes: &[u8], what: &str) -> Result<M, LogError> {
+        M::decode(bytes).map_err(|e| self.corrupt(format!("{what} does not decode: {e}")))
+    }
+
+    fn get_state(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LogError> {
+        self.db.get_cf(self.state_cf(), key).map_err(|e| self.io(e))
+    }
+
+    /// The last index on disk, and a check that the log starts at 1: the log is never
+    /// compacted, so anything else means the directory was damaged.
+    fn scan_last_index(&self) -> Result<u64, LogError> {
+        let cf = self.entries_cf();
+        let first = self.db.iterator_cf(cf, IteratorMode::Start).next();
+        let last = self.db.iterator_cf(cf, IteratorMode::End).next();
+        match (first, last) {
+            (None, None) => Ok(0),
+            (Some(first), Some(last)) => {
+                let (first_key, _) = first.map_err(|e| self.io(e))?;
+                let (last_key, last_val) = last.map_err(|e| self.io(e))?;
+                let first_index = self.key_index(&first_key)?;
+                let last_index = self.key_index(&last_key)?;
+                if first_index != 1 {
+                    return Err(
+                        self.corrupt(format!("the log starts at index {first_index}, not 1"))
+                    );
+                }
+                let e: Entry = self.decode(&last_val, "last entry")?;
+                if e.index != last_index {
+                    return Err(self.corrupt(format!(
+                        "entry stored under index {last_index} claims index {}",
+                        e.index
+                    )));
+                }
+                Ok(last_index)
+            }
+            _ => Err(self.corrupt("inconsistent iterator")),
+        }
+    }
+
+    fn key_index(&self, key: &[u8]) -> Result<u64, LogError> {
+        let bytes: [u8; 8] = key
+            .try_into()
+            .map_err(|_| self.corrupt(format!("entry key of {} bytes", key.len())))?;
+        Ok(u64::from_be_bytes(bytes))
+    }
+
+    /// Reads entries `[lo, hi)` in order, as many as `limit` admits.
+    pub fn read(&self, lo: u64, hi: u64, limit: &mut SizeLimit) -> Result<Vec<Entry>, LogError> {
+        let mut out = Vec::with_capacity((hi - lo).min(1024) as usize);
+        let mode = IteratorMode::From(&entry_key(lo), Direction::Forward);
+        for (expected, item) in (lo..hi).zip(self.db.iterator_cf(self.entries_cf(), mode)) {
+            let (key, value) = item.map_err(|e| self.io(e))?;
+            let index = self.key_index(&key)?;
+            if index != expected {
+                return Err(self.corrupt(format!(
+                    "gap in the log: expected index {expected}, found {index}"
+                )));
+            }
+            // The stored value is the encoded entry, so its length is the size raft-rs counts.
+            if !limit.admit(value.len() as u64) {
+                return Ok(out);
+            }
+            out.push(self.decode(&value, "entry")?);
+        }
+        if (out.len() as u64) < hi - lo {
+            return Err(self.corrupt(format!(
+                "entries {lo}..{hi} requested but the log ends after {}",
+                lo + out.len() as u64 - 1
+            )));
+        }
+        Ok(out)
+    }
+
+    pub fn term(&self, index: u64) -> Result<Option<u64>, LogError> {
+        let value = self
+            .db
+            .get_pinned_cf(self.entries_cf(), entry_key(index))
+            .map_err(|e| self.io(e))?;
+        match value {
+            None => Ok(None),
+            Some(v) => Ok(Some(self.decode::<Entry>(&v, "entry")?.term)),
+        }
+    }
+
+    pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, LogError> {
+        self.get_state(&meta_key(key))
+    }
+
+    pub fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), LogError> {
+        let mut opts = WriteOptions::default();
+        opts.set_sync(sync);
+        self.db.write_opt(batch, &opts).map_err(|e| self.io(e))
+    }
+
+    pub fn put_entry(&self, batch: &mut WriteBatch, e: &Entry) {
+        batch.put_cf(self.entries_cf(), entry_key(e.index), e.encode_to_vec());
+    }
+
+    /// Deletes entries `[from, to)`.
+    pub fn delete_entries(&self, batch: &mut WriteBatch, from: u64, to: u64) {
+        batch.delete_range_cf(self.entries_cf(), entry_key(from), entry_key(to));
+    }
+
+    pub fn put_hard_state(&self, batch: &mut WriteBatch, hs: &HardState) {
+        batch.put_cf(self.state_cf(), KEY_HARD_STATE, hs.encode_to_vec());
+    }
+
+    pub fn put_conf_state(&self, batch: &mut WriteBatch, cs: &ConfState) {
+        batch.put_cf(self.state_cf(), KEY_CONF_STATE, cs.encode_to_vec());
+    }
+
+    pub fn put_meta(&self, batch: &mut WriteBatch, key: &str, value: &[u8]) {
+        batch.put_cf(self.state_cf(), meta_key(key), value);
+    }
+
+    /// Approximate on-disk size of the entries, as RocksDB estimates it.
+    pub fn estimated_bytes(&self) -> u64 {
+        self.db
+            .property_int_value_cf(self.entries_cf(), "rocksdb.estimate-live-data-size")
+            .ok()
+            .flatten()
+            .unwrap_or(0)
+    }
+}
+
+fn is_missing_or_empty(path: &Path) -> Result<bool, LogError> {
+    match std::fs::read_dir(path) {
+        Ok(mut dir) => Ok(dir.next().is_none()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(true),
+        Err(e) => Err(LogError::Unreadable {
+            path: path.to_path_buf(),
+            source: e,
+        }),
+    }
+}

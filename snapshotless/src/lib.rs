@@ -1,1 +1,20 @@
-//! placeholder
+//! The applier: replays committed Raft entries into the local influxd.
+//!
+//! Each node's influxd is a deterministic function of the log: the same entries, applied in
+//! the same order, give the same points. So there are no snapshots. A node that restarts
+//! resumes from the marker it keeps in influxd; a node whose influxd lost data (wiped, restored
+//! from an old backup) or a brand-new node replays the log from wherever its marker says,
+//! index 1 if there is none.
+
+pub mod applier;
+pub mod command;
+pub mod influxd;
+pub mod log;
+pub mod marker;
+pub mod status;
+
+pub use applier::{Applier, ApplierConfig, Outcome, OutcomeSink};
+pub use command::{Command, Origin};
+pub use influxd::Influxd;
+pub use log::CommittedLog;
+pub use status::ApplierStatus;

@@ -1,0 +1,145 @@
+//! Request bodies and query parameters, with influxd's limits and errors.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+use hyper::header::{CONTENT_ENCODING, CONTENT_LENGTH};
+use hyper::{HeaderMap, StatusCode};
+
+use super::response::ApiError;
+
+/// influxd's own message for an oversized body.
+pub const TOO_LARGE: &str = "http: request body too large";
+
+/// Reads the whole body, refusing more than `max` bytes before and after gzip decompression:
+/// a small gzip body may inflate to gigabytes, and must be stopped at the limit, not after.
+pub async fn read(headers: &HeaderMap, body: Incoming, max: usize) -> Result<Bytes, ApiError> {
+    let declared = headers
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > max as u64) {
+        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE));
+    }
+    let raw = Limited::new(body, max)
+        .collect()
+        .await
+        .map_err(|e| {
+            if e.is::<http_body_util::LengthLimitError>() {
+                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE)
+            } else {
+                ApiError::new(
+                    StatusCode::BAD_REQUEST,
+                    format!("reading the request body: {e}"),
+                )
+            }
+        })?
+        .to_bytes();
+
+    let gzip = headers
+        .get(CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
+    if !gzip {
+        return Ok(raw);
+    }
+    gunzip(&raw, max)
+}
+
+/// Decompresses a gzip body (several concatenated members allowed, as Go's reader does).
+pub fn gunzip(raw: &[u8], max: usize) -> Result<Bytes, ApiError> {
+    let mut out = Vec::with_capacity(raw.len().saturating_mul(4).min(max));
+    let mut decoder = flate2::read::MultiGzDecoder::new(raw).take(max as u64 + 1);
+    match decoder.read_to_end(&mut out) {
+        Ok(_) if out.len() > max => Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE)),
+        Ok(_) => Ok(Bytes::from(out)),
+        Err(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, format!("gzip: {e}"))),
+    }
+}
+
+/// Query-string (or form) parameters. A repeated key keeps its first value, as influxd's
+/// `Values.Get` does.
+pub fn params(query: Option<&str>) -> HashMap<String, String> {
+    let mut map = HashMap::new();
+    for (k, v) in form_urlencoded::parse(query.unwrap_or("").as_bytes()) {
+        map.entry(k.into_owned()).or_insert_with(|| v.into_owned());
+    }
+    map
+}
+
+/// Refuses parameters the endpoint does not know: a misspelt `precison` silently ignored
+/// would shift every timestamp by a factor of a billion.
+pub fn reject_unknown(params: &HashMap<String, String>, known: &[&str]) -> Result<(), ApiError> {
+    let mut unknown: Vec<&str> = params
+        .keys()
+        .map(String::as_str)
+        .filter(|k| !known.contains(k))
+        .collect();
+    if unknown.is_empty() {
+        return Ok(());
+    }
+    unknown.sort_unstable();
+    Err(ApiError::new(
+        StatusCode::BAD_REQUEST,
+        format!(
+            "unknown parameter{} {} (accepted: {})",
+            if unknown.len() > 1 { "s" } else { "" },
+            unknown
+                .iter()
+                .map(|k| format!("{k:?}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+            known.join(", ")
+        ),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn gz(data: &[u8]) -> Vec<u8> {
+        let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+        e.write_all(data).unwrap();
+        e.finish().unwrap()
+    }
+
+    #[test]
+    fn gzip_round_trip_and_concatenated_members() {
+        let mut two = gz(b"a v=1 1\n");
+        two.extend(gz(b"b v=2 2\n"));
+        assert_eq!(&gunzip(&two, 1000).unwrap()[..], b"a v=1 1\nb v=2 2\n");
+    }
+
+    #[test]
+    fn gzip_bomb_stops_at_the_limit() {
+        let bomb = gz(&vec![b'x'; 10 << 20]);
+        assert!(bomb.len() < 100_000);
+        let e = gunzip(&bomb, 1 << 20).unwrap_err();
+        assert_eq!(e.status, StatusCode::PAYLOAD_TOO_LARGE);
+    }
+
+    #[test]
+    fn corrupt_gzip_is_a_bad_request() {
+        let mut data = gz(b"m v=1 1\n");
+        let n = data.len();
+        data[n / 2] ^= 0xff;
+        data.truncate(n - 3);
+        let e = gunzip(&data, 1000).unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        let e = gunzip(b"not gzip at all", 1000).unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn unknown_parameters_are_named() {
+        let p = params(Some("db=x&precison=s"));
+        let e = reject_unknown(&p, &["db", "precision"]).unwrap_err();
+        assert_eq!(e.status, StatusCode::BAD_REQUEST);
+        assert!(e.message.contains("\"precison\""), "{}", e.message);
+    }
+}

@@ -1,0 +1,257 @@
+//! Prometheus metrics. Counters on the request path are updated as requests go; the state of
+//! Raft, the applier, the log and the transport is read into gauges when /metrics is scraped.
+
+use std::sync::atomic::Ordering::Relaxed;
+
+use prometheus::{
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    TextEncoder,
+};
+
+use crate::gateway::Gateway;
+
+pub struct Metrics {
+    registry: Registry,
+    pub requests: IntCounterVec,
+    pub responses: IntCounterVec,
+    pub points_written: IntCounter,
+    pub write_seconds: Histogram,
+    gauges: Gauges,
+}
+
+struct Gauges {
+    raft_term: IntGauge,
+    raft_commit: IntGauge,
+    raft_last_index: IntGauge,
+    raft_is_leader: IntGauge,
+    raft_leader: IntGauge,
+    applied: IntGauge,
+    apply_lag: IntGauge,
+    influxd_up: IntGauge,
+    rebuilding: IntGauge,
+    rejected: IntGauge,
+    resumes: IntGauge,
+    influxd_requests: IntGauge,
+    pending: IntGauge,
+    log_memory_hits: IntGauge,
+    log_memory_misses: IntGauge,
+    log_memory_bytes: IntGauge,
+    log_memory_entries: IntGauge,
+    log_disk_entries: IntGauge,
+    log_disk_bytes: IntGauge,
+    log_syncs: IntGauge,
+    log_sync_seconds: Gauge,
+    peer_sent: IntGauge,
+    peer_received: IntGauge,
+    peer_dropped: IntGauge,
+    peer_connects: IntGauge,
+}
+
+fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
+    let g = IntGauge::new(name, help).expect("valid metric");
+    registry
+        .register(Box::new(g.clone()))
+        .expect("unique metric");
+    g
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let registry = Registry::new();
+        let requests = IntCounterVec::new(
+            Opts::new("gateway_http_requests_total", "HTTP requests by route"),
+            &["route"],
+        )
+        .expect("valid metric");
+        let responses = IntCounterVec::new(
+            Opts::new(
+                "gateway_http_responses_total",
+                "HTTP responses by route and status code",
+            ),
+            &["route", "code"],
+        )
+        .expect("valid metric");
+        let points_written = IntCounter::new(
+            "gateway_points_written_total",
+            "Points accepted by ingest and proposed to the log",
+        )
+        .expect("valid metric");
+        let write_seconds = Histogram::with_opts(
+            HistogramOpts::new(
+                "gateway_write_duration_seconds",
+                "Time from a write's arrival to its answer",
+            )
+            .buckets(vec![
+                0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+            ]),
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(responses.clone()),
+            Box::new(points_written.clone()),
+            Box::new(write_seconds.clone()),
+        ] {
+            registry.register(c).expect("unique metric");
+        }
+        let r = &registry;
+        let log_sync_seconds = Gauge::new(
+            "gateway_log_sync_seconds_total",
+            "Time spent in synced log writes",
+        )
+        .expect("valid metric");
+        r.register(Box::new(log_sync_seconds.clone()))
+            .expect("unique metric");
+        let gauges = Gauges {
+            raft_term: gauge(r, "gateway_raft_term", "Current Raft term"),
+            raft_commit: gauge(
+                r,
+                "gateway_raft_commit_index",
+                "Committed, locally durable index",
+            ),
+            raft_last_index: gauge(r, "gateway_raft_last_index", "Last index in the local log"),
+            raft_is_leader: gauge(r, "gateway_raft_is_leader", "1 if this node leads"),
+            raft_leader: gauge(
+                r,
+                "gateway_raft_leader",
+                "Id of the known leader, 0 if none",
+            ),
+            applied: gauge(
+                r,
+                "gateway_applied_index",
+                "Last index applied to the local influxd",
+            ),
+            apply_lag: gauge(
+                r,
+                "gateway_apply_lag_entries",
+                "Committed entries not yet applied",
+            ),
+            influxd_up: gauge(r, "gateway_influxd_up", "1 if the local influxd answers"),
+            rebuilding: gauge(
+                r,
+                "gateway_rebuilding",
+                "1 while influxd is rebuilt from the log",
+            ),
+            rejected: gauge(
+                r,
+                "gateway_apply_rejected_entries_total",
+                "Entries influxd rejected (4xx)",
+            ),
+            resumes: gauge(
+                r,
+                "gateway_apply_resumes_total",
+                "Times the applier resumed from the marker",
+            ),
+            influxd_requests: gauge(
+                r,
+                "gateway_apply_influxd_requests_total",
+                "Requests made to influxd by the applier",
+            ),
+            pending: gauge(r, "gateway_pending_requests", "Requests waiting on the log"),
+            log_memory_hits: gauge(
+                r,
+                "gateway_log_memory_hits_total",
+                "Log reads served from memory",
+            ),
+            log_memory_misses: gauge(
+                r,
+                "gateway_log_memory_misses_total",
+                "Log reads that went to disk",
+            ),
+            log_memory_bytes: gauge(
+                r,
+                "gateway_log_memory_bytes",
+                "Bytes of entries in the memory tier",
+            ),
+            log_memory_entries: gauge(
+                r,
+                "gateway_log_memory_entries",
+                "Entries in the memory tier",
+            ),
+            log_disk_entries: gauge(r, "gateway_log_disk_entries", "Entries on disk"),
+            log_disk_bytes: gauge(
+                r,
+                "gateway_log_disk_bytes",
+                "Estimated live bytes of entries on disk",
+            ),
+            log_syncs: gauge(r, "gateway_log_syncs_total", "Synced log writes"),
+            log_sync_seconds,
+            peer_sent: gauge(
+                r,
+                "gateway_peer_messages_sent_total",
+                "Raft messages sent to peers",
+            ),
+            peer_received: gauge(
+                r,
+                "gateway_peer_messages_received_total",
+                "Raft messages received",
+            ),
+            peer_dropped: gauge(
+                r,
+                "gateway_peer_messages_dropped_total",
+                "Raft messages dropped (full queue, unknown peer)",
+            ),
+            peer_connects: gauge(
+                r,
+                "gateway_peer_connects_total",
+                "Peer connections established",
+            ),
+        };
+        Metrics {
+            registry,
+            requests,
+            responses,
+            points_written,
+            write_seconds,
+            gauges,
+        }
+    }
+
+    /// The Prometheus text exposition, with every gauge read fresh.
+    pub fn render(&self, gw: &Gateway) -> String {
+        let g = &self.gauges;
+        let raft = gw.raft.status();
+        let applier = gw.applier.borrow().clone();
+        let log = gw.log.stats();
+        let t = &gw.transport.stats;
+        g.raft_term.set(raft.term as i64);
+        g.raft_commit.set(raft.commit as i64);
+        g.raft_last_index.set(raft.last_index as i64);
+        g.raft_is_leader
+            .set(i64::from(raft.role == crate::raft::Role::Leader));
+        g.raft_leader.set(raft.leader as i64);
+        g.applied.set(applier.applied as i64);
+        g.apply_lag
+            .set(raft.commit.saturating_sub(applier.applied) as i64);
+        g.influxd_up.set(i64::from(applier.influxd_up));
+        g.rebuilding.set(i64::from(applier.rebuilding.is_some()));
+        g.rejected.set(applier.rejected as i64);
+        g.resumes.set(applier.resumes as i64);
+        g.influxd_requests.set(applier.requests as i64);
+        g.pending.set(gw.pending.len() as i64);
+        g.log_memory_hits.set(log.memory_hits as i64);
+        g.log_memory_misses.set(log.memory_misses as i64);
+        g.log_memory_bytes.set(log.memory_bytes as i64);
+        g.log_memory_entries.set(log.memory_entries as i64);
+        g.log_disk_entries.set(log.disk_entries as i64);
+        g.log_disk_bytes.set(log.disk_bytes as i64);
+        g.log_syncs.set(log.syncs as i64);
+        g.log_sync_seconds.set(log.sync_seconds_total);
+        g.peer_sent.set(t.sent.load(Relaxed) as i64);
+        g.peer_received.set(t.received.load(Relaxed) as i64);
+        g.peer_dropped.set(t.dropped.load(Relaxed) as i64);
+        g.peer_connects.set(t.connects.load(Relaxed) as i64);
+
+        let mut out = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut out)
+            .expect("text encoding cannot fail");
+        String::from_utf8(out).expect("prometheus text is utf-8")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}

@@ -1,0 +1,119 @@
+//! A new cluster's first entries: one membership change per initial member, at term 1, the
+//! same bytes on every initial node (as etcd bootstraps). Every node starts from an identical
+//! log prefix, so a node added later learns the initial membership simply by replaying the log
+//! from index 1, like everything else.
+
+use std::collections::BTreeMap;
+
+use hybrid_log::{HybridLog, LogBatch, LogError};
+use prost::Message as _;
+use raft::prelude::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState};
+
+use super::members::AddressBook;
+
+/// Meta key of the raft loop's applied index (`raft::Config::applied` after a restart).
+pub const APPLIED_KEY: &str = "raft.applied";
+/// Meta key of the cluster id: a hash of the bootstrap entries, exchanged when peers connect
+/// so that nodes bootstrapped with different member lists refuse to talk.
+pub const CLUSTER_KEY: &str = "raft.cluster";
+
+/// The bootstrap entries for `peers`, in id order.
+pub fn entries(peers: &BTreeMap<u64, String>) -> Vec<Entry> {
+    peers
+        .iter()
+        .enumerate()
+        .map(|(i, (id, addr))| {
+            let cc = ConfChange {
+                change_type: ConfChangeType::AddNode as i32,
+                node_id: *id,
+                context: addr.clone().into_bytes(),
+                ..Default::default()
+            };
+            Entry {
+                entry_type: EntryType::EntryConfChange as i32,
+                term: 1,
+                index: i as u64 + 1,
+                data: cc.encode_to_vec(),
+                ..Default::default()
+            }
+        })
+        .collect()
+}
+
+/// FNV-1a over the bootstrap entries: stable across builds and platforms.
+pub fn cluster_id(entries: &[Entry]) -> u64 {
+    let mut h: u64 = 0xcbf29ce484222325;
+    for e in entries {
+        for b in e.encode_to_vec() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x100000001b3);
+        }
+    }
+    h.max(1)
+}
+
+/// Writes the bootstrap entries into an empty log, unless the node is joining an existing
+/// cluster (it then receives them from the leader). A log that already has entries or a
+/// configuration is left alone: restarts never re-bootstrap.
+pub fn bootstrap_if_new(
+    log: &HybridLog,
+    peers: &BTreeMap<u64, String>,
+    join: bool,
+    book: &AddressBook,
+) -> Result<bool, LogError> {
+    if join || log.last_index() > 0 || !log.conf_state().voters.is_empty() {
+        return Ok(false);
+    }
+    let entries = entries(peers);
+    let n = entries.len() as u64;
+    let mut batch = LogBatch::new();
+    batch
+        .append(&entries)
+        .set_hard_state(HardState {
+            term: 1,
+            vote: 0,
+            commit: n,
+        })
+        .set_conf_state(ConfState::from((peers.keys().copied(), std::iter::empty())))
+        .put_meta(APPLIED_KEY, n.to_be_bytes().to_vec())
+        .put_meta(CLUSTER_KEY, cluster_id(&entries).to_be_bytes().to_vec());
+    book.persist(&mut batch);
+    log.commit(batch, true)?;
+    Ok(true)
+}
+
+pub fn read_u64(log: &HybridLog, key: &str) -> u64 {
+    log.meta(key)
+        .ok()
+        .flatten()
+        .and_then(|v| v.try_into().ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn same_peers_same_entries_and_cluster_id() {
+        let a: BTreeMap<u64, String> = [(2, "b:1".into()), (1, "a:1".into())].into();
+        let b: BTreeMap<u64, String> = [(1, "a:1".into()), (2, "b:1".into())].into();
+        assert_eq!(entries(&a), entries(&b));
+        assert_eq!(cluster_id(&entries(&a)), cluster_id(&entries(&b)));
+        let c: BTreeMap<u64, String> = [(1, "a:1".into()), (2, "c:1".into())].into();
+        assert_ne!(cluster_id(&entries(&a)), cluster_id(&entries(&c)));
+    }
+
+    #[test]
+    fn bootstraps_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = HybridLog::open(dir.path(), 1 << 20).unwrap();
+        let peers: BTreeMap<u64, String> = [(1, "a:1".into()), (2, "b:1".into())].into();
+        let book = AddressBook::default();
+        assert!(bootstrap_if_new(&log, &peers, false, &book).unwrap());
+        assert!(!bootstrap_if_new(&log, &peers, false, &book).unwrap());
+        assert_eq!(log.last_index(), 2);
+        assert_eq!(log.conf_state().voters, vec![1, 2]);
+        assert_eq!(read_u64(&log, APPLIED_KEY), 2);
+    }
+}

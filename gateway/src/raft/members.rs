@@ -1,0 +1,63 @@
+//! The address book: which peer address each member listens on. It travels in the log (each
+//! membership change carries the address of the node it adds), is kept with the log on disk,
+//! and the transport reads it to know where to connect.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use hybrid_log::{HybridLog, LogBatch};
+use parking_lot::RwLock;
+
+const META_KEY: &str = "raft.addresses";
+
+#[derive(Clone, Default)]
+pub struct AddressBook {
+    inner: Arc<RwLock<BTreeMap<u64, String>>>,
+}
+
+impl AddressBook {
+    /// The book kept with the log, completed by the configured peers (which win for ids the
+    /// log does not know yet: a node restarted with a corrected address).
+    pub fn load(log: &HybridLog, configured: &BTreeMap<u64, String>) -> AddressBook {
+        let mut map: BTreeMap<u64, String> = log
+            .meta(META_KEY)
+            .ok()
+            .flatten()
+            .and_then(|v| serde_json::from_slice(&v).ok())
+            .unwrap_or_default();
+        for (id, addr) in configured {
+            map.entry(*id).or_insert_with(|| addr.clone());
+        }
+        AddressBook {
+            inner: Arc::new(RwLock::new(map)),
+        }
+    }
+
+    pub fn get(&self, id: u64) -> Option<String> {
+        self.inner.read().get(&id).cloned()
+    }
+
+    pub fn all(&self) -> BTreeMap<u64, String> {
+        self.inner.read().clone()
+    }
+
+    /// Records an address; returns whether anything changed.
+    pub fn set(&self, id: u64, addr: &str) -> bool {
+        let mut map = self.inner.write();
+        if map.get(&id).map(String::as_str) == Some(addr) {
+            return false;
+        }
+        map.insert(id, addr.to_owned());
+        true
+    }
+
+    pub fn remove(&self, id: u64) -> bool {
+        self.inner.write().remove(&id).is_some()
+    }
+
+    /// Adds the book to a batch, so it is made durable with the change that altered it.
+    pub fn persist(&self, batch: &mut LogBatch) {
+        let json = serde_json::to_vec(&*self.inner.read()).expect("a map serializes");
+        batch.put_meta(META_KEY, json);
+    }
+}

@@ -1,0 +1,412 @@
+//! The Raft loop: one thread owns the `RawNode`, ticks it, feeds it proposals and peer
+//! messages, and handles each `Ready` in the order the protocol requires:
+//!
+//! 1. send the leader's messages (they may go out before the local write: the followers'
+//!    disks and ours work in parallel);
+//! 2. handle newly committed entries (membership changes, commit notifications);
+//! 3. persist new entries and the HardState as ONE synced write batch;
+//! 4. answer read-index requests, then send the messages that required the write
+//!    (votes, append responses);
+//! 5. advance, and do the same for the light ready.
+//!
+//! Normal entries are not applied here: the applier reads them from the log on its own, at
+//! influxd's pace, so a slow influxd never slows Raft down. This loop only tells it how far
+//! the committed, locally durable log reaches.
+
+use std::collections::HashSet;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hybrid_log::{HybridLog, LogBatch};
+use prost::Message as _;
+use raft::prelude::{ConfChange, ConfChangeType, ConfChangeV2, Entry, EntryType, Message};
+use raft::{Config, RawNode, StateRole};
+use raft_proto::ConfChangeI;
+use snapshotless::Origin;
+use tokio::sync::watch;
+
+use super::bootstrap::{read_u64, APPLIED_KEY};
+use super::members::AddressBook;
+use super::transport::Transport;
+use super::{Input, MemberStatus, ProposeError, RaftStatus, Role};
+use crate::pending::Pending;
+
+/// Inputs handled per loop turn before the next Ready: large enough to batch many proposals
+/// into one fsync, small enough to keep ticks on time.
+const MAX_INPUTS_PER_TURN: usize = 4096;
+/// A learner this close to the commit index is promoted to voter.
+const PROMOTE_LAG: u64 = 64;
+
+pub struct NodeConfig {
+    pub id: u64,
+    pub tick: Duration,
+    pub election_ticks: usize,
+    pub heartbeat_ticks: usize,
+}
+
+pub struct Node {
+    id: u64,
+    raw: RawNode<HybridLog>,
+    log: HybridLog,
+    book: AddressBook,
+    transport: Arc<Transport>,
+    pending: Arc<Pending>,
+    commit_tx: watch::Sender<u64>,
+    status_tx: watch::Sender<RaftStatus>,
+    tick: Duration,
+    /// Index of the last committed entry this loop handled.
+    applied: u64,
+    leader: u64,
+}
+
+impl Node {
+    pub fn new(
+        cfg: NodeConfig,
+        log: HybridLog,
+        book: AddressBook,
+        transport: Arc<Transport>,
+        pending: Arc<Pending>,
+        commit_tx: watch::Sender<u64>,
+        status_tx: watch::Sender<RaftStatus>,
+    ) -> Result<Node, raft::Error> {
+        // Membership changes up to here were applied (and their ConfState persisted) before
+        // the restart; raft-rs must hand us only what comes after.
+        let applied = read_u64(&log, APPLIED_KEY);
+        let config = Config {
+            id: cfg.id,
+            election_tick: cfg.election_ticks,
+            heartbeat_tick: cfg.heartbeat_ticks,
+            applied,
+            max_size_per_msg: 1 << 20,
+            max_inflight_msgs: 64,
+            check_quorum: true,
+            pre_vote: true,
+            max_uncommitted_size: 1 << 30,
+            max_committed_size_per_ready: 64 << 20,
+            ..Default::default()
+        };
+        config.validate()?;
+        let raw = RawNode::new(&config, log.clone(), &crate::logging::raft_logger())?;
+        commit_tx.send_replace(applied);
+        Ok(Node {
+            id: cfg.id,
+            raw,
+            log,
+            book,
+            transport,
+            pending,
+            commit_tx,
+            status_tx,
+            tick: cfg.tick,
+            applied,
+            leader: 0,
+        })
+    }
+
+    /// Runs the loop until every input sender is gone.
+    pub fn run(mut self, inputs: Receiver<Input>) {
+        let mut next_tick = Instant::now() + self.tick;
+        loop {
+            let wait = next_tick.saturating_duration_since(Instant::now());
+            match inputs.recv_timeout(wait) {
+                Ok(input) => {
+                    self.handle(input);
+                    for input in inputs.try_iter().take(MAX_INPUTS_PER_TURN) {
+                        self.handle(input);
+                    }
+                }
+                Err(RecvTimeoutError::Timeout) => {}
+                Err(RecvTimeoutError::Disconnected) => return,
+            }
+            let now = Instant::now();
+            if now >= next_tick {
+                self.raw.tick();
+                self.promote_caught_up_learners();
+                // After a stall (a long fsync), tick once rather than in a burst.
+                next_tick = (next_tick + self.tick).max(now);
+            }
+            self.on_ready();
+            self.publish_status();
+        }
+    }
+
+    fn handle(&mut self, input: Input) {
+        match input {
+            Input::Propose {
+                context,
+                data,
+                reply,
+            } => {
+                let r = self.raw.propose(context, data).map_err(|e| self.refusal(e));
+                let _ = reply.send(r);
+            }
+            Input::ConfChange {
+                context,
+                change,
+                reply,
+            } => {
+                let r = self
+                    .raw
+                    .propose_conf_change(context, change)
+                    .map_err(|e| self.refusal(e));
+                let _ = reply.send(r);
+            }
+            Input::ReadIndex { request } => {
+                self.raw.read_index(request.to_be_bytes().to_vec());
+            }
+            Input::Peer(m) => {
+                if let Err(e) = self.raw.step(*m) {
+                    tracing::debug!(error = %e, "peer message not stepped");
+                }
+            }
+            Input::Unreachable(id) => self.raw.report_unreachable(id),
+        }
+    }
+
+    fn refusal(&self, e: raft::Error) -> ProposeError {
+        if self.raw.raft.leader_id == raft::INVALID_ID {
+            ProposeError::NoLeader
+        } else {
+            ProposeError::Dropped(e.to_string())
+        }
+    }
+
+    fn send(&mut self, msgs: Vec<Message>) {
+        if msgs.is_empty() {
+            return;
+        }
+        for id in self.transport.send(msgs) {
+            self.raw.report_unreachable(id);
+        }
+    }
+
+    fn on_ready(&mut self) {
+        if !self.raw.has_ready() {
+            return;
+        }
+        let mut rd = self.raw.ready();
+        self.send(rd.take_messages());
+        if !rd.snapshot().is_empty() {
+            // Nothing here ever creates a snapshot (the log is never compacted), so a peer
+            // sending one is a bug worth stopping for rather than installing.
+            fail_stop("received a Raft snapshot, which this cluster never creates");
+        }
+        let committed = rd.take_committed_entries();
+        self.handle_committed(committed);
+
+        let mut batch = LogBatch::new();
+        batch.append(rd.entries());
+        if let Some(hs) = rd.hs() {
+            batch.set_hard_state(hs.clone());
+        }
+        if let Err(e) = self.log.commit(batch, rd.must_sync()) {
+            fail_stop(&format!("cannot persist the Raft log: {e}"));
+        }
+
+        for rs in rd.read_states() {
+            if let Ok(ctx) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) {
+                self.pending.read_index(u64::from_be_bytes(ctx), rs.index);
+            }
+        }
+        if let Some(ss) = rd.ss() {
+            self.leader_changed(ss.leader_id, ss.raft_state);
+        }
+        self.send(rd.take_persisted_messages());
+
+        let mut light = self.raw.advance(rd);
+        let commit = light.commit_index();
+        self.send(light.take_messages());
+        let committed = light.take_committed_entries();
+        self.handle_committed(committed);
+        self.raw.advance_apply_to(self.applied);
+
+        // The commit index and how far this loop got are hints for the next start; they need
+        // not be synced (raft-rs recovers a commit index that went back a little).
+        let mut batch = LogBatch::new();
+        if let Some(commit) = commit {
+            let mut hs = self.log.hard_state();
+            hs.commit = commit;
+            batch.set_hard_state(hs);
+        }
+        batch.put_meta(APPLIED_KEY, self.applied.to_be_bytes().to_vec());
+        if let Err(e) = self.log.commit(batch, false) {
+            fail_stop(&format!("cannot persist the Raft state: {e}"));
+        }
+        self.commit_tx.send_if_modified(|c| {
+            let changed = *c != self.applied;
+            *c = self.applied;
+            changed
+        });
+    }
+
+    fn leader_changed(&mut self, leader: u64, state: StateRole) {
+        if leader != self.leader {
+            tracing::info!(leader, role = ?state, term = self.raw.raft.term, "leader changed");
+        }
+        if leader == raft::INVALID_ID && self.leader != raft::INVALID_ID {
+            self.pending.leader_lost();
+        }
+        self.leader = leader;
+    }
+
+    fn handle_committed(&mut self, entries: Vec<Entry>) {
+        for e in entries {
+            match e.entry_type() {
+                EntryType::EntryNormal => {}
+                EntryType::EntryConfChange => match ConfChange::decode(e.data.as_slice()) {
+                    Ok(cc) => self.apply_conf_change(&cc, &cc.context),
+                    Err(err) => fail_stop(&format!(
+                        "undecodable membership change at {}: {err}",
+                        e.index
+                    )),
+                },
+                EntryType::EntryConfChangeV2 => match ConfChangeV2::decode(e.data.as_slice()) {
+                    Ok(cc) => self.apply_conf_change(&cc, &cc.context),
+                    Err(err) => fail_stop(&format!(
+                        "undecodable membership change at {}: {err}",
+                        e.index
+                    )),
+                },
+            }
+            if let Some(origin) = Origin::from_context(&e.context) {
+                if origin.node == self.id {
+                    self.pending.committed(origin.request, e.index);
+                }
+            }
+            self.applied = e.index;
+        }
+    }
+
+    fn apply_conf_change(&mut self, cc: &impl ConfChangeI, context: &[u8]) {
+        let cc2 = cc.as_v2();
+        let cs = match self.raw.apply_conf_change(cc) {
+            Ok(cs) => cs,
+            Err(e) => {
+                // raft-rs validated the change when it was proposed; one it now refuses is
+                // refused identically on every node, so the configuration stays the same.
+                tracing::error!(error = %e, "membership change refused");
+                return;
+            }
+        };
+        let addr = std::str::from_utf8(context).ok().filter(|a| !a.is_empty());
+        for change in &cc2.changes {
+            match change.change_type() {
+                ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
+                    if let Some(addr) = addr {
+                        self.book.set(change.node_id, addr);
+                    }
+                    tracing::info!(node = change.node_id, kind = ?change.change_type(), "member added");
+                }
+                ConfChangeType::RemoveNode => {
+                    self.book.remove(change.node_id);
+                    self.transport.forget(change.node_id);
+                    tracing::info!(node = change.node_id, "member removed");
+                    if change.node_id == self.id {
+                        tracing::warn!("this node was removed from the cluster; it no longer takes part in Raft");
+                    }
+                }
+            }
+        }
+        let mut batch = LogBatch::new();
+        batch.set_conf_state(cs);
+        self.book.persist(&mut batch);
+        if let Err(e) = self.log.commit(batch, true) {
+            fail_stop(&format!("cannot persist the membership: {e}"));
+        }
+    }
+
+    /// New members join as learners (they replay the whole log without weakening the quorum)
+    /// and become voters once they have caught up.
+    fn promote_caught_up_learners(&mut self) {
+        if self.raw.raft.state != StateRole::Leader || self.raw.raft.has_pending_conf() {
+            return;
+        }
+        let commit = self.raw.raft.raft_log.committed;
+        let learners: Vec<u64> = self
+            .raw
+            .raft
+            .prs()
+            .conf()
+            .learners()
+            .iter()
+            .copied()
+            .collect();
+        for id in learners {
+            let caught_up = self
+                .raw
+                .raft
+                .prs()
+                .get(id)
+                .is_some_and(|p| p.matched + PROMOTE_LAG >= commit);
+            if caught_up {
+                let cc = ConfChange {
+                    change_type: ConfChangeType::AddNode as i32,
+                    node_id: id,
+                    context: self.book.get(id).unwrap_or_default().into_bytes(),
+                    ..Default::default()
+                };
+                match self.raw.propose_conf_change(vec![], cc) {
+                    Ok(()) => tracing::info!(node = id, "learner caught up; promoting it to voter"),
+                    Err(e) => tracing::debug!(node = id, error = %e, "promotion not proposed"),
+                }
+                return;
+            }
+        }
+    }
+
+    fn publish_status(&self) {
+        let raft = &self.raw.raft;
+        let conf = raft.prs().conf();
+        let voters: HashSet<u64> = conf.voters().ids().iter().collect();
+        let learners = conf.learners();
+        let leader = raft.state == StateRole::Leader;
+        let mut members: Vec<MemberStatus> = voters
+            .iter()
+            .map(|&id| (id, "voter"))
+            .chain(learners.iter().map(|&id| (id, "learner")))
+            .map(|(id, kind)| MemberStatus {
+                id,
+                peer_addr: self.book.get(id),
+                kind,
+                matched: if leader {
+                    raft.prs().get(id).map(|p| p.matched)
+                } else {
+                    None
+                },
+            })
+            .collect();
+        members.sort_by_key(|m| m.id);
+        let status = RaftStatus {
+            id: self.id,
+            role: match raft.state {
+                StateRole::Leader => Role::Leader,
+                StateRole::Candidate => Role::Candidate,
+                StateRole::PreCandidate => Role::PreCandidate,
+                StateRole::Follower => Role::Follower,
+            },
+            leader: raft.leader_id,
+            term: raft.term,
+            commit: self.applied,
+            last_index: raft.raft_log.last_index(),
+            member: voters.contains(&self.id) || learners.contains(&self.id),
+            members,
+        };
+        self.status_tx.send_if_modified(|s| {
+            if *s != status {
+                *s = status;
+                true
+            } else {
+                false
+            }
+        });
+    }
+}
+
+/// The log is the only durable copy of acknowledged writes: if it cannot be written, going on
+/// would acknowledge writes that are not durable. Stop, and let a restart recover from disk.
+fn fail_stop(why: &str) -> ! {
+    tracing::error!("{why}; stopping");
+    eprintln!("gateway: {why}; stopping");
+    std::process::exit(70);
+}

@@ -1,0 +1,365 @@
+//! Peer transport: Raft messages between gateway nodes over long-lived TCP connections.
+//!
+//! Each peer gets two outbound lanes, each its own connection and bounded queue: `bulk` for
+//! log replication (MsgAppend) and forwarded proposals, `control` for everything else
+//! (heartbeats, votes, responses). A heartbeat therefore never waits behind megabytes of
+//! entries, which would otherwise let a busy leader look dead and trigger needless elections.
+//!
+//! Queues are bounded and never block the Raft thread: when one is full the message is dropped
+//! and Raft is told the peer is unreachable (it retries from its own state, as it would after
+//! any network loss). A dead or slow peer only ever fills its own queues.
+//!
+//! Wire format: frames of a 4-byte big-endian length and a prost payload. The first frame on
+//! a connection is a `Hello` (sender id, its peer address, cluster id), then `Batch`es.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hybrid_log::{HybridLog, LogBatch};
+use parking_lot::Mutex;
+use prost::Message as _;
+use raft::prelude::{Message, MessageType};
+use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+use super::bootstrap::CLUSTER_KEY;
+use super::members::AddressBook;
+use super::Input;
+
+const CONTROL_QUEUE: usize = 4096;
+const BULK_QUEUE: usize = 64;
+/// A batch is cut after this many bytes of messages (one message may exceed it alone).
+const BATCH_BYTES: usize = 4 << 20;
+/// Refuse frames larger than this: a corrupt length must not make us allocate gigabytes.
+const MAX_FRAME: usize = 512 << 20;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_secs(1);
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct Hello {
+    #[prost(uint64, tag = "1")]
+    from: u64,
+    #[prost(string, tag = "2")]
+    addr: String,
+    #[prost(uint64, tag = "3")]
+    cluster: u64,
+}
+
+#[derive(Clone, PartialEq, prost::Message)]
+struct Batch {
+    #[prost(message, repeated, tag = "1")]
+    msgs: Vec<Message>,
+}
+
+#[derive(Default)]
+pub struct TransportStats {
+    pub sent: AtomicU64,
+    pub received: AtomicU64,
+    pub dropped: AtomicU64,
+    pub connects: AtomicU64,
+    pub connect_failures: AtomicU64,
+}
+
+struct Lanes {
+    addr: String,
+    control: mpsc::Sender<Message>,
+    bulk: mpsc::Sender<Message>,
+}
+
+pub struct Transport {
+    id: u64,
+    advertise: String,
+    cluster: AtomicU64,
+    log: HybridLog,
+    book: AddressBook,
+    inbox: SyncSender<Input>,
+    lanes: Mutex<HashMap<u64, Lanes>>,
+    runtime: tokio::runtime::Handle,
+    pub stats: Arc<TransportStats>,
+}
+
+impl Transport {
+    pub fn new(
+        id: u64,
+        advertise: String,
+        log: HybridLog,
+        book: AddressBook,
+        inbox: SyncSender<Input>,
+        runtime: tokio::runtime::Handle,
+    ) -> Arc<Transport> {
+        let cluster = super::bootstrap::read_u64(&log, CLUSTER_KEY);
+        Arc::new(Transport {
+            id,
+            advertise,
+            cluster: AtomicU64::new(cluster),
+            log,
+            book,
+            inbox,
+            lanes: Mutex::new(HashMap::new()),
+            runtime,
+            stats: Arc::default(),
+        })
+    }
+
+    /// Queues messages for their peers without blocking. Returns the peers that could not
+    /// take a message, for `RawNode::report_unreachable`.
+    pub fn send(&self, msgs: Vec<Message>) -> Vec<u64> {
+        let mut unreachable = Vec::new();
+        let mut lanes = self.lanes.lock();
+        for m in msgs {
+            let to = m.to;
+            let Some(peer) = self.lanes_for(&mut lanes, to) else {
+                self.stats.dropped.fetch_add(1, Relaxed);
+                unreachable.push(to);
+                continue;
+            };
+            let lane = match m.msg_type() {
+                MessageType::MsgAppend | MessageType::MsgPropose | MessageType::MsgSnapshot => {
+                    &peer.bulk
+                }
+                _ => &peer.control,
+            };
+            match lane.try_send(m) {
+                Ok(()) => {}
+                Err(_) => {
+                    self.stats.dropped.fetch_add(1, Relaxed);
+                    unreachable.push(to);
+                }
+            }
+        }
+        unreachable.sort_unstable();
+        unreachable.dedup();
+        unreachable
+    }
+
+    /// The lanes to `to`, started on first use and restarted if its address changed.
+    fn lanes_for<'a>(&self, lanes: &'a mut HashMap<u64, Lanes>, to: u64) -> Option<&'a Lanes> {
+        let addr = self.book.get(to)?;
+        let stale = lanes.get(&to).is_some_and(|l| l.addr != addr);
+        if stale {
+            // Dropping the senders ends the old lane tasks.
+            lanes.remove(&to);
+        }
+        if let std::collections::hash_map::Entry::Vacant(slot) = lanes.entry(to) {
+            let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
+            let (bulk, bulk_rx) = mpsc::channel(BULK_QUEUE);
+            for (name, rx) in [("control", control_rx), ("bulk", bulk_rx)] {
+                let lane = Lane {
+                    name,
+                    to,
+                    addr: addr.clone(),
+                    hello: self.hello(),
+                    inbox: self.inbox.clone(),
+                    stats: self.stats.clone(),
+                };
+                self.runtime.spawn(lane.run(rx));
+            }
+            slot.insert(Lanes {
+                addr,
+                control,
+                bulk,
+            });
+        }
+        lanes.get(&to)
+    }
+
+    /// Stops talking to a removed member.
+    pub fn forget(&self, id: u64) {
+        self.lanes.lock().remove(&id);
+    }
+
+    fn hello(&self) -> Hello {
+        Hello {
+            from: self.id,
+            addr: self.advertise.clone(),
+            cluster: self.cluster.load(Relaxed),
+        }
+    }
+
+    /// Accepts peer connections until the process ends.
+    pub async fn serve(self: Arc<Self>, listener: TcpListener) {
+        loop {
+            match listener.accept().await {
+                Ok((stream, remote)) => {
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        if let Err(e) = me.receive(stream).await {
+                            tracing::debug!(%remote, error = %e, "peer connection closed");
+                        }
+                    });
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "accepting a peer connection failed");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+            }
+        }
+    }
+
+    async fn receive(&self, stream: TcpStream) -> std::io::Result<()> {
+        stream.set_nodelay(true)?;
+        let mut stream = BufReader::with_capacity(256 << 10, stream);
+        let hello: Hello = tokio::time::timeout(Duration::from_secs(5), read_frame(&mut stream))
+            .await
+            .map_err(|_| invalid("no hello within 5s"))??;
+        self.check_cluster(&hello)?;
+        // A joining node learns where to answer from whoever contacts it first.
+        if self.book.get(hello.from).is_none() && !hello.addr.is_empty() {
+            tracing::info!(peer = hello.from, addr = %hello.addr, "learned a peer address");
+            self.book.set(hello.from, &hello.addr);
+        }
+        loop {
+            let batch: Batch = read_frame(&mut stream).await?;
+            for m in batch.msgs {
+                if m.to != self.id {
+                    continue;
+                }
+                self.stats.received.fetch_add(1, Relaxed);
+                match self.inbox.try_send(Input::Peer(Box::new(m))) {
+                    Ok(()) => {}
+                    // Raft recovers from lost messages; a full inbox means we are behind.
+                    Err(TrySendError::Full(_)) => {
+                        self.stats.dropped.fetch_add(1, Relaxed);
+                    }
+                    Err(TrySendError::Disconnected(_)) => return Ok(()),
+                }
+            }
+        }
+    }
+
+    /// Nodes bootstrapped from different member lists have different first entries; letting
+    /// them exchange messages would corrupt both logs, so they refuse each other loudly.
+    fn check_cluster(&self, hello: &Hello) -> std::io::Result<()> {
+        let ours = self.cluster.load(Relaxed);
+        if hello.cluster == 0 || hello.cluster == ours {
+            return Ok(());
+        }
+        if ours == 0 {
+            // A joining node adopts the cluster of the first member that contacts it.
+            let mut batch = LogBatch::new();
+            batch.put_meta(CLUSTER_KEY, hello.cluster.to_be_bytes().to_vec());
+            self.log
+                .commit(batch, true)
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+            self.cluster.store(hello.cluster, Relaxed);
+            return Ok(());
+        }
+        tracing::error!(
+            peer = hello.from,
+            addr = %hello.addr,
+            "refusing a peer from another cluster (its member list at bootstrap differs from ours); \
+             check that every node was started with the same --peer list"
+        );
+        Err(invalid("peer belongs to another cluster"))
+    }
+}
+
+struct Lane {
+    name: &'static str,
+    to: u64,
+    addr: String,
+    hello: Hello,
+    inbox: SyncSender<Input>,
+    stats: Arc<TransportStats>,
+}
+
+impl Lane {
+    /// Connects lazily, sends batches, reconnects with backoff. Ends when the transport drops
+    /// the queue's sender (peer removed or moved).
+    async fn run(self, mut rx: mpsc::Receiver<Message>) {
+        let mut backoff = Duration::from_millis(20);
+        while let Some(first) = rx.recv().await {
+            let stream = match self.connect().await {
+                Ok(s) => {
+                    self.stats.connects.fetch_add(1, Relaxed);
+                    backoff = Duration::from_millis(20);
+                    s
+                }
+                Err(e) => {
+                    self.stats.connect_failures.fetch_add(1, Relaxed);
+                    tracing::debug!(peer = self.to, lane = self.name, addr = %self.addr, error = %e, "cannot connect to peer");
+                    // What queued up while the peer was away is stale by now; Raft resends
+                    // from its own state once the peer answers again.
+                    while rx.try_recv().is_ok() {}
+                    let _ = self.inbox.try_send(Input::Unreachable(self.to));
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(MAX_BACKOFF);
+                    continue;
+                }
+            };
+            if let Err(e) = self.pump(stream, first, &mut rx).await {
+                tracing::debug!(peer = self.to, lane = self.name, error = %e, "peer connection lost");
+                let _ = self.inbox.try_send(Input::Unreachable(self.to));
+            }
+        }
+    }
+
+    async fn connect(&self) -> std::io::Result<BufWriter<TcpStream>> {
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
+            .await
+            .map_err(|_| invalid("connect timed out"))??;
+        stream.set_nodelay(true)?;
+        let mut w = BufWriter::with_capacity(256 << 10, stream);
+        write_frame(&mut w, &self.hello).await?;
+        w.flush().await?;
+        Ok(w)
+    }
+
+    async fn pump(
+        &self,
+        mut w: BufWriter<TcpStream>,
+        first: Message,
+        rx: &mut mpsc::Receiver<Message>,
+    ) -> std::io::Result<()> {
+        let mut next = Some(first);
+        while let Some(m) = next.take() {
+            let mut bytes = m.encoded_len();
+            let mut batch = Batch { msgs: vec![m] };
+            while bytes < BATCH_BYTES {
+                match rx.try_recv() {
+                    Ok(m) => {
+                        bytes += m.encoded_len();
+                        batch.msgs.push(m);
+                    }
+                    Err(_) => break,
+                }
+            }
+            write_frame(&mut w, &batch).await?;
+            w.flush().await?;
+            self.stats.sent.fetch_add(batch.msgs.len() as u64, Relaxed);
+            next = rx.recv().await;
+        }
+        Ok(())
+    }
+}
+
+async fn write_frame<M: prost::Message>(
+    w: &mut BufWriter<TcpStream>,
+    m: &M,
+) -> std::io::Result<()> {
+    let len = m.encoded_len();
+    let mut buf = Vec::with_capacity(4 + len);
+    buf.extend_from_slice(&(len as u32).to_be_bytes());
+    m.encode(&mut buf).expect("Vec grows as needed");
+    w.write_all(&buf).await
+}
+
+async fn read_frame<M: prost::Message + Default>(
+    r: &mut BufReader<TcpStream>,
+) -> std::io::Result<M> {
+    let len = r.read_u32().await? as usize;
+    if len > MAX_FRAME {
+        return Err(invalid(format!("frame of {len} bytes exceeds {MAX_FRAME}")));
+    }
+    let mut buf = vec![0; len];
+    r.read_exact(&mut buf).await?;
+    M::decode(buf.as_slice()).map_err(|e| invalid(format!("undecodable frame: {e}")))
+}
+
+fn invalid(msg: impl Into<String>) -> std::io::Error {
+    std::io::Error::new(std::io::ErrorKind::InvalidData, msg.into())
+}

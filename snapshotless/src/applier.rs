@@ -1,0 +1,581 @@
+//! The applier: committed entries, strictly in index order, into the local influxd.
+//!
+//! Outcomes fall in three classes. 2xx: applied. 4xx: a deterministic rejection (parse error,
+//! field type conflict, database not found...): every replica rejects the same points, the
+//! outcome goes to the waiting client and the applier moves on. Anything else (5xx, refused
+//! connection, timeout) means influxd is unavailable: wait for it, then resume from the marker
+//! it holds, never skip an entry.
+//!
+//! A 4xx is only trusted once the marker shows influxd still holds everything it held before:
+//! a "database not found" from an influxd that was just wiped is not a verdict on the write,
+//! and handing it to a client would make an error answer for a write that the rebuild then
+//! applies.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::{Bytes, BytesMut};
+use raft::prelude::{Entry, EntryType};
+use tokio::sync::watch;
+
+use crate::command::{Command, Kind, Origin, Query, Write};
+use crate::influxd::{Influxd, Response};
+use crate::log::CommittedLog;
+use crate::marker::{self, Marker, MarkerError, Written};
+use crate::status::{ApplierStatus, Rebuild};
+
+/// The answer influxd gave for one entry, handed to the client that proposed it.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub status: u16,
+    pub body: Bytes,
+    pub content_type: Option<String>,
+}
+
+impl Outcome {
+    fn from_response(r: &Response) -> Outcome {
+        Outcome {
+            status: r.status.as_u16(),
+            body: r.body.clone(),
+            content_type: r
+                .content_type
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        }
+    }
+
+    pub fn error_text(&self) -> String {
+        crate::influxd::error_text(&self.body)
+    }
+
+    fn no_content() -> Outcome {
+        Outcome {
+            status: 204,
+            body: Bytes::new(),
+            content_type: None,
+        }
+    }
+}
+
+/// Receives the outcome of every entry this node proposed (the entry's context names it).
+pub trait OutcomeSink: Send + Sync + 'static {
+    fn applied(&self, origin: Origin, index: u64, outcome: Outcome);
+}
+
+#[derive(Debug, Clone)]
+pub struct ApplierConfig {
+    pub node_id: u64,
+    /// Upper bound of one coalesced influxd write while catching up.
+    pub batch_bytes: usize,
+    /// Write the marker at least this often while entries are being applied...
+    pub marker_interval: Duration,
+    /// ...or after this many entries, whichever comes first.
+    pub marker_entries: u64,
+    /// How often an idle applier checks that influxd is alive and still has its marker.
+    pub check_interval: Duration,
+}
+
+impl Default for ApplierConfig {
+    fn default() -> Self {
+        ApplierConfig {
+            node_id: 0,
+            batch_bytes: 8 << 20,
+            marker_interval: Duration::from_secs(1),
+            marker_entries: 10_000,
+            check_interval: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Why applying stopped and must start again from influxd's marker.
+#[derive(Debug)]
+enum Interrupt {
+    /// influxd did not answer or answered 5xx.
+    Unavailable(String),
+    /// influxd no longer holds what the marker said it held.
+    LostData(String),
+}
+
+pub struct Applier<L: CommittedLog> {
+    config: ApplierConfig,
+    log: L,
+    influxd: Influxd,
+    committed: watch::Receiver<u64>,
+    sink: Arc<dyn OutcomeSink>,
+    status: watch::Sender<ApplierStatus>,
+    /// Next index to apply is `pos + 1`.
+    pos: u64,
+    /// The marker influxd should hold right now.
+    marker: Marker,
+    marker_written_at: Instant,
+}
+
+impl<L: CommittedLog> Applier<L> {
+    pub fn new(
+        config: ApplierConfig,
+        log: L,
+        influxd: Influxd,
+        committed: watch::Receiver<u64>,
+        sink: Arc<dyn OutcomeSink>,
+    ) -> (Self, watch::Receiver<ApplierStatus>) {
+        let (status, status_rx) = watch::channel(ApplierStatus::default());
+        let applier = Applier {
+            config,
+            log,
+            influxd,
+            committed,
+            sink,
+            status,
+            pos: 0,
+            marker: Marker { index: 0, term: 0 },
+            marker_written_at: Instant::now(),
+        };
+        (applier, status_rx)
+    }
+
+    /// Runs until the process ends: resume from the marker, apply, and on any interruption
+    /// wait for influxd and resume from its marker again.
+    pub async fn run(mut self) {
+        let mut first = true;
+        loop {
+            self.resume(first).await;
+            first = false;
+            let interrupt = self.apply_loop().await;
+            self.status.send_modify(|s| s.resumes += 1);
+            match interrupt {
+                Interrupt::Unavailable(why) => {
+                    tracing::warn!(%why, applied = self.pos, "influxd unavailable; will resume from its marker");
+                    self.set_down(why);
+                }
+                Interrupt::LostData(why) => {
+                    tracing::warn!(%why, applied = self.pos, "influxd lost data; replaying the log from its marker");
+                }
+            }
+        }
+    }
+
+    fn set_down(&self, why: String) {
+        self.status.send_modify(|s| {
+            s.influxd_up = false;
+            s.influxd_error = Some(why);
+        });
+    }
+
+    fn set_up(&self, version: Option<String>) {
+        self.status.send_modify(|s| {
+            s.influxd_up = true;
+            s.influxd_error = None;
+            if version.is_some() {
+                s.influxd_version = version;
+            }
+        });
+    }
+
+    /// Waits for influxd, reads its marker and positions the applier after it.
+    async fn resume(&mut self, first: bool) {
+        let mut backoff = Backoff::new();
+        let marker = loop {
+            match self.influxd.ping().await {
+                Err(e) => {
+                    self.set_down(e.to_string());
+                    backoff.wait().await;
+                    continue;
+                }
+                Ok(version) => self.set_up(Some(version)),
+            }
+            match marker::read(&self.influxd).await {
+                Ok(m) => break m,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot read the applied marker from influxd");
+                    if let MarkerError::Unavailable(u) = &e {
+                        self.set_down(u.to_string());
+                    }
+                    backoff.wait().await;
+                }
+            }
+        };
+
+        // What this node knows it had applied to influxd: the persisted hint, or the marker
+        // it wrote itself before this interruption.
+        let written_before = self.log.load_applied().max(self.marker.index);
+        let start = match marker {
+            None => {
+                while let Err(e) = marker::create_database(&self.influxd).await {
+                    tracing::warn!(error = %e, "cannot create the marker database");
+                    backoff.wait().await;
+                }
+                Marker { index: 0, term: 0 }
+            }
+            Some(m) => self.check_marker_term(m).await,
+        };
+        if start.index < written_before {
+            let target = (*self.committed.borrow()).max(written_before);
+            tracing::warn!(
+                marker = start.index,
+                applied_before = written_before,
+                target,
+                "influxd holds less than this node applied to it (wiped, restored or replaced); rebuilding from the log"
+            );
+            self.status.send_modify(|s| {
+                s.rebuilding = Some(Rebuild {
+                    from: start.index,
+                    target,
+                })
+            });
+        } else if first {
+            tracing::info!(
+                marker = start.index,
+                "resuming from influxd's applied marker"
+            );
+        }
+        self.pos = start.index;
+        self.marker = start;
+        self.marker_written_at = Instant::now();
+        self.status.send_modify(|s| {
+            s.applied = start.index;
+            s.marker = start.index;
+        });
+    }
+
+    /// A marker whose term differs from our log's entry at that index was written from another
+    /// log (influxd reused across clusters): its index means nothing here, replay everything.
+    async fn check_marker_term(&mut self, m: Marker) -> Marker {
+        if m.index == 0 {
+            return m;
+        }
+        // The log may not reach the marker yet (a node with a fresh log and an old influxd).
+        while *self.committed.borrow() < m.index {
+            if self.committed.changed().await.is_err() {
+                return m;
+            }
+        }
+        match self.log.term(m.index) {
+            Ok(t) if t == m.term => m,
+            Ok(t) => {
+                tracing::error!(
+                    index = m.index,
+                    marker_term = m.term,
+                    log_term = t,
+                    "influxd's marker was written from a different log; replaying from index 1"
+                );
+                Marker { index: 0, term: 0 }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot read the log at the marker; replaying from index 1");
+                Marker { index: 0, term: 0 }
+            }
+        }
+    }
+
+    async fn apply_loop(&mut self) -> Interrupt {
+        let mut last_check = Instant::now();
+        loop {
+            let committed = *self.committed.borrow_and_update();
+            self.status.send_modify(|s| s.committed = committed);
+            if self.pos >= committed {
+                if let Err(i) = self.marker_if_due(true).await {
+                    return i;
+                }
+                let check_in = self
+                    .config
+                    .check_interval
+                    .saturating_sub(last_check.elapsed());
+                tokio::select! {
+                    changed = self.committed.changed() => {
+                        if changed.is_err() {
+                            // The raft loop is gone: the process is shutting down.
+                            std::future::pending::<()>().await;
+                        }
+                    }
+                    _ = tokio::time::sleep(check_in) => {
+                        last_check = Instant::now();
+                        if let Err(i) = self.check_influxd().await {
+                            return i;
+                        }
+                    }
+                }
+                continue;
+            }
+
+            let entries = match self.log.read(
+                self.pos + 1,
+                committed + 1,
+                self.config.batch_bytes as u64,
+            ) {
+                Ok(e) => e,
+                Err(e) => {
+                    // The log is on this node's own disk; if it cannot be read nothing can be
+                    // applied, and skipping is never an option.
+                    tracing::error!(error = %e, from = self.pos + 1, "cannot read committed entries");
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                    continue;
+                }
+            };
+            if let Err(i) = self.apply_entries(&entries).await {
+                return i;
+            }
+            if let Err(i) = self.marker_if_due(false).await {
+                return i;
+            }
+        }
+    }
+
+    async fn apply_entries(&mut self, entries: &[Entry]) -> Result<(), Interrupt> {
+        let mut i = 0;
+        while i < entries.len() {
+            let e = &entries[i];
+            let command = match decode(e) {
+                Decoded::Skip => {
+                    self.advance(e, 0);
+                    i += 1;
+                    continue;
+                }
+                Decoded::Command(c) => c,
+            };
+            match command.kind {
+                Some(Kind::Write(w)) => {
+                    // Gather the following writes to the same db/rp into one influxd request.
+                    let mut group = vec![(e, w)];
+                    let mut bytes = group[0].1.lines.len();
+                    let mut j = i + 1;
+                    while j < entries.len() && bytes < self.config.batch_bytes {
+                        let Decoded::Command(Command {
+                            kind: Some(Kind::Write(next)),
+                        }) = decode(&entries[j])
+                        else {
+                            break;
+                        };
+                        if next.db != group[0].1.db
+                            || next.rp != group[0].1.rp
+                            || bytes + next.lines.len() > self.config.batch_bytes
+                        {
+                            break;
+                        }
+                        bytes += next.lines.len();
+                        group.push((&entries[j], next));
+                        j += 1;
+                    }
+                    self.apply_writes(&group).await?;
+                    i = j;
+                }
+                Some(Kind::Query(q)) => {
+                    self.apply_query(e, &q).await?;
+                    i += 1;
+                }
+                None => {
+                    tracing::error!(index = e.index, "entry with an empty command; skipping it");
+                    self.advance(e, 0);
+                    i += 1;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply_writes(&mut self, group: &[(&Entry, Write)]) -> Result<(), Interrupt> {
+        if group.len() > 1 {
+            let total: usize = group.iter().map(|(_, w)| w.lines.len() + 1).sum();
+            let mut body = BytesMut::with_capacity(total);
+            for (_, w) in group {
+                body.extend_from_slice(&w.lines);
+                if !w.lines.ends_with(b"\n") {
+                    body.extend_from_slice(b"\n");
+                }
+            }
+            let (db, rp) = (&group[0].1.db, &group[0].1.rp);
+            let r = self.send_write(db, rp, body.freeze()).await?;
+            if r.status.is_success() {
+                for (e, _) in group {
+                    self.report(e, Outcome::no_content());
+                    self.advance(e, 0);
+                }
+                return Ok(());
+            }
+            // A rejection of the coalesced request cannot be attributed to one entry: apply
+            // them one by one for exact per-entry outcomes. Rewriting points the combined
+            // request already stored is harmless (same points, same timestamps).
+        }
+        for (e, w) in group {
+            let r = self.send_write(&w.db, &w.rp, w.lines.clone()).await?;
+            if r.status.is_success() {
+                self.report(e, Outcome::no_content());
+                self.advance(e, 0);
+            } else {
+                self.verify_marker().await?;
+                tracing::debug!(index = e.index, status = %r.status, error = %r.error_text(), "influxd rejected a write");
+                self.report(e, Outcome::from_response(&r));
+                self.advance(e, 1);
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a write; a 4xx comes back as a response, anything else interrupts.
+    async fn send_write(&self, db: &str, rp: &str, lines: Bytes) -> Result<Response, Interrupt> {
+        self.status.send_modify(|s| s.requests += 1);
+        let r = self
+            .influxd
+            .write(db, rp, lines)
+            .await
+            .map_err(|e| Interrupt::Unavailable(e.to_string()))?;
+        classify(r)
+    }
+
+    async fn apply_query(&mut self, e: &Entry, q: &Query) -> Result<(), Interrupt> {
+        self.status.send_modify(|s| s.requests += 1);
+        let r = self
+            .influxd
+            .query(&q.q, &q.db, &q.rp, &q.params)
+            .await
+            .map_err(|e| Interrupt::Unavailable(e.to_string()))?;
+        let r = classify(r)?;
+        // The marker goes right after every state change, before its outcome is handed out:
+        // a replay then never starts before a schema change that later entries depend on,
+        // and writing it proves influxd was not wiped under the statement.
+        self.advance(e, u64::from(!r.status.is_success()));
+        self.write_marker().await?;
+        self.report(e, Outcome::from_response(&r));
+        Ok(())
+    }
+
+    fn report(&self, e: &Entry, outcome: Outcome) {
+        if let Some(origin) = Origin::from_context(&e.context) {
+            if origin.node == self.config.node_id {
+                self.sink.applied(origin, e.index, outcome);
+            }
+        }
+    }
+
+    fn advance(&mut self, e: &Entry, rejected: u64) {
+        self.pos = e.index;
+        let pos = self.pos;
+        self.status.send_modify(|s| {
+            s.applied = pos;
+            s.entries_applied += 1;
+            s.rejected += rejected;
+            if s.rebuilding.is_some_and(|r| pos >= r.target) {
+                tracing::info!(applied = pos, "rebuild complete");
+                s.rebuilding = None;
+            }
+        });
+    }
+
+    async fn marker_if_due(&mut self, idle: bool) -> Result<(), Interrupt> {
+        if self.pos <= self.marker.index {
+            return Ok(());
+        }
+        let due = self.pos - self.marker.index >= self.config.marker_entries
+            || self.marker_written_at.elapsed() >= self.config.marker_interval
+            || idle;
+        if due {
+            self.write_marker().await?;
+        }
+        Ok(())
+    }
+
+    async fn write_marker(&mut self) -> Result<(), Interrupt> {
+        let term = self.log.term(self.pos).map_err(|e| {
+            Interrupt::Unavailable(format!("reading the log term at {}: {e}", self.pos))
+        })?;
+        let m = Marker {
+            index: self.pos,
+            term,
+        };
+        match marker::write(&self.influxd, m).await {
+            Ok(Written::Ok) => {}
+            Ok(Written::DatabaseMissing) => {
+                return Err(Interrupt::LostData(
+                    "the marker database disappeared".into(),
+                ))
+            }
+            Err(MarkerError::Unavailable(u)) => return Err(Interrupt::Unavailable(u.to_string())),
+            Err(e) => return Err(Interrupt::Unavailable(e.to_string())),
+        }
+        self.marker = m;
+        self.marker_written_at = Instant::now();
+        self.log.save_applied(m.index);
+        self.status.send_modify(|s| s.marker = m.index);
+        Ok(())
+    }
+
+    /// influxd still holds the marker we last wrote: it has not lost data under us.
+    async fn verify_marker(&self) -> Result<(), Interrupt> {
+        match marker::read(&self.influxd).await {
+            Ok(Some(m)) if m.index >= self.marker.index => Ok(()),
+            Ok(found) => Err(Interrupt::LostData(format!(
+                "influxd's marker is {} but {} was written",
+                found.map_or("missing".to_owned(), |m| m.index.to_string()),
+                self.marker.index
+            ))),
+            Err(MarkerError::Unavailable(u)) => Err(Interrupt::Unavailable(u.to_string())),
+            Err(e) => Err(Interrupt::Unavailable(e.to_string())),
+        }
+    }
+
+    /// The idle check: influxd answers and still holds its marker.
+    async fn check_influxd(&self) -> Result<(), Interrupt> {
+        self.influxd
+            .ping()
+            .await
+            .map_err(|e| Interrupt::Unavailable(e.to_string()))?;
+        self.verify_marker().await
+    }
+}
+
+/// 2xx and 4xx are answers about the request; 401/403 are about our credentials and 5xx
+/// about influxd, so those interrupt and are retried.
+fn classify(r: Response) -> Result<Response, Interrupt> {
+    match r.status.as_u16() {
+        200..=299 => Ok(r),
+        401 | 403 => Err(Interrupt::Unavailable(format!(
+            "influxd refused the gateway's credentials ({}): {}",
+            r.status,
+            r.error_text()
+        ))),
+        400..=499 => Ok(r),
+        _ => Err(Interrupt::Unavailable(format!(
+            "influxd answered {}: {}",
+            r.status,
+            r.error_text()
+        ))),
+    }
+}
+
+enum Decoded {
+    /// Leader no-ops and membership changes: nothing for influxd.
+    Skip,
+    Command(Command),
+}
+
+fn decode(e: &Entry) -> Decoded {
+    if e.entry_type() != EntryType::EntryNormal || e.data.is_empty() {
+        return Decoded::Skip;
+    }
+    match Command::decode(&e.data) {
+        Ok(c) => Decoded::Command(c),
+        Err(err) => {
+            // Only this program writes entries, so this is a bug or a newer version's entry;
+            // it is the same on every replica, so skipping keeps them identical.
+            tracing::error!(index = e.index, error = %err, "undecodable entry; skipping it");
+            Decoded::Skip
+        }
+    }
+}
+
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    fn new() -> Self {
+        Backoff {
+            next: Duration::from_millis(50),
+        }
+    }
+
+    async fn wait(&mut self) {
+        tokio::time::sleep(self.next).await;
+        self.next = (self.next * 2).min(Duration::from_secs(2));
+    }
+}

@@ -1,0 +1,211 @@
+//! HTTP client for the local influxd: the only way the applier touches the state machine.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
+use hyper::{Method, Request, StatusCode};
+use hyper_util::client::legacy::{connect::HttpConnector, Client};
+use hyper_util::rt::TokioExecutor;
+
+/// influxd's answer to one request.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: StatusCode,
+    pub body: Bytes,
+    pub content_type: Option<HeaderValue>,
+}
+
+impl Response {
+    pub fn error_text(&self) -> String {
+        error_text(&self.body)
+    }
+}
+
+/// The `error` of an influx-style error body, or the body itself.
+pub fn error_text(body: &[u8]) -> String {
+    serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("error").and_then(|e| e.as_str()).map(str::to_owned))
+        .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned())
+}
+
+/// No HTTP answer: refused, reset, timed out. influxd is unavailable; never a verdict on the
+/// request itself.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("influxd at {url} unavailable: {reason}")]
+pub struct Unavailable {
+    pub url: String,
+    pub reason: String,
+}
+
+#[derive(Clone)]
+pub struct Influxd {
+    client: Client<HttpConnector, Full<Bytes>>,
+    base: String,
+    timeout: Duration,
+    /// Basic credentials for an influxd with authentication enabled (an admin user).
+    auth: Option<HeaderValue>,
+}
+
+impl Influxd {
+    /// `base` like `http://127.0.0.1:18086`.
+    pub fn new(base: &str, timeout: Duration, credentials: Option<(&str, &str)>) -> Influxd {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(Duration::from_secs(2)));
+        let client = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(connector);
+        let auth = credentials.map(|(u, p)| basic_auth(u, p));
+        Influxd {
+            client,
+            base: base.trim_end_matches('/').to_owned(),
+            timeout,
+            auth,
+        }
+    }
+
+    pub fn url(&self) -> &str {
+        &self.base
+    }
+
+    fn unavailable(&self, reason: impl ToString) -> Unavailable {
+        Unavailable {
+            url: self.base.clone(),
+            reason: reason.to_string(),
+        }
+    }
+
+    async fn send(&self, req: Request<Full<Bytes>>) -> Result<Response, Unavailable> {
+        let call = async {
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| self.unavailable(error_chain(&e)))?;
+            let status = resp.status();
+            let content_type = resp.headers().get(CONTENT_TYPE).cloned();
+            let body = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| self.unavailable(format!("reading the response: {e}")))?
+                .to_bytes();
+            Ok(Response {
+                status,
+                body,
+                content_type,
+            })
+        };
+        tokio::time::timeout(self.timeout, call)
+            .await
+            .map_err(|_| self.unavailable(format!("no answer within {:?}", self.timeout)))?
+    }
+
+    fn request(&self, method: Method, path_and_query: &str) -> hyper::http::request::Builder {
+        let mut b = Request::builder()
+            .method(method)
+            .uri(format!("{}{}", self.base, path_and_query));
+        if let Some(auth) = &self.auth {
+            b = b.header(AUTHORIZATION, auth.clone());
+        }
+        b
+    }
+
+    /// POST /write with nanosecond line protocol.
+    pub async fn write(&self, db: &str, rp: &str, lines: Bytes) -> Result<Response, Unavailable> {
+        let query = {
+            let mut q = form_urlencoded::Serializer::new(String::new());
+            q.append_pair("db", db);
+            if !rp.is_empty() {
+                q.append_pair("rp", rp);
+            }
+            q.append_pair("precision", "ns");
+            q.finish()
+        };
+        let req = self
+            .request(Method::POST, &format!("/write?{query}"))
+            .header(CONTENT_TYPE, "text/plain; charset=utf-8")
+            .body(Full::new(lines))
+            .expect("valid request");
+        self.send(req).await
+    }
+
+    /// POST /query with the statement in a form body, as the influx CLI sends it.
+    pub async fn query(
+        &self,
+        q: &str,
+        db: &str,
+        rp: &str,
+        params: &str,
+    ) -> Result<Response, Unavailable> {
+        let form = {
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            form.append_pair("q", q);
+            if !db.is_empty() {
+                form.append_pair("db", db);
+            }
+            if !rp.is_empty() {
+                form.append_pair("rp", rp);
+            }
+            if !params.is_empty() {
+                form.append_pair("params", params);
+            }
+            form.finish()
+        };
+        let req = self
+            .request(Method::POST, "/query")
+            .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Full::new(Bytes::from(form)))
+            .expect("valid request");
+        self.send(req).await
+    }
+
+    /// GET /ping: influxd's version if it answers.
+    pub async fn ping(&self) -> Result<String, Unavailable> {
+        let req = self
+            .request(Method::GET, "/ping")
+            .body(Full::new(Bytes::new()))
+            .expect("valid request");
+        let call = async {
+            let resp = self
+                .client
+                .request(req)
+                .await
+                .map_err(|e| self.unavailable(error_chain(&e)))?;
+            if !resp.status().is_success() {
+                return Err(self.unavailable(format!("/ping answered {}", resp.status())));
+            }
+            Ok(resp
+                .headers()
+                .get("X-Influxdb-Version")
+                .and_then(|v| v.to_str().ok())
+                .unwrap_or("unknown")
+                .to_owned())
+        };
+        tokio::time::timeout(self.timeout.min(Duration::from_secs(5)), call)
+            .await
+            .map_err(|_| self.unavailable("no answer to /ping"))?
+    }
+}
+
+fn basic_auth(user: &str, password: &str) -> HeaderValue {
+    use base64::Engine as _;
+    let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+    HeaderValue::from_str(&format!("Basic {token}")).expect("base64 is a valid header value")
+}
+
+/// hyper's errors say little at the top level ("client error (Connect)"); the cause chain
+/// says what happened ("Connection refused").
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut source = e.source();
+    while let Some(cause) = source {
+        s.push_str(": ");
+        s.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    s
+}

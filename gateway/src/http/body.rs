@@ -3,8 +3,8 @@
 use std::collections::HashMap;
 use std::io::Read;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Limited};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::{CONTENT_ENCODING, CONTENT_LENGTH};
 use hyper::{HeaderMap, StatusCode};
@@ -14,30 +14,38 @@ use super::response::ApiError;
 /// influxd's own message for an oversized body.
 pub const TOO_LARGE: &str = "http: request body too large";
 
+/// Past the limit, how much more of a body is read and thrown away before answering 413: a
+/// client still sending when we answer would see a broken pipe instead of the answer.
+const DRAIN_LIMIT: usize = 64 << 20;
+
 /// Reads the whole body, refusing more than `max` bytes before and after gzip decompression:
 /// a small gzip body may inflate to gigabytes, and must be stopped at the limit, not after.
-pub async fn read(headers: &HeaderMap, body: Incoming, max: usize) -> Result<Bytes, ApiError> {
+pub async fn read(headers: &HeaderMap, mut body: Incoming, max: usize) -> Result<Bytes, ApiError> {
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > max as u64) {
+        .and_then(|v| v.parse::<usize>().ok());
+    let mut raw = BytesMut::with_capacity(declared.unwrap_or(0).min(max));
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| {
+            ApiError::new(StatusCode::BAD_REQUEST, format!("reading the request body: {e}"))
+        })?;
+        let Ok(data) = frame.into_data() else {
+            continue; // trailers
+        };
+        seen += data.len();
+        if seen > max + DRAIN_LIMIT {
+            break;
+        }
+        if seen <= max {
+            raw.extend_from_slice(&data);
+        }
+    }
+    if seen > max {
         return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE));
     }
-    let raw = Limited::new(body, max)
-        .collect()
-        .await
-        .map_err(|e| {
-            if e.is::<http_body_util::LengthLimitError>() {
-                ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE)
-            } else {
-                ApiError::new(
-                    StatusCode::BAD_REQUEST,
-                    format!("reading the request body: {e}"),
-                )
-            }
-        })?
-        .to_bytes();
+    let raw = raw.freeze();
 
     let gzip = headers
         .get(CONTENT_ENCODING)

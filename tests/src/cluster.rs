@@ -1,0 +1,349 @@
+//! A real cluster: N influxd processes and N gateway processes, node i on 127.0.S.i where S is
+//! a slot this test holds (so tests run in parallel without port clashes, and every gateway
+//! listens on :8086 as in production).
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use crate::http::Http;
+use crate::influxd::Influxd;
+use crate::wait::wait_until;
+
+pub const API_PORT: u16 = 8086;
+pub const PEER_PORT: u16 = 8089;
+pub const INFLUXD_PORT: u16 = 18086;
+
+/// The gateway binary of this workspace, built once per test process (a no-op when up to date)
+/// so a test never runs a stale binary.
+pub fn gateway_binary() -> PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let status = Command::new(cargo)
+            .args(["build", "-q", "-p", "gateway", "--bin", "gateway"])
+            .current_dir(workspace)
+            .status()
+            .expect("run cargo build for the gateway binary");
+        assert!(status.success(), "building the gateway binary failed");
+        let target = std::env::var("CARGO_TARGET_DIR")
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| workspace.join("target"));
+        let bin = target.join("debug").join("gateway");
+        assert!(bin.exists(), "no gateway binary at {}", bin.display());
+        bin
+    })
+    .clone()
+}
+
+/// Exclusive use of the loopback range 127.0.S.0/24 for this process, by file lock.
+pub struct Slot {
+    pub n: u8,
+    _lock: fs::File,
+}
+
+impl Slot {
+    pub fn acquire() -> Slot {
+        let dir = std::env::temp_dir().join("influx-gateway-test-slots");
+        fs::create_dir_all(&dir).unwrap();
+        for n in 10..=250u8 {
+            let f = fs::OpenOptions::new()
+                .create(true)
+                .truncate(false)
+                .write(true)
+                .open(dir.join(format!("{n}.lock")))
+                .unwrap();
+            if f.try_lock().is_ok() {
+                return Slot { n, _lock: f };
+            }
+        }
+        panic!("no free test slot in 127.0.10-250.x");
+    }
+
+    pub fn ip(&self, node: u64) -> String {
+        format!("127.0.{}.{node}", self.n)
+    }
+}
+
+pub struct Gateway {
+    pub id: u64,
+    args: Vec<String>,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+impl Gateway {
+    fn spawn(&mut self) {
+        let log = fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.log)
+            .unwrap();
+        let child = Command::new(gateway_binary())
+            .args(&self.args)
+            .env("RUST_LOG", "info,raft=warn")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("start the gateway");
+        self.child = Some(child);
+    }
+
+    /// SIGKILL: the node gets no chance to do anything.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn start(&mut self) {
+        assert!(self.child.is_none(), "gateway {} already running", self.id);
+        self.spawn();
+    }
+
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+    }
+
+    pub fn log(&self) -> String {
+        fs::read_to_string(&self.log).unwrap_or_default()
+    }
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+pub struct Node {
+    pub id: u64,
+    pub ip: String,
+    pub influxd: Influxd,
+    pub gateway: Gateway,
+}
+
+impl Node {
+    /// The gateway's API.
+    pub fn api(&self) -> Http {
+        Http::new(&format!("{}:{API_PORT}", self.ip))
+    }
+
+    /// The node's influxd, directly.
+    pub fn influx(&self) -> Http {
+        self.influxd.http()
+    }
+}
+
+pub struct Cluster {
+    pub slot: Slot,
+    pub dir: tempfile::TempDir,
+    pub nodes: Vec<Node>,
+}
+
+impl Cluster {
+    /// Starts `n` influxd and `n` gateways forming one cluster, and waits for a leader.
+    pub fn start(n: u64) -> Cluster {
+        let slot = Slot::acquire();
+        let dir = tempfile::Builder::new()
+            .prefix("gateway-cluster-")
+            .tempdir()
+            .unwrap();
+        let peers: Vec<String> = (1..=n)
+            .map(|i| format!("{i}={}:{PEER_PORT}", slot.ip(i)))
+            .collect();
+        let mut nodes = Vec::new();
+        for id in 1..=n {
+            let ip = slot.ip(id);
+            let influxd = Influxd::start(
+                &format!("{ip}:{INFLUXD_PORT}"),
+                &dir.path().join(format!("node{id}/influxd")),
+            );
+            let gateway = Self::gateway(&slot, dir.path(), id, &peers, false);
+            nodes.push(Node {
+                id,
+                ip,
+                influxd,
+                gateway,
+            });
+        }
+        for node in &mut nodes {
+            node.gateway.spawn();
+        }
+        let c = Cluster { slot, dir, nodes };
+        c.wait_for_leader(Duration::from_secs(30));
+        c
+    }
+
+    fn gateway(slot: &Slot, dir: &Path, id: u64, peers: &[String], join: bool) -> Gateway {
+        let ip = slot.ip(id);
+        let node_dir = dir.join(format!("node{id}"));
+        fs::create_dir_all(&node_dir).unwrap();
+        let mut args = vec![
+            "--id".to_string(),
+            id.to_string(),
+            "--listen".into(),
+            format!("{ip}:{API_PORT}"),
+            "--peer-listen".into(),
+            format!("{ip}:{PEER_PORT}"),
+            "--data-dir".into(),
+            node_dir.join("gateway").display().to_string(),
+            "--influxd-url".into(),
+            format!("http://{ip}:{INFLUXD_PORT}"),
+            "--write-timeout".into(),
+            "10s".into(),
+        ];
+        if join {
+            args.push("--join".into());
+            args.push("--peer".into());
+            args.push(format!("{id}={ip}:{PEER_PORT}"));
+        } else {
+            for p in peers {
+                args.push("--peer".into());
+                args.push(p.clone());
+            }
+        }
+        Gateway {
+            id,
+            args,
+            log: node_dir.join("gateway.log"),
+            child: None,
+        }
+    }
+
+    /// Starts a new node that joins through `gateway members add` semantics (the caller
+    /// adds it with the admin API).
+    pub fn start_joining_node(&mut self, id: u64) -> &mut Node {
+        let ip = self.slot.ip(id);
+        let influxd = Influxd::start(
+            &format!("{ip}:{INFLUXD_PORT}"),
+            &self.dir.path().join(format!("node{id}/influxd")),
+        );
+        let mut gateway = Self::gateway(&self.slot, self.dir.path(), id, &[], true);
+        gateway.spawn();
+        self.nodes.push(Node {
+            id,
+            ip,
+            influxd,
+            gateway,
+        });
+        self.nodes.last_mut().unwrap()
+    }
+
+    pub fn node(&self, id: u64) -> &Node {
+        self.nodes.iter().find(|n| n.id == id).expect("no such node")
+    }
+
+    pub fn node_mut(&mut self, id: u64) -> &mut Node {
+        self.nodes
+            .iter_mut()
+            .find(|n| n.id == id)
+            .expect("no such node")
+    }
+
+    pub fn peer_addr(&self, id: u64) -> String {
+        format!("{}:{PEER_PORT}", self.slot.ip(id))
+    }
+
+    /// The node's /health JSON (any status code), if it answers.
+    pub fn health(&self, id: u64) -> Option<serde_json::Value> {
+        self.node(id)
+            .api()
+            .get("/health")
+            .ok()
+            .and_then(|r| serde_json::from_str(&r.body).ok())
+    }
+
+    /// The leader as some running node reports it.
+    pub fn leader(&self) -> Option<u64> {
+        self.nodes
+            .iter()
+            .filter_map(|n| self.health(n.id))
+            .find_map(|h| h["leader"].as_u64())
+    }
+
+    pub fn wait_for_leader(&self, timeout: Duration) -> u64 {
+        wait_until("a Raft leader", timeout, || self.leader().ok_or("none"))
+    }
+
+    /// Waits until every listed node reports itself ready (leader known, influxd up, no
+    /// rebuild in progress).
+    pub fn wait_ready(&self, ids: &[u64], timeout: Duration) {
+        for &id in ids {
+            wait_until(&format!("node {id} ready"), timeout, || {
+                match self.node(id).api().get("/health") {
+                    Ok(r) if r.status == 200 => Ok(()),
+                    Ok(r) => Err(r.body),
+                    Err(e) => Err(e),
+                }
+            });
+        }
+    }
+
+    /// Creates a database through node `via` (replicated through the log).
+    pub fn create_database(&self, via: u64, db: &str) {
+        let r = self
+            .node(via)
+            .api()
+            .query("", &format!("CREATE DATABASE \"{db}\""))
+            .expect("CREATE DATABASE");
+        assert_eq!(r.status, 200, "CREATE DATABASE {db} via node {via}: {}", r.body);
+    }
+
+    /// Every row of `measurement` on each node's influxd, read directly.
+    pub fn rows_everywhere(&self, db: &str, measurement: &str) -> Vec<(u64, Vec<serde_json::Value>)> {
+        self.nodes
+            .iter()
+            .map(|n| (n.id, n.influx().rows(db, measurement)))
+            .collect()
+    }
+
+    /// Waits until every node's influxd holds exactly `expected` rows of `measurement`, and
+    /// they are the same rows everywhere.
+    pub fn wait_converged(&self, db: &str, measurement: &str, expected: usize, timeout: Duration) {
+        wait_until(
+            &format!("{expected} identical rows of {db}.{measurement} on every node"),
+            timeout,
+            || {
+                let all = self.rows_everywhere(db, measurement);
+                let first = &all[0].1;
+                let same = all.iter().all(|(_, rows)| rows == first);
+                if same && first.len() == expected {
+                    Ok(())
+                } else {
+                    Err(all
+                        .iter()
+                        .map(|(id, rows)| format!("node {id}: {} rows", rows.len()))
+                        .collect::<Vec<_>>()
+                        .join(", "))
+                }
+            },
+        )
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            for n in &self.nodes {
+                let log = n.gateway.log();
+                let tail: Vec<&str> = log.lines().rev().take(40).collect();
+                eprintln!(
+                    "---- gateway {} log (last {} lines) ----",
+                    n.id,
+                    tail.len()
+                );
+                for l in tail.iter().rev() {
+                    eprintln!("{l}");
+                }
+            }
+        }
+    }
+}

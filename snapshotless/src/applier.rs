@@ -49,6 +49,14 @@ impl Outcome {
         crate::influxd::error_text(&self.body)
     }
 
+    fn refused(message: &str) -> Outcome {
+        Outcome {
+            status: 403,
+            body: Bytes::from(serde_json::json!({ "error": message }).to_string()),
+            content_type: Some("application/json".into()),
+        }
+    }
+
     fn no_content() -> Outcome {
         Outcome {
             status: 204,
@@ -235,6 +243,7 @@ impl<L: CommittedLog> Applier<L> {
         self.status.send_modify(|s| {
             s.applied = start.index;
             s.marker = start.index;
+            s.resumed_from = start.index;
         });
     }
 
@@ -423,6 +432,18 @@ impl<L: CommittedLog> Applier<L> {
     }
 
     async fn apply_query(&mut self, e: &Entry, q: &Query) -> Result<(), Interrupt> {
+        if marker::is_reserved(&q.q, &q.db) {
+            // The gateway refuses these before they reach the log; should one get there
+            // anyway, dropping the marker database would make every replica rebuild from
+            // index 1 and meet the same statement again, forever. Refuse it, identically
+            // everywhere.
+            self.advance(e, 1);
+            self.report(e, Outcome::refused(&format!(
+                "statements on database {:?} are refused: it holds the gateway's own bookkeeping",
+                marker::DATABASE
+            )));
+            return Ok(());
+        }
         self.status.send_modify(|s| s.requests += 1);
         let r = self
             .influxd

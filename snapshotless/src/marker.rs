@@ -15,6 +15,13 @@ use crate::influxd::{Influxd, Response, Unavailable};
 pub const DATABASE: &str = "_gateway";
 const MEASUREMENT: &str = "applied";
 
+/// Whether a state-changing query could touch the marker database. Deliberately broad (any
+/// mention of the name): a false positive costs a user a 403, a miss could drop every
+/// replica's progress.
+pub fn is_reserved(q: &str, db: &str) -> bool {
+    db == DATABASE || q.contains(DATABASE)
+}
+
 /// Where the log and influxd agree the applier got to: the index and the term of its entry
 /// (the term tells a marker written from another log apart from one written from ours).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

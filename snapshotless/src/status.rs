@@ -20,6 +20,8 @@ pub struct ApplierStatus {
     pub rebuilding: Option<Rebuild>,
     /// Last marker written to influxd.
     pub marker: u64,
+    /// Where the applier last resumed: the marker it found in influxd (0: from the start).
+    pub resumed_from: u64,
     /// Entries applied since start, and influxd requests made (coalescing makes fewer).
     pub entries_applied: u64,
     pub requests: u64,

@@ -21,7 +21,7 @@ use tokio::time::timeout_at;
 use super::body::{self, params, reject_unknown};
 use super::response::{error, from_outcome, Body, Resp};
 use crate::gateway::Gateway;
-use crate::influxql::{classify, StatementKind};
+use crate::influxql::classify;
 
 /// influxd 1.x's /query parameters, and ours (`consistency`).
 const KNOWN: &[&str] = &[
@@ -71,14 +71,11 @@ pub async fn handle(gw: &Arc<Gateway>, req: Request<Incoming>) -> Resp {
     };
 
     if classified.writes() {
-        if let Some(s) = classified.statements.iter().find(|s| {
-            s.kind == StatementKind::Write && s.databases.iter().any(|d| d == RESERVED_DB)
-        }) {
+        if snapshotless::marker::is_reserved(&q, p.get("db").map_or("", String::as_str)) {
             return error(
                 StatusCode::FORBIDDEN,
                 format!(
-                    "{} on database {RESERVED_DB:?} is refused: it holds the gateway's own bookkeeping",
-                    s.name
+                    "statements on database {RESERVED_DB:?} are refused: it holds the gateway's own bookkeeping"
                 ),
             );
         }

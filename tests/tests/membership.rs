@@ -1,0 +1,82 @@
+//! Membership through Raft configuration changes: a fourth node joins and replays the whole
+//! log from index 1; a node is removed and the cluster keeps working.
+
+use std::time::Duration;
+
+use tests::{wait_until, Cluster};
+
+const CONVERGE: Duration = Duration::from_secs(60);
+
+#[test]
+fn a_fourth_node_joins_and_converges_then_a_node_is_removed() {
+    let mut c = Cluster::start(3);
+    c.create_database(1, "db");
+    for i in 0..100 {
+        let r = c
+            .node(i % 3 + 1)
+            .api()
+            .write("db=db", &format!("m v={i}i {i}"))
+            .unwrap();
+        assert_eq!(r.status, 204, "{}", r.body);
+    }
+
+    let peer4 = c.peer_addr(4);
+    c.start_joining_node(4);
+    let r = c
+        .node(2)
+        .api()
+        .send(
+            "POST",
+            "/admin/members",
+            &[("Content-Type", "application/json")],
+            serde_json::json!({"id": 4, "peer_addr": peer4}).to_string().as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+
+    // It replays the log from index 1 (the database and every point) and becomes a voter.
+    wait_until("node 4 to become a voter", CONVERGE, || {
+        let m = c.node(1).api().get("/admin/members").unwrap().json();
+        let voter = m["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|x| x["id"] == 4 && x["kind"] == "voter");
+        if voter {
+            Ok(())
+        } else {
+            Err(m)
+        }
+    });
+    c.wait_ready(&[4], CONVERGE);
+    c.wait_converged("db", "m", 100, CONVERGE);
+    let r = c.node(4).api().write("db=db", "m v=100i 100").unwrap();
+    assert_eq!(r.status, 204, "write through the new node: {}", r.body);
+    c.wait_converged("db", "m", 101, CONVERGE);
+
+    // Remove node 2 and stop it: the three others keep a quorum and keep working.
+    let r = c.node(1).api().send("DELETE", "/admin/members?id=2", &[], &[]).unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    c.node_mut(2).gateway.kill();
+    c.node_mut(2).influxd.kill();
+    c.nodes.retain(|n| n.id != 2);
+    c.wait_for_leader(CONVERGE);
+    for i in 0..10 {
+        let via = [1, 3, 4][i % 3];
+        let r = c
+            .node(via)
+            .api()
+            .write("db=db", &format!("m v={}i {}", 200 + i, 200 + i))
+            .unwrap();
+        assert_eq!(r.status, 204, "write via {via} after removing node 2: {}", r.body);
+    }
+    c.wait_converged("db", "m", 111, CONVERGE);
+    let m = c.node(3).api().get("/admin/members").unwrap().json();
+    let ids: Vec<u64> = m["members"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["id"].as_u64().unwrap())
+        .collect();
+    assert_eq!(ids, vec![1, 3, 4], "{m}");
+}

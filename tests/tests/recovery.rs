@@ -1,0 +1,189 @@
+//! Snapshotless recovery with real processes: a restarted gateway resumes from the marker in
+//! its influxd; an influxd that was down catches up; a wiped influxd is rebuilt from the log.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tests::{wait_until, Cluster};
+
+const CONVERGE: Duration = Duration::from_secs(60);
+
+fn status(c: &Cluster, id: u64) -> serde_json::Value {
+    c.node(id).api().get("/status").unwrap().json()
+}
+
+#[test]
+fn restarted_gateway_resumes_from_its_marker_without_replaying_the_log() {
+    let mut c = Cluster::start(3);
+    c.create_database(1, "db");
+    for i in 0..200 {
+        let r = c.node(2).api().write("db=db", &format!("m v={i}i {i}")).unwrap();
+        assert_eq!(r.status, 204, "{}", r.body);
+    }
+    c.wait_converged("db", "m", 200, CONVERGE);
+    // Idle, the applier records how far it got in influxd.
+    let marker = wait_until("node 2's marker to reach its applied index", CONVERGE, || {
+        let s = status(&c, 2);
+        let (marker, applied) = (s["applier"]["marker"].as_u64(), s["applier"]["applied"].as_u64());
+        match (marker, applied) {
+            (Some(m), Some(a)) if m == a && a > 200 => Ok(m),
+            _ => Err(s["applier"].clone()),
+        }
+    });
+
+    c.node_mut(2).gateway.kill();
+    c.node_mut(2).gateway.start();
+    c.wait_ready(&[2], CONVERGE);
+    let s = status(&c, 2);
+    assert_eq!(
+        s["applier"]["resumed_from"].as_u64(),
+        Some(marker),
+        "node 2 did not resume from its marker: {}",
+        s["applier"]
+    );
+    assert!(
+        s["applier"]["entries_applied"].as_u64().unwrap() < 20,
+        "node 2 re-applied the log after a restart: {}",
+        s["applier"]
+    );
+    c.wait_converged("db", "m", 200, CONVERGE);
+}
+
+#[test]
+fn influxd_killed_under_load_then_restarted_converges() {
+    let mut c = Cluster::start(3);
+    c.create_database(1, "db");
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let writer = {
+        let api = c.node(1).api();
+        let stop = stop.clone();
+        std::thread::spawn(move || {
+            let mut acked = 0u64;
+            let mut seq = 0u64;
+            while !stop.load(Ordering::Relaxed) {
+                seq += 1;
+                let r = api.write("db=db", &format!("load seq={seq}i {seq}")).unwrap();
+                assert_eq!(r.status, 204, "writes through a healthy node fail: {}", r.body);
+                acked = seq;
+            }
+            acked
+        })
+    };
+
+    wait_until("some load", CONVERGE, || {
+        let n = c.node(3).influx().rows("db", "load").len();
+        if n > 20 {
+            Ok(())
+        } else {
+            Err(n)
+        }
+    });
+    c.node_mut(3).influxd.kill();
+
+    // Node 3 stays a Raft member but refuses writes that would wait on its influxd, fast,
+    // unless the client only asks for a quorum commit.
+    let api3 = c.node(3).api();
+    wait_until("node 3 to report its influxd down", Duration::from_secs(10), || {
+        let start = Instant::now();
+        let r = api3.write("db=db", "direct v=1 1").unwrap();
+        if r.status == 503 && r.error().starts_with("local influxd unavailable") {
+            assert!(start.elapsed() < Duration::from_secs(1), "slow 503: {:?}", start.elapsed());
+            Ok(())
+        } else {
+            Err((r.status, r.body))
+        }
+    });
+    let r = api3.write("db=db&consistency=any", "anyway v=1 1").unwrap();
+    assert_eq!(r.status, 204, "consistency=any while influxd is down: {}", r.body);
+    assert_eq!(api3.get("/health").unwrap().status, 503);
+
+    c.node_mut(3).influxd.restart();
+    c.wait_ready(&[3], CONVERGE);
+    stop.store(true, Ordering::Relaxed);
+    let acked = writer.join().unwrap();
+    c.wait_converged("db", "load", acked as usize, CONVERGE);
+    c.wait_converged("db", "anyway", 1, CONVERGE);
+}
+
+/// Everything a replica holds, as its influxd reports it: databases, retention policies,
+/// users and every point.
+fn everything(c: &Cluster, id: u64) -> String {
+    let http = c.node(id).influx();
+    let mut out = String::new();
+    let show = |q: &str, db: &str| http.query_ok(db, q)["results"][0]["series"].to_string();
+    out += &show("SHOW DATABASES", "");
+    out += &show("SHOW USERS", "");
+    for db in ["db", "other"] {
+        out += &show("SHOW RETENTION POLICIES", db);
+        out += &http.query_ok(db, "SELECT * FROM /.*/ GROUP BY *")["results"][0].to_string();
+        out += &http
+            .query_ok(db, "SELECT * FROM \"short\"./.*/ GROUP BY *")["results"][0]
+            .to_string();
+    }
+    out
+}
+
+#[test]
+fn wiped_influxd_is_rebuilt_from_the_log() {
+    let mut c = Cluster::start(3);
+    let api = c.node(1).api();
+    for q in [
+        "CREATE DATABASE db",
+        "CREATE DATABASE other",
+        "CREATE RETENTION POLICY short ON db DURATION 1000w REPLICATION 1",
+        "CREATE USER reader WITH PASSWORD 'secret'",
+        "GRANT READ ON db TO reader",
+    ] {
+        let r = api.query("", q).unwrap();
+        assert_eq!(r.status, 200, "{q}: {}", r.body);
+    }
+    for i in 0..300 {
+        let via = c.node(i % 3 + 1).api();
+        let r = via
+            .write("db=db", &format!("cpu,host=h{} v={i}i,s=\"é {i}\" {i}", i % 7))
+            .unwrap();
+        assert_eq!(r.status, 204, "{}", r.body);
+    }
+    let r = api.write("db=db&rp=short", "mem v=1 1000").unwrap();
+    assert_eq!(r.status, 204, "{}", r.body);
+    let r = api.write("db=other", "disk v=2 2000").unwrap();
+    assert_eq!(r.status, 204, "{}", r.body);
+    c.wait_converged("db", "cpu", 300, CONVERGE);
+    let reference = everything(&c, 1);
+
+    // Wiped while its gateway runs: the gateway notices the missing marker and replays.
+    let n3 = c.node_mut(3);
+    n3.influxd.kill();
+    n3.influxd.wipe();
+    n3.influxd.start_again();
+    wait_until("node 3 rebuilt", CONVERGE, || {
+        let now = everything(&c, 3);
+        if now == reference {
+            Ok(())
+        } else {
+            Err(now.len())
+        }
+    });
+    c.wait_ready(&[3], CONVERGE);
+
+    // Wiped while its gateway is stopped too.
+    let n2 = c.node_mut(2);
+    n2.gateway.kill();
+    n2.influxd.kill();
+    n2.influxd.wipe();
+    n2.influxd.start_again();
+    n2.gateway.start();
+    wait_until("node 2 rebuilt", CONVERGE, || {
+        let now = everything(&c, 2);
+        if now == reference {
+            Ok(())
+        } else {
+            Err(now.len())
+        }
+    });
+    c.wait_ready(&[1, 2, 3], CONVERGE);
+    let s = status(&c, 2);
+    assert_eq!(s["applier"]["resumed_from"], 0, "{}", s["applier"]);
+}

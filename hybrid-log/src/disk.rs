@@ -66,19 +66,27 @@ impl DiskTier {
         db_opts.create_if_missing(fresh);
         db_opts.create_missing_column_families(fresh);
         db_opts.set_paranoid_checks(true);
-        // Every write is synced, so the WAL is the durable copy; a large memtable lets the
-        // append stream turn into few, large SST files.
-        db_opts.set_write_buffer_size(64 << 20);
         db_opts.set_max_background_jobs(2);
 
         let mut entries_opts = Options::default();
-        // Line protocol compresses several times over.
+        // Line protocol compresses several times over; LZ4 costs little on the flush path.
         entries_opts.set_compression_type(DBCompressionType::Lz4);
-        entries_opts.set_bottommost_compression_type(DBCompressionType::Zstd);
-        entries_opts.set_write_buffer_size(64 << 20);
+        // Keys are appended in order and never rewritten, so flushed files never overlap:
+        // compacting each one as soon as it lands lets RocksDB move it down a level without
+        // rewriting it. Batching several level-0 files would make it merge (decompress,
+        // recompress) data that only needed to move.
+        entries_opts.set_level_zero_file_num_compaction_trigger(1);
+        // Every write is synced to the WAL, and recent entries are read from the memory tier,
+        // so a large memtable buys nothing but memory.
+        entries_opts.set_write_buffer_size(16 << 20);
+        entries_opts.set_max_write_buffer_number(2);
+        let mut state_opts = Options::default();
+        // A few small keys overwritten on every Ready: flush often so old versions (and the
+        // WAL files they pin) do not pile up.
+        state_opts.set_write_buffer_size(1 << 20);
         let cfs = vec![
             ColumnFamilyDescriptor::new(CF_ENTRIES, entries_opts),
-            ColumnFamilyDescriptor::new(CF_STATE, Options::default()),
+            ColumnFamilyDescriptor::new(CF_STATE, state_opts),
         ];
 
         let db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(|e| LogError::Open {

@@ -74,11 +74,12 @@ impl LogBatch {
     }
 
     /// Appends entries; an entry whose index already exists replaces it and everything after.
-    pub fn append(&mut self, entries: &[Entry]) -> &mut Self {
+    /// Takes them by value: they move into the memory tier without a copy.
+    pub fn append(&mut self, entries: Vec<Entry>) -> &mut Self {
         if let Some(first) = entries.first() {
             // Entries appended earlier in this batch are replaced the same way.
             self.entries.retain(|e| e.index < first.index);
-            self.entries.extend_from_slice(entries);
+            self.entries.extend(entries);
         }
         self
     }
@@ -182,7 +183,7 @@ impl HybridLog {
 
         let mut state = self.inner.state.write();
         if !batch.entries.is_empty() {
-            state.memory.append(&batch.entries);
+            state.memory.append(batch.entries);
             state.last_index = new_last;
             self.inner.stats.set_disk_entries(new_last);
             self.inner

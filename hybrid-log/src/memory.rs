@@ -54,7 +54,7 @@ impl MemoryTier {
     /// Mirrors an append that is already durable on disk. `entries` must start at or before
     /// one past the current last index (the caller checked that); anything from their first
     /// index on is replaced, as on disk.
-    pub fn append(&mut self, entries: &[Entry]) {
+    pub fn append(&mut self, entries: Vec<Entry>) {
         let Some(first) = entries.first() else {
             return;
         };
@@ -62,11 +62,11 @@ impl MemoryTier {
         // Truncating also empties a window that starts above `first.index`, so the new
         // entries always start the window where the log continues: it stays a suffix.
         self.truncate_from(first.index);
-        for e in entries {
-            self.bytes += entry_cost(e);
-            self.entries.push_back(e.clone());
-        }
         self.next_index = entries.last().map_or(self.next_index, |e| e.index + 1);
+        for e in entries {
+            self.bytes += entry_cost(&e);
+            self.entries.push_back(e);
+        }
         self.evict();
     }
 
@@ -125,7 +125,7 @@ mod tests {
     fn evicts_oldest_to_stay_within_budget() {
         let cost = entry_cost(&entry(1, 1, 100));
         let mut m = MemoryTier::new(cost * 3, 0);
-        m.append(&(1..=5).map(|i| entry(i, 1, 100)).collect::<Vec<_>>());
+        m.append((1..=5).map(|i| entry(i, 1, 100)).collect());
         assert_eq!(m.first_index(), 3);
         assert_eq!(m.len(), 3);
         assert!(m.bytes() <= cost * 3);
@@ -134,11 +134,11 @@ mod tests {
     #[test]
     fn oversized_entry_leaves_window_empty_but_positioned() {
         let mut m = MemoryTier::new(1000, 0);
-        m.append(&[entry(1, 1, 10)]);
-        m.append(&[entry(2, 1, 5000)]);
+        m.append(vec![entry(1, 1, 10)]);
+        m.append(vec![entry(2, 1, 5000)]);
         assert!(m.is_empty());
         assert_eq!(m.first_index(), 3);
-        m.append(&[entry(3, 1, 10)]);
+        m.append(vec![entry(3, 1, 10)]);
         assert_eq!(m.first_index(), 3);
         assert_eq!(m.term(3), Some(1));
     }
@@ -146,8 +146,8 @@ mod tests {
     #[test]
     fn conflicting_append_truncates() {
         let mut m = MemoryTier::new(1 << 20, 0);
-        m.append(&(1..=5).map(|i| entry(i, 1, 1)).collect::<Vec<_>>());
-        m.append(&[entry(3, 2, 1)]);
+        m.append((1..=5).map(|i| entry(i, 1, 1)).collect());
+        m.append(vec![entry(3, 2, 1)]);
         assert_eq!(m.first_index(), 1);
         assert_eq!(m.term(3), Some(2));
         assert_eq!(m.term(4), None);
@@ -158,9 +158,9 @@ mod tests {
     fn conflicting_append_below_window_restarts_window() {
         let cost = entry_cost(&entry(1, 1, 1));
         let mut m = MemoryTier::new(cost * 2, 0);
-        m.append(&(1..=5).map(|i| entry(i, 1, 1)).collect::<Vec<_>>());
+        m.append((1..=5).map(|i| entry(i, 1, 1)).collect());
         assert_eq!(m.first_index(), 4);
-        m.append(&[entry(2, 3, 1)]);
+        m.append(vec![entry(2, 3, 1)]);
         assert_eq!(m.first_index(), 2);
         assert_eq!(m.len(), 1);
         assert_eq!(m.term(2), Some(3));

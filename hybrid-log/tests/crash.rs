@@ -49,7 +49,7 @@ fn crash_child_appender() {
         let n = rng.gen_range(1..=16);
         let entries: Vec<Entry> = (next..next + n).map(entry).collect();
         let mut batch = LogBatch::new();
-        batch.append(&entries);
+        batch.append(entries);
         log.commit(batch, true).expect("append");
         next += n;
         writeln!(out, "appended {}", next - 1).unwrap();

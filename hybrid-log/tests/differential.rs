@@ -106,7 +106,7 @@ impl Pair {
                     .collect();
                 self.model.wl().append(&entries).unwrap();
                 let mut batch = LogBatch::new();
-                batch.append(&entries);
+                batch.append(entries);
                 self.hybrid().commit(batch, false).unwrap();
             }
             Op::HardState { term, vote, commit } => {

@@ -25,7 +25,7 @@ proptest! {
                 .map(|(i, &n)| Entry { index: start + i as u64, term: 1, data: vec![1; n], ..Default::default() })
                 .collect();
             let mut batch = LogBatch::new();
-            batch.append(&entries);
+            batch.append(entries);
             log.commit(batch, false).unwrap();
 
             let stats = log.stats();

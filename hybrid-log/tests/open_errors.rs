@@ -21,7 +21,7 @@ fn write_some(path: &std::path::Path) {
     let log = HybridLog::open(path, 1 << 20).unwrap();
     let mut batch = LogBatch::new();
     batch
-        .append(&[Entry {
+        .append(vec![Entry {
             index: 1,
             term: 1,
             data: b"x".to_vec(),

@@ -84,7 +84,7 @@ impl Node {
         record(rd.take_committed_entries(), &mut self.applied);
 
         let mut batch = LogBatch::new();
-        batch.append(rd.entries());
+        batch.append(rd.take_entries());
         if let Some(hs) = rd.hs() {
             batch.set_hard_state(hs.clone());
         }

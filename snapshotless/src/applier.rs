@@ -80,6 +80,8 @@ pub struct ApplierConfig {
     pub marker_interval: Duration,
     /// ...or after this many entries, whichever comes first.
     pub marker_entries: u64,
+    /// How long the log must be quiet before a caught-up applier writes its marker.
+    pub idle_marker_delay: Duration,
     /// How often an idle applier checks that influxd is alive and still has its marker.
     pub check_interval: Duration,
 }
@@ -91,6 +93,7 @@ impl Default for ApplierConfig {
             batch_bytes: 8 << 20,
             marker_interval: Duration::from_secs(1),
             marker_entries: 10_000,
+            idle_marker_delay: Duration::from_millis(200),
             check_interval: Duration::from_secs(2),
         }
     }
@@ -283,18 +286,24 @@ impl<L: CommittedLog> Applier<L> {
             let committed = *self.committed.borrow_and_update();
             self.status.send_modify(|s| s.committed = committed);
             if self.pos >= committed {
-                if let Err(i) = self.marker_if_due(true).await {
-                    return i;
-                }
                 let check_in = self
                     .config
                     .check_interval
                     .saturating_sub(last_check.elapsed());
+                // Caught up with a marker behind: write it once the log has been quiet for a
+                // moment, not after every entry, which would double influxd's requests under
+                // a steady trickle of writes.
+                let marker_behind = self.pos > self.marker.index;
                 tokio::select! {
                     changed = self.committed.changed() => {
                         if changed.is_err() {
                             // The raft loop is gone: the process is shutting down.
                             std::future::pending::<()>().await;
+                        }
+                    }
+                    _ = tokio::time::sleep(self.config.idle_marker_delay), if marker_behind => {
+                        if let Err(i) = self.write_marker().await {
+                            return i;
                         }
                     }
                     _ = tokio::time::sleep(check_in) => {
@@ -321,68 +330,54 @@ impl<L: CommittedLog> Applier<L> {
                     continue;
                 }
             };
-            if let Err(i) = self.apply_entries(&entries).await {
+            if let Err(i) = self.apply_entries(entries).await {
                 return i;
             }
-            if let Err(i) = self.marker_if_due(false).await {
+            if let Err(i) = self.marker_if_due().await {
                 return i;
             }
         }
     }
 
-    async fn apply_entries(&mut self, entries: &[Entry]) -> Result<(), Interrupt> {
-        let mut i = 0;
-        while i < entries.len() {
-            let e = &entries[i];
-            let command = match decode(e) {
-                Decoded::Skip => {
-                    self.advance(e, 0);
-                    i += 1;
-                    continue;
-                }
-                Decoded::Command(c) => c,
-            };
-            match command.kind {
-                Some(Kind::Write(w)) => {
+    async fn apply_entries(&mut self, entries: Vec<Entry>) -> Result<(), Interrupt> {
+        let mut items = entries.into_iter().map(Item::decode).peekable();
+        while let Some(Item { at, op }) = items.next() {
+            match op {
+                Op::Skip => self.advance(&at, 0),
+                Op::Query(q) => self.apply_query(&at, &q).await?,
+                Op::Write(w) => {
                     // Gather the following writes to the same db/rp into one influxd request.
-                    let mut group = vec![(e, w)];
-                    let mut bytes = group[0].1.lines.len();
-                    let mut j = i + 1;
-                    while j < entries.len() && bytes < self.config.batch_bytes {
-                        let Decoded::Command(Command {
-                            kind: Some(Kind::Write(next)),
-                        }) = decode(&entries[j])
-                        else {
-                            break;
-                        };
-                        if next.db != group[0].1.db
-                            || next.rp != group[0].1.rp
+                    let mut bytes = w.lines.len();
+                    let mut group = vec![(at, w)];
+                    while let Some(Item {
+                        op: Op::Write(next),
+                        ..
+                    }) = items.peek()
+                    {
+                        let first = &group[0].1;
+                        if next.db != first.db
+                            || next.rp != first.rp
                             || bytes + next.lines.len() > self.config.batch_bytes
                         {
                             break;
                         }
                         bytes += next.lines.len();
-                        group.push((&entries[j], next));
-                        j += 1;
+                        if let Some(Item {
+                            at,
+                            op: Op::Write(next),
+                        }) = items.next()
+                        {
+                            group.push((at, next));
+                        }
                     }
                     self.apply_writes(&group).await?;
-                    i = j;
-                }
-                Some(Kind::Query(q)) => {
-                    self.apply_query(e, &q).await?;
-                    i += 1;
-                }
-                None => {
-                    tracing::error!(index = e.index, "entry with an empty command; skipping it");
-                    self.advance(e, 0);
-                    i += 1;
                 }
             }
         }
         Ok(())
     }
 
-    async fn apply_writes(&mut self, group: &[(&Entry, Write)]) -> Result<(), Interrupt> {
+    async fn apply_writes(&mut self, group: &[(At, Write)]) -> Result<(), Interrupt> {
         if group.len() > 1 {
             let total: usize = group.iter().map(|(_, w)| w.lines.len() + 1).sum();
             let mut body = BytesMut::with_capacity(total);
@@ -431,17 +426,20 @@ impl<L: CommittedLog> Applier<L> {
         classify(r)
     }
 
-    async fn apply_query(&mut self, e: &Entry, q: &Query) -> Result<(), Interrupt> {
+    async fn apply_query(&mut self, e: &At, q: &Query) -> Result<(), Interrupt> {
         if marker::is_reserved(&q.q, &q.db) {
             // The gateway refuses these before they reach the log; should one get there
             // anyway, dropping the marker database would make every replica rebuild from
             // index 1 and meet the same statement again, forever. Refuse it, identically
             // everywhere.
             self.advance(e, 1);
-            self.report(e, Outcome::refused(&format!(
+            self.report(
+                e,
+                Outcome::refused(&format!(
                 "statements on database {:?} are refused: it holds the gateway's own bookkeeping",
                 marker::DATABASE
-            )));
+            )),
+            );
             return Ok(());
         }
         self.status.send_modify(|s| s.requests += 1);
@@ -460,7 +458,7 @@ impl<L: CommittedLog> Applier<L> {
         Ok(())
     }
 
-    fn report(&self, e: &Entry, outcome: Outcome) {
+    fn report(&self, e: &At, outcome: Outcome) {
         if let Some(origin) = Origin::from_context(&e.context) {
             if origin.node == self.config.node_id {
                 self.sink.applied(origin, e.index, outcome);
@@ -468,7 +466,7 @@ impl<L: CommittedLog> Applier<L> {
         }
     }
 
-    fn advance(&mut self, e: &Entry, rejected: u64) {
+    fn advance(&mut self, e: &At, rejected: u64) {
         self.pos = e.index;
         let pos = self.pos;
         self.status.send_modify(|s| {
@@ -482,13 +480,12 @@ impl<L: CommittedLog> Applier<L> {
         });
     }
 
-    async fn marker_if_due(&mut self, idle: bool) -> Result<(), Interrupt> {
+    async fn marker_if_due(&mut self) -> Result<(), Interrupt> {
         if self.pos <= self.marker.index {
             return Ok(());
         }
         let due = self.pos - self.marker.index >= self.config.marker_entries
-            || self.marker_written_at.elapsed() >= self.config.marker_interval
-            || idle;
+            || self.marker_written_at.elapsed() >= self.config.marker_interval;
         if due {
             self.write_marker().await?;
         }
@@ -563,23 +560,56 @@ fn classify(r: Response) -> Result<Response, Interrupt> {
     }
 }
 
-enum Decoded {
-    /// Leader no-ops and membership changes: nothing for influxd.
-    Skip,
-    Command(Command),
+/// Where an entry sits and who proposed it: what advancing and reporting need.
+struct At {
+    index: u64,
+    context: Vec<u8>,
 }
 
-fn decode(e: &Entry) -> Decoded {
-    if e.entry_type() != EntryType::EntryNormal || e.data.is_empty() {
-        return Decoded::Skip;
-    }
-    match Command::decode(&e.data) {
-        Ok(c) => Decoded::Command(c),
-        Err(err) => {
-            // Only this program writes entries, so this is a bug or a newer version's entry;
-            // it is the same on every replica, so skipping keeps them identical.
-            tracing::error!(index = e.index, error = %err, "undecodable entry; skipping it");
-            Decoded::Skip
+enum Op {
+    /// Leader no-ops and membership changes: nothing for influxd.
+    Skip,
+    Write(Write),
+    Query(Query),
+}
+
+struct Item {
+    at: At,
+    op: Op,
+}
+
+impl Item {
+    /// Takes the entry apart; the payload moves into `Bytes`, so the lines are never copied
+    /// on their way to influxd.
+    fn decode(e: Entry) -> Item {
+        let op = if e.entry_type() != EntryType::EntryNormal || e.data.is_empty() {
+            Op::Skip
+        } else {
+            match Command::decode_bytes(Bytes::from(e.data)) {
+                Ok(Command {
+                    kind: Some(Kind::Write(w)),
+                }) => Op::Write(w),
+                Ok(Command {
+                    kind: Some(Kind::Query(q)),
+                }) => Op::Query(q),
+                Ok(Command { kind: None }) => {
+                    tracing::error!(index = e.index, "entry with an empty command; skipping it");
+                    Op::Skip
+                }
+                Err(err) => {
+                    // Only this program writes entries, so this is a bug or a newer version's
+                    // entry; it is the same on every replica, so skipping keeps them identical.
+                    tracing::error!(index = e.index, error = %err, "undecodable entry; skipping it");
+                    Op::Skip
+                }
+            }
+        };
+        Item {
+            at: At {
+                index: e.index,
+                context: e.context,
+            },
+            op,
         }
     }
 }

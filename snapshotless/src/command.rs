@@ -72,6 +72,11 @@ impl Command {
     pub fn decode(bytes: &[u8]) -> Result<Command, prost::DecodeError> {
         <Command as prost::Message>::decode(bytes)
     }
+
+    /// Decodes without copying the lines: they become slices of `bytes`.
+    pub fn decode_bytes(bytes: bytes::Bytes) -> Result<Command, prost::DecodeError> {
+        <Command as prost::Message>::decode(bytes)
+    }
 }
 
 /// Who is waiting for an entry: carried in the raft entry's `context`, so the node that

@@ -16,15 +16,21 @@ pub const API_PORT: u16 = 8086;
 pub const PEER_PORT: u16 = 8089;
 pub const INFLUXD_PORT: u16 = 18086;
 
-/// The gateway binary of this workspace, built once per test process (a no-op when up to date)
-/// so a test never runs a stale binary.
+/// The gateway binary of this workspace, built once per process (a no-op when up to date) so
+/// a test never runs a stale binary. Built in the profile this code was built in: tests get a
+/// debug gateway, the release benchmark a release one.
 pub fn gateway_binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
         let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let release = !cfg!(debug_assertions);
+        let mut args = vec!["build", "-q", "-p", "gateway", "--bin", "gateway"];
+        if release {
+            args.push("--release");
+        }
         let status = Command::new(cargo)
-            .args(["build", "-q", "-p", "gateway", "--bin", "gateway"])
+            .args(&args)
             .current_dir(workspace)
             .status()
             .expect("run cargo build for the gateway binary");
@@ -32,7 +38,9 @@ pub fn gateway_binary() -> PathBuf {
         let target = std::env::var("CARGO_TARGET_DIR")
             .map(PathBuf::from)
             .unwrap_or_else(|_| workspace.join("target"));
-        let bin = target.join("debug").join("gateway");
+        let bin = target
+            .join(if release { "release" } else { "debug" })
+            .join("gateway");
         assert!(bin.exists(), "no gateway binary at {}", bin.display());
         bin
     })
@@ -106,6 +114,10 @@ impl Gateway {
         self.spawn();
     }
 
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.child
             .as_mut()
@@ -151,6 +163,11 @@ pub struct Cluster {
 impl Cluster {
     /// Starts `n` influxd and `n` gateways forming one cluster, and waits for a leader.
     pub fn start(n: u64) -> Cluster {
+        Self::start_with(n, &[])
+    }
+
+    /// As [`Cluster::start`], with extra gateway flags (e.g. `--memory-budget`).
+    pub fn start_with(n: u64, extra: &[&str]) -> Cluster {
         let slot = Slot::acquire();
         let dir = tempfile::Builder::new()
             .prefix("gateway-cluster-")
@@ -166,7 +183,8 @@ impl Cluster {
                 &format!("{ip}:{INFLUXD_PORT}"),
                 &dir.path().join(format!("node{id}/influxd")),
             );
-            let gateway = Self::gateway(&slot, dir.path(), id, &peers, false);
+            let mut gateway = Self::gateway(&slot, dir.path(), id, &peers, false);
+            gateway.args.extend(extra.iter().map(|a| a.to_string()));
             nodes.push(Node {
                 id,
                 ip,
@@ -238,7 +256,10 @@ impl Cluster {
     }
 
     pub fn node(&self, id: u64) -> &Node {
-        self.nodes.iter().find(|n| n.id == id).expect("no such node")
+        self.nodes
+            .iter()
+            .find(|n| n.id == id)
+            .expect("no such node")
     }
 
     pub fn node_mut(&mut self, id: u64) -> &mut Node {
@@ -294,11 +315,19 @@ impl Cluster {
             .api()
             .query("", &format!("CREATE DATABASE \"{db}\""))
             .expect("CREATE DATABASE");
-        assert_eq!(r.status, 200, "CREATE DATABASE {db} via node {via}: {}", r.body);
+        assert_eq!(
+            r.status, 200,
+            "CREATE DATABASE {db} via node {via}: {}",
+            r.body
+        );
     }
 
     /// Every row of `measurement` on each node's influxd, read directly.
-    pub fn rows_everywhere(&self, db: &str, measurement: &str) -> Vec<(u64, Vec<serde_json::Value>)> {
+    pub fn rows_everywhere(
+        &self,
+        db: &str,
+        measurement: &str,
+    ) -> Vec<(u64, Vec<serde_json::Value>)> {
         self.nodes
             .iter()
             .map(|n| (n.id, n.influx().rows(db, measurement)))
@@ -335,11 +364,7 @@ impl Drop for Cluster {
             for n in &self.nodes {
                 let log = n.gateway.log();
                 let tail: Vec<&str> = log.lines().rev().take(40).collect();
-                eprintln!(
-                    "---- gateway {} log (last {} lines) ----",
-                    n.id,
-                    tail.len()
-                );
+                eprintln!("---- gateway {} log (last {} lines) ----", n.id, tail.len());
                 for l in tail.iter().rev() {
                     eprintln!("{l}");
                 }

@@ -65,13 +65,17 @@ fn leader_sigkilled_under_load_loses_no_acknowledged_write() {
     let killed_at = Instant::now();
     c.node_mut(old_leader).gateway.kill();
 
-    let new_leader = wait_until("a new leader among the survivors", Duration::from_secs(10), || {
-        survivors
-            .iter()
-            .filter_map(|&id| c.health(id))
-            .find_map(|h| h["leader"].as_u64().filter(|&l| l != old_leader))
-            .ok_or("none yet")
-    });
+    let new_leader = wait_until(
+        "a new leader among the survivors",
+        Duration::from_secs(10),
+        || {
+            survivors
+                .iter()
+                .filter_map(|&id| c.health(id))
+                .find_map(|h| h["leader"].as_u64().filter(|&l| l != old_leader))
+                .ok_or("none yet")
+        },
+    );
     let election = killed_at.elapsed();
     assert!(
         election < Duration::from_secs(6),
@@ -80,7 +84,11 @@ fn leader_sigkilled_under_load_loses_no_acknowledged_write() {
 
     // Writes go on through the survivors.
     wait_until("writes succeeding again", Duration::from_secs(10), || {
-        let r = c.node(survivors[0]).api().write("db=db", "probe v=1").unwrap();
+        let r = c
+            .node(survivors[0])
+            .api()
+            .write("db=db", "probe v=1")
+            .unwrap();
         if r.status == 204 {
             Ok(())
         } else {
@@ -96,7 +104,11 @@ fn leader_sigkilled_under_load_loses_no_acknowledged_write() {
         .into_iter()
         .flat_map(|w| w.join().expect("writer panicked"))
         .collect();
-    assert!(acked.len() >= 30, "only {} writes acknowledged", acked.len());
+    assert!(
+        acked.len() >= 30,
+        "only {} writes acknowledged",
+        acked.len()
+    );
 
     c.wait_ready(&[1, 2, 3], CONVERGE);
     let rows = c.node(survivors[0]).influx().rows("db", "load");
@@ -133,14 +145,18 @@ fn a_node_cut_off_from_the_quorum_answers_503_fast() {
     // Within about an election timeout node 1 knows it has no quorum, and from then on it
     // answers at once instead of holding the client for the write timeout.
     let cut_off = Instant::now();
-    wait_until("node 1 to refuse writes with 503", Duration::from_secs(5), || {
-        let r = api.write("db=db", "m v=1").unwrap();
-        if r.status == 503 {
-            Ok(r)
-        } else {
-            Err((r.status, r.body))
-        }
-    });
+    wait_until(
+        "node 1 to refuse writes with 503",
+        Duration::from_secs(5),
+        || {
+            let r = api.write("db=db", "m v=1").unwrap();
+            if r.status == 503 {
+                Ok(r)
+            } else {
+                Err((r.status, r.body))
+            }
+        },
+    );
     assert!(
         cut_off.elapsed() < Duration::from_secs(5),
         "node 1 took {:?} to notice",

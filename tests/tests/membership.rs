@@ -29,7 +29,9 @@ fn a_fourth_node_joins_and_converges_then_a_node_is_removed() {
             "POST",
             "/admin/members",
             &[("Content-Type", "application/json")],
-            serde_json::json!({"id": 4, "peer_addr": peer4}).to_string().as_bytes(),
+            serde_json::json!({"id": 4, "peer_addr": peer4})
+                .to_string()
+                .as_bytes(),
         )
         .unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
@@ -55,7 +57,11 @@ fn a_fourth_node_joins_and_converges_then_a_node_is_removed() {
     c.wait_converged("db", "m", 101, CONVERGE);
 
     // Remove node 2 and stop it: the three others keep a quorum and keep working.
-    let r = c.node(1).api().send("DELETE", "/admin/members?id=2", &[], &[]).unwrap();
+    let r = c
+        .node(1)
+        .api()
+        .send("DELETE", "/admin/members?id=2", &[], &[])
+        .unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
     c.node_mut(2).gateway.kill();
     c.node_mut(2).influxd.kill();
@@ -68,7 +74,11 @@ fn a_fourth_node_joins_and_converges_then_a_node_is_removed() {
             .api()
             .write("db=db", &format!("m v={}i {}", 200 + i, 200 + i))
             .unwrap();
-        assert_eq!(r.status, 204, "write via {via} after removing node 2: {}", r.body);
+        assert_eq!(
+            r.status, 204,
+            "write via {via} after removing node 2: {}",
+            r.body
+        );
     }
     c.wait_converged("db", "m", 111, CONVERGE);
     let m = c.node(3).api().get("/admin/members").unwrap().json();

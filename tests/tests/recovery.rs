@@ -18,19 +18,30 @@ fn restarted_gateway_resumes_from_its_marker_without_replaying_the_log() {
     let mut c = Cluster::start(3);
     c.create_database(1, "db");
     for i in 0..200 {
-        let r = c.node(2).api().write("db=db", &format!("m v={i}i {i}")).unwrap();
+        let r = c
+            .node(2)
+            .api()
+            .write("db=db", &format!("m v={i}i {i}"))
+            .unwrap();
         assert_eq!(r.status, 204, "{}", r.body);
     }
     c.wait_converged("db", "m", 200, CONVERGE);
     // Idle, the applier records how far it got in influxd.
-    let marker = wait_until("node 2's marker to reach its applied index", CONVERGE, || {
-        let s = status(&c, 2);
-        let (marker, applied) = (s["applier"]["marker"].as_u64(), s["applier"]["applied"].as_u64());
-        match (marker, applied) {
-            (Some(m), Some(a)) if m == a && a > 200 => Ok(m),
-            _ => Err(s["applier"].clone()),
-        }
-    });
+    let marker = wait_until(
+        "node 2's marker to reach its applied index",
+        CONVERGE,
+        || {
+            let s = status(&c, 2);
+            let (marker, applied) = (
+                s["applier"]["marker"].as_u64(),
+                s["applier"]["applied"].as_u64(),
+            );
+            match (marker, applied) {
+                (Some(m), Some(a)) if m == a && a > 200 => Ok(m),
+                _ => Err(s["applier"].clone()),
+            }
+        },
+    );
 
     c.node_mut(2).gateway.kill();
     c.node_mut(2).gateway.start();
@@ -64,8 +75,14 @@ fn influxd_killed_under_load_then_restarted_converges() {
             let mut seq = 0u64;
             while !stop.load(Ordering::Relaxed) {
                 seq += 1;
-                let r = api.write("db=db", &format!("load seq={seq}i {seq}")).unwrap();
-                assert_eq!(r.status, 204, "writes through a healthy node fail: {}", r.body);
+                let r = api
+                    .write("db=db", &format!("load seq={seq}i {seq}"))
+                    .unwrap();
+                assert_eq!(
+                    r.status, 204,
+                    "writes through a healthy node fail: {}",
+                    r.body
+                );
                 acked = seq;
             }
             acked
@@ -85,18 +102,30 @@ fn influxd_killed_under_load_then_restarted_converges() {
     // Node 3 stays a Raft member but refuses writes that would wait on its influxd, fast,
     // unless the client only asks for a quorum commit.
     let api3 = c.node(3).api();
-    wait_until("node 3 to report its influxd down", Duration::from_secs(10), || {
-        let start = Instant::now();
-        let r = api3.write("db=db", "direct v=1 1").unwrap();
-        if r.status == 503 && r.error().starts_with("local influxd unavailable") {
-            assert!(start.elapsed() < Duration::from_secs(1), "slow 503: {:?}", start.elapsed());
-            Ok(())
-        } else {
-            Err((r.status, r.body))
-        }
-    });
+    wait_until(
+        "node 3 to report its influxd down",
+        Duration::from_secs(10),
+        || {
+            let start = Instant::now();
+            let r = api3.write("db=db", "direct v=1 1").unwrap();
+            if r.status == 503 && r.error().starts_with("local influxd unavailable") {
+                assert!(
+                    start.elapsed() < Duration::from_secs(1),
+                    "slow 503: {:?}",
+                    start.elapsed()
+                );
+                Ok(())
+            } else {
+                Err((r.status, r.body))
+            }
+        },
+    );
     let r = api3.write("db=db&consistency=any", "anyway v=1 1").unwrap();
-    assert_eq!(r.status, 204, "consistency=any while influxd is down: {}", r.body);
+    assert_eq!(
+        r.status, 204,
+        "consistency=any while influxd is down: {}",
+        r.body
+    );
     assert_eq!(api3.get("/health").unwrap().status, 503);
 
     c.node_mut(3).influxd.restart();
@@ -118,9 +147,8 @@ fn everything(c: &Cluster, id: u64) -> String {
     for db in ["db", "other"] {
         out += &show("SHOW RETENTION POLICIES", db);
         out += &http.query_ok(db, "SELECT * FROM /.*/ GROUP BY *")["results"][0].to_string();
-        out += &http
-            .query_ok(db, "SELECT * FROM \"short\"./.*/ GROUP BY *")["results"][0]
-            .to_string();
+        out +=
+            &http.query_ok(db, "SELECT * FROM \"short\"./.*/ GROUP BY *")["results"][0].to_string();
     }
     out
 }
@@ -142,7 +170,10 @@ fn wiped_influxd_is_rebuilt_from_the_log() {
     for i in 0..300 {
         let via = c.node(i % 3 + 1).api();
         let r = via
-            .write("db=db", &format!("cpu,host=h{} v={i}i,s=\"é {i}\" {i}", i % 7))
+            .write(
+                "db=db",
+                &format!("cpu,host=h{} v={i}i,s=\"é {i}\" {i}", i % 7),
+            )
             .unwrap();
         assert_eq!(r.status, 204, "{}", r.body);
     }

@@ -13,7 +13,10 @@ fn ddl_through_one_node_applies_everywhere_in_order_with_writes() {
     let r = c.node(2).api().query("", "CREATE DATABASE db").unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
     // The answer is influxd's own JSON, from the node asked, once applied there.
-    assert_eq!(r.json(), serde_json::json!({"results":[{"statement_id":0}]}));
+    assert_eq!(
+        r.json(),
+        serde_json::json!({"results":[{"statement_id":0}]})
+    );
     for n in &c.nodes {
         let dbs = n.influx().query_ok("", "SHOW DATABASES")["results"][0]["series"][0]["values"]
             .to_string();
@@ -22,12 +25,18 @@ fn ddl_through_one_node_applies_everywhere_in_order_with_writes() {
 
     // Writes, a DROP MEASUREMENT, more writes: through three different nodes, and every
     // replica ends with exactly the writes made after the drop.
-    let before = (0..20).map(|i| format!("m,when=before v={i}i {i}")).collect::<Vec<_>>().join("\n");
+    let before = (0..20)
+        .map(|i| format!("m,when=before v={i}i {i}"))
+        .collect::<Vec<_>>()
+        .join("\n");
     let r = c.node(1).api().write("db=db", &before).unwrap();
     assert_eq!(r.status, 204, "{}", r.body);
     let r = c.node(2).api().query("db", "DROP MEASUREMENT m").unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
-    let after = (0..5).map(|i| format!("m,when=after v={i}i {}", 100 + i)).collect::<Vec<_>>().join("\n");
+    let after = (0..5)
+        .map(|i| format!("m,when=after v={i}i {}", 100 + i))
+        .collect::<Vec<_>>()
+        .join("\n");
     let r = c.node(3).api().write("db=db", &after).unwrap();
     assert_eq!(r.status, 204, "{}", r.body);
     c.wait_converged("db", "m", 5, CONVERGE);
@@ -42,16 +51,29 @@ fn ddl_through_one_node_applies_everywhere_in_order_with_writes() {
     let r = c
         .node(1)
         .api()
-        .query("db", "CREATE RETENTION POLICY week ON db DURATION 7d REPLICATION 1; SHOW DATABASES")
+        .query(
+            "db",
+            "CREATE RETENTION POLICY week ON db DURATION 7d REPLICATION 1; SHOW DATABASES",
+        )
         .unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
     for n in &c.nodes {
-        let rps = n.influx().query_ok("db", "SHOW RETENTION POLICIES").to_string();
+        let rps = n
+            .influx()
+            .query_ok("db", "SHOW RETENTION POLICIES")
+            .to_string();
         assert!(rps.contains("\"week\""), "node {}: {rps}", n.id);
     }
 
     // A statement influxd rejects is rejected the same way, and reported as influxd does.
-    let r = c.node(3).api().query("", "CREATE RETENTION POLICY x ON nowhere DURATION 1d REPLICATION 1").unwrap();
+    let r = c
+        .node(3)
+        .api()
+        .query(
+            "",
+            "CREATE RETENTION POLICY x ON nowhere DURATION 1d REPLICATION 1",
+        )
+        .unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
     assert!(r.json()["results"][0]["error"].is_string(), "{}", r.body);
 

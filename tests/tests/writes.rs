@@ -26,7 +26,7 @@ fn writes_through_every_node_reach_every_replica_identically() {
             // Read-your-writes on the node that acknowledged.
             let rows = n.influx().rows("db", "cpu");
             assert!(
-                rows.len() >= (round * 6 + n.id as usize * 2) as usize,
+                rows.len() >= round * 6 + n.id as usize * 2,
                 "node {} acknowledged but its influxd has only {} rows",
                 n.id,
                 rows.len()
@@ -60,7 +60,11 @@ fn bad_requests_are_refused_and_change_nothing() {
 
     let r = api.write("db=db", "bad line\nworse").unwrap();
     assert_eq!(r.status, 400, "{}", r.body);
-    assert!(r.error().starts_with("unable to parse 'bad line'"), "{}", r.body);
+    assert!(
+        r.error().starts_with("unable to parse 'bad line'"),
+        "{}",
+        r.body
+    );
 
     let r = api.write("db=_gateway", "m v=1").unwrap();
     assert_eq!(r.status, 400, "{}", r.body);
@@ -75,19 +79,32 @@ fn bad_requests_are_refused_and_change_nothing() {
     e.write_all(big.as_bytes()).unwrap();
     let bomb = e.finish().unwrap();
     let r = api
-        .send("POST", "/write?db=db", &[("Content-Encoding", "gzip")], &bomb)
+        .send(
+            "POST",
+            "/write?db=db",
+            &[("Content-Encoding", "gzip")],
+            &bomb,
+        )
         .unwrap();
     assert_eq!(r.status, 413, "{}", r.body);
 
     let r = api
-        .send("POST", "/write?db=db", &[("Content-Encoding", "gzip")], b"\x1f\x8b\x08garbage")
+        .send(
+            "POST",
+            "/write?db=db",
+            &[("Content-Encoding", "gzip")],
+            b"\x1f\x8b\x08garbage",
+        )
         .unwrap();
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.error().starts_with("gzip"), "{}", r.body);
 
     // Nothing of the above reached any replica.
     for (id, rows) in c.rows_everywhere("db", "m") {
-        assert!(rows.is_empty(), "node {id} has rows after refused writes: {rows:?}");
+        assert!(
+            rows.is_empty(),
+            "node {id} has rows after refused writes: {rows:?}"
+        );
     }
 }
 
@@ -101,7 +118,8 @@ fn partial_writes_gzip_and_influxd_rejections_match_influxd() {
     let r = api.write("db=db", "m v=1 1\nbad line\nm v=2 2").unwrap();
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(
-        r.error().starts_with("partial write: unable to parse 'bad line'")
+        r.error()
+            .starts_with("partial write: unable to parse 'bad line'")
             && r.error().ends_with("dropped=0"),
         "{}",
         r.body
@@ -128,7 +146,12 @@ fn partial_writes_gzip_and_influxd_rejections_match_influxd() {
 
     // The 2.x write API: bucket = db/rp.
     let r = api
-        .send("POST", "/api/v2/write?bucket=db/autogen&org=x&precision=ms", &[], b"m v=5 5")
+        .send(
+            "POST",
+            "/api/v2/write?bucket=db/autogen&org=x&precision=ms",
+            &[],
+            b"m v=5 5",
+        )
         .unwrap();
     assert_eq!(r.status, 204, "{}", r.body);
 
@@ -154,7 +177,9 @@ fn query_reads_locally_and_api_answers_like_influxd() {
     assert_eq!(r.status, 204);
     assert!(r.header("X-Influxdb-Version").is_some());
     assert!(r.header("Request-Id").is_some());
-    let r = api.send("GET", "/ping", &[("Request-Id", "abc-123")], &[]).unwrap();
+    let r = api
+        .send("GET", "/ping", &[("Request-Id", "abc-123")], &[])
+        .unwrap();
     assert_eq!(r.header("Request-Id"), Some("abc-123"));
     let r = api.get("/ping?verbose=true").unwrap();
     assert_eq!(r.status, 200);

@@ -29,7 +29,10 @@ pub async fn read(headers: &HeaderMap, mut body: Incoming, max: usize) -> Result
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
-            ApiError::new(StatusCode::BAD_REQUEST, format!("reading the request body: {e}"))
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("reading the request body: {e}"),
+            )
         })?;
         let Ok(data) = frame.into_data() else {
             continue; // trailers

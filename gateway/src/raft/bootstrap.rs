@@ -66,9 +66,10 @@ pub fn bootstrap_if_new(
     }
     let entries = entries(peers);
     let n = entries.len() as u64;
+    let cluster = cluster_id(&entries);
     let mut batch = LogBatch::new();
     batch
-        .append(&entries)
+        .append(entries)
         .set_hard_state(HardState {
             term: 1,
             vote: 0,
@@ -76,7 +77,7 @@ pub fn bootstrap_if_new(
         })
         .set_conf_state(ConfState::from((peers.keys().copied(), std::iter::empty())))
         .put_meta(APPLIED_KEY, n.to_be_bytes().to_vec())
-        .put_meta(CLUSTER_KEY, cluster_id(&entries).to_be_bytes().to_vec());
+        .put_meta(CLUSTER_KEY, cluster.to_be_bytes().to_vec());
     book.persist(&mut batch);
     log.commit(batch, true)?;
     Ok(true)

@@ -196,7 +196,7 @@ impl Node {
         self.handle_committed(committed);
 
         let mut batch = LogBatch::new();
-        batch.append(rd.entries());
+        batch.append(rd.take_entries());
         if let Some(hs) = rd.hs() {
             batch.set_hard_state(hs.clone());
         }

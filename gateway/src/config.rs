@@ -96,6 +96,11 @@ pub struct RunArgs {
     /// Password for --influxd-username.
     #[arg(long, env = "GATEWAY_INFLUXD_PASSWORD", hide_env_values = true)]
     pub influxd_password: Option<String>,
+    /// Require credentials (u/p, Basic or Token) on writes and state-changing queries,
+    /// checked against influxd's users; needs --influxd-username/--influxd-password and an
+    /// influxd with auth-enabled = true.
+    #[arg(long)]
+    pub auth_enabled: bool,
     /// Bytes of the newest log entries kept in memory, e.g. 64MiB [default: 64MiB].
     #[arg(long)]
     pub memory_budget: Option<ByteSize>,
@@ -141,6 +146,7 @@ struct FileConfig {
     influxd_url: Option<String>,
     influxd_username: Option<String>,
     influxd_password: Option<String>,
+    auth_enabled: Option<bool>,
     memory_budget: Option<ByteSize>,
     #[serde(default, with = "humantime_serde")]
     write_timeout: Option<Duration>,
@@ -162,6 +168,7 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub influxd_url: String,
     pub influxd_credentials: Option<(String, String)>,
+    pub auth_enabled: bool,
     pub memory_budget: usize,
     pub write_timeout: Duration,
     pub max_body_size: usize,
@@ -268,6 +275,14 @@ impl Config {
             }
         };
 
+        let auth_enabled = args.auth_enabled || file.auth_enabled.unwrap_or(false);
+        if auth_enabled && influxd_credentials.is_none() {
+            return Err(err(
+                "auth_enabled needs influxd_username and influxd_password: an influxd admin \
+                 the gateway applies the log with",
+            ));
+        }
+
         let write_timeout = args
             .write_timeout
             .or(file.write_timeout)
@@ -307,6 +322,7 @@ impl Config {
                 .unwrap_or_else(|| "/var/lib/influx-gateway".into()),
             influxd_url: influxd_url.trim_end_matches('/').to_owned(),
             influxd_credentials,
+            auth_enabled,
             memory_budget: args
                 .memory_budget
                 .or(file.memory_budget)

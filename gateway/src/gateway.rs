@@ -14,6 +14,7 @@ use snapshotless::{Applier, ApplierConfig, ApplierStatus, Influxd};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
+use crate::auth::Auth;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pending::Pending;
@@ -31,6 +32,7 @@ pub type ProxyBody = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 /// What every request handler shares.
 pub struct Gateway {
     pub config: Config,
+    pub auth: Auth,
     pub raft: RaftHandle,
     pub pending: Arc<Pending>,
     pub applier: watch::Receiver<ApplierStatus>,
@@ -119,9 +121,11 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
             .as_ref()
             .map(|(u, p)| (u.as_str(), p.as_str())),
     );
+    let auth = Auth::new(config.auth_enabled, influxd.clone(), &config.influxd_url);
     let (applier, applier_status) = Applier::new(
         ApplierConfig {
             node_id: config.id,
+            admin: config.influxd_credentials.clone(),
             ..ApplierConfig::default()
         },
         log.clone(),
@@ -145,6 +149,7 @@ pub async fn run(config: Config) -> anyhow::Result<()> {
     );
     let gw = Arc::new(Gateway {
         config,
+        auth,
         raft,
         pending,
         applier: applier_status,

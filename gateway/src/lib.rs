@@ -5,6 +5,7 @@
 //! `hybrid-log`) -> the applier (`snapshotless`) -> the local influxd -> back to the waiting
 //! request through `pending`.
 
+pub mod auth;
 pub mod config;
 pub mod gateway;
 pub mod http;

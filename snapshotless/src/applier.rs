@@ -74,6 +74,10 @@ pub trait OutcomeSink: Send + Sync + 'static {
 #[derive(Debug, Clone)]
 pub struct ApplierConfig {
     pub node_id: u64,
+    /// The admin account the applier uses on an influxd with authentication enabled; it is
+    /// created on an influxd that has no users yet (fresh or wiped), so a rebuild needs no
+    /// operator.
+    pub admin: Option<(String, String)>,
     /// Upper bound of one coalesced influxd write while catching up.
     pub batch_bytes: usize,
     /// Write the marker at least this often while entries are being applied...
@@ -90,6 +94,7 @@ impl Default for ApplierConfig {
     fn default() -> Self {
         ApplierConfig {
             node_id: 0,
+            admin: None,
             batch_bytes: 8 << 20,
             marker_interval: Duration::from_secs(1),
             marker_entries: 10_000,
@@ -197,6 +202,16 @@ impl<L: CommittedLog> Applier<L> {
             }
             match marker::read(&self.influxd).await {
                 Ok(m) => break m,
+                Err(MarkerError::Unexpected { body, .. })
+                    if body.contains("create admin user first") && self.config.admin.is_some() =>
+                {
+                    let (user, password) = self.config.admin.clone().expect("checked");
+                    tracing::warn!(%user, "influxd has no users (fresh or wiped): creating the gateway's admin user");
+                    if let Err(e) = marker::create_admin(&self.influxd, &user, &password).await {
+                        tracing::warn!(error = %e, "cannot create the admin user");
+                        backoff.wait().await;
+                    }
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot read the applied marker from influxd");
                     if let MarkerError::Unavailable(u) = &e {

@@ -88,6 +88,24 @@ pub async fn create_database(influxd: &Influxd) -> Result<(), MarkerError> {
     Ok(())
 }
 
+/// Creates the first admin user on an influxd with authentication enabled and no users.
+pub async fn create_admin(
+    influxd: &Influxd,
+    user: &str,
+    password: &str,
+) -> Result<(), MarkerError> {
+    let q = format!(
+        "CREATE USER \"{}\" WITH PASSWORD '{}' WITH ALL PRIVILEGES",
+        user.replace('"', "\\\""),
+        password.replace('\\', "\\\\").replace('\'', "\\'")
+    );
+    let r = influxd.query(&q, "", "", "").await?;
+    if !r.status.is_success() {
+        return Err(unexpected("admin user creation", &r));
+    }
+    Ok(())
+}
+
 /// What writing the marker found.
 #[derive(Debug, PartialEq, Eq)]
 pub enum Written {

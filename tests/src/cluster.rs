@@ -168,6 +168,23 @@ impl Cluster {
 
     /// As [`Cluster::start`], with extra gateway flags (e.g. `--memory-budget`).
     pub fn start_with(n: u64, extra: &[&str]) -> Cluster {
+        Self::start_full(n, extra, None)
+    }
+
+    /// influxd with authentication enabled, and gateways checking credentials and applying
+    /// the log as `admin` (which they create on their fresh influxd).
+    pub fn start_with_auth(n: u64, admin: (&str, &str)) -> Cluster {
+        let extra = [
+            "--auth-enabled",
+            "--influxd-username",
+            admin.0,
+            "--influxd-password",
+            admin.1,
+        ];
+        Self::start_full(n, &extra, Some(admin))
+    }
+
+    fn start_full(n: u64, extra: &[&str], admin: Option<(&str, &str)>) -> Cluster {
         let slot = Slot::acquire();
         let dir = tempfile::Builder::new()
             .prefix("gateway-cluster-")
@@ -179,9 +196,10 @@ impl Cluster {
         let mut nodes = Vec::new();
         for id in 1..=n {
             let ip = slot.ip(id);
-            let influxd = Influxd::start(
+            let influxd = Influxd::start_with_auth(
                 &format!("{ip}:{INFLUXD_PORT}"),
                 &dir.path().join(format!("node{id}/influxd")),
+                admin,
             );
             let mut gateway = Self::gateway(&slot, dir.path(), id, &peers, false);
             gateway.args.extend(extra.iter().map(|a| a.to_string()));

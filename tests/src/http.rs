@@ -33,6 +33,8 @@ impl Response {
 pub struct Http {
     base: String,
     agent: ureq::Agent,
+    /// Basic credentials sent with every request, if set.
+    auth: Option<String>,
 }
 
 impl Http {
@@ -43,7 +45,16 @@ impl Http {
             agent: ureq::AgentBuilder::new()
                 .timeout(Duration::from_secs(30))
                 .build(),
+            auth: None,
         }
+    }
+
+    /// The same endpoint, sending HTTP Basic credentials.
+    pub fn with_auth(mut self, user: &str, password: &str) -> Http {
+        use base64::Engine as _;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        self.auth = Some(format!("Basic {token}"));
+        self
     }
 
     pub fn base(&self) -> &str {
@@ -61,6 +72,9 @@ impl Http {
         let mut req = self
             .agent
             .request(method, &format!("{}{}", self.base, path_and_query));
+        if let Some(auth) = &self.auth {
+            req = req.set("Authorization", auth);
+        }
         for (k, v) in headers {
             req = req.set(k, v);
         }

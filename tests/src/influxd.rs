@@ -16,17 +16,26 @@ pub struct Influxd {
     pub addr: String,
     dir: PathBuf,
     child: Option<Child>,
+    /// With authentication enabled, the admin account the harness reads with.
+    admin: Option<(String, String)>,
 }
 
 impl Influxd {
     /// Starts influxd with its HTTP API on `addr` (`host:port`) and its files under `dir`,
     /// and waits until it answers /ping.
     pub fn start(addr: &str, dir: &Path) -> Influxd {
+        Self::start_with_auth(addr, dir, None)
+    }
+
+    /// As [`Influxd::start`]; with `admin`, authentication is enabled (the admin user itself is
+    /// left for the gateway to create, as it does on a fresh influxd).
+    pub fn start_with_auth(addr: &str, dir: &Path, admin: Option<(&str, &str)>) -> Influxd {
         fs::create_dir_all(dir).expect("create influxd dir");
         let mut influxd = Influxd {
             addr: addr.to_owned(),
             dir: dir.to_path_buf(),
             child: None,
+            admin: admin.map(|(u, p)| (u.to_owned(), p.to_owned())),
         };
         influxd.write_config();
         influxd.spawn();
@@ -34,7 +43,11 @@ impl Influxd {
     }
 
     pub fn http(&self) -> Http {
-        Http::new(&self.addr)
+        let http = Http::new(&self.addr);
+        match &self.admin {
+            Some((u, p)) => http.with_auth(u, p),
+            None => http,
+        }
     }
 
     pub fn url(&self) -> String {
@@ -70,10 +83,12 @@ bind-address = "{rpc}"
 [http]
   bind-address = "{addr}"
   log-enabled = false
+  auth-enabled = {auth}
 [continuous_queries]
   log-enabled = false
 "#,
-            addr = self.addr
+            addr = self.addr,
+            auth = self.admin.is_some()
         );
         fs::write(self.config_path(), config).expect("write influxd config");
     }
@@ -97,7 +112,7 @@ bind-address = "{rpc}"
     }
 
     fn wait_ready(&mut self) {
-        let http = self.http();
+        let http = Http::new(&self.addr);
         let log = self.log_path();
         let child = self.child.as_mut().unwrap();
         wait_until(

@@ -14,6 +14,7 @@ use tokio::time::timeout_at;
 
 use super::body::params;
 use super::response::{error, json, Resp};
+use crate::auth::Need;
 use crate::gateway::Gateway;
 
 #[derive(Deserialize)]
@@ -23,6 +24,13 @@ struct AddMember {
 }
 
 pub async fn members(gw: &Arc<Gateway>, req: Request<Incoming>) -> Resp {
+    if let Err(e) = gw
+        .auth
+        .check(req.headers(), &params(req.uri().query()), Need::Admin)
+        .await
+    {
+        return e.into();
+    }
     match *req.method() {
         Method::GET => list(gw),
         Method::POST => {

@@ -20,6 +20,7 @@ use tokio::time::timeout_at;
 
 use super::body::{self, params, reject_unknown};
 use super::response::{error, from_outcome, Body, Resp};
+use crate::auth::Need;
 use crate::gateway::Gateway;
 use crate::influxql::classify;
 
@@ -78,6 +79,9 @@ pub async fn handle(gw: &Arc<Gateway>, req: Request<Incoming>) -> Resp {
                     "statements on database {RESERVED_DB:?} are refused: it holds the gateway's own bookkeeping"
                 ),
             );
+        }
+        if let Err(e) = gw.auth.check(&parts.headers, &p, Need::Admin).await {
+            return e.into();
         }
         return replicate(gw, &p, q).await;
     }

@@ -34,7 +34,7 @@ pub fn json(status: StatusCode, value: &serde_json::Value) -> Resp {
 }
 
 /// An error not yet rendered: small enough to travel in a `Result`.
-#[derive(Debug)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiError {
     pub status: StatusCode,
     pub message: String,

@@ -20,6 +20,7 @@ use tokio::time::timeout_at;
 
 use super::body::{self, params, reject_unknown};
 use super::response::{error, from_outcome, no_content, ApiError, Resp};
+use crate::auth::Need;
 use crate::gateway::Gateway;
 use crate::ingest::{ingest, Precision};
 use crate::raft::ProposeError;
@@ -45,6 +46,7 @@ fn consistency(param: Option<&String>) -> Result<Consistency, ApiError> {
 }
 
 struct Target {
+    params: std::collections::HashMap<String, String>,
     db: String,
     rp: String,
     precision: Precision,
@@ -69,8 +71,9 @@ pub async fn v1(gw: &Arc<Gateway>, req: Request<Incoming>) -> Resp {
         Err(e) => return e.into(),
     };
     let target = Target {
-        db,
         rp: p.get("rp").cloned().unwrap_or_default(),
+        params: p,
+        db,
         precision,
         consistency,
     };
@@ -97,6 +100,7 @@ pub async fn v2(gw: &Arc<Gateway>, req: Request<Incoming>) -> Resp {
         Err(e) => return error(StatusCode::BAD_REQUEST, e),
     };
     let target = Target {
+        params: p,
         db,
         rp,
         precision,
@@ -117,6 +121,13 @@ async fn write(gw: &Arc<Gateway>, req: Request<Incoming>, t: Target) -> Resp {
     // Refuse before reading the body: a client that gets a 503 moves on to another node.
     if let Some(r) = unavailable(gw, t.consistency) {
         return r;
+    }
+    if let Err(e) = gw
+        .auth
+        .check(req.headers(), &t.params, Need::Write(&t.db))
+        .await
+    {
+        return e.into();
     }
 
     let (parts, incoming) = req.into_parts();

@@ -1,0 +1,290 @@
+//! Authentication and authorization of writes and state-changing queries, when enabled.
+//!
+//! The users are influxd's own (created with CREATE USER through the gateway, so replicated
+//! like everything else). A write is applied by the applier with the gateway's admin account,
+//! so influxd cannot check the client's privileges itself: the gateway does it here, before
+//! anything is proposed, by asking its local influxd. Reads are passed through with the
+//! client's credentials and checked by influxd as usual.
+//!
+//! Verdicts are cached briefly (keyed by user and a hash of the password) so that a busy
+//! writer costs influxd one check every few seconds, not one per batch.
+
+use std::collections::hash_map::DefaultHasher;
+use std::collections::HashMap;
+use std::hash::{Hash, Hasher};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use hyper::header::AUTHORIZATION;
+use hyper::{HeaderMap, StatusCode};
+use parking_lot::Mutex;
+use snapshotless::Influxd;
+
+use crate::http::response::ApiError;
+
+const CACHE_FOR: Duration = Duration::from_secs(5);
+
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub user: String,
+    pub password: String,
+}
+
+/// What a request needs to be allowed to do.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Need<'a> {
+    Write(&'a str),
+    /// State-changing statements: influxd requires an admin for nearly all of them.
+    Admin,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+struct Account {
+    admin: bool,
+    /// Databases with WRITE or ALL privileges.
+    writable: Vec<String>,
+}
+
+pub struct Auth {
+    enabled: bool,
+    /// The local influxd, with the gateway's admin credentials.
+    influxd: Influxd,
+    /// The same influxd, reached without credentials, to authenticate clients with theirs.
+    url: String,
+    cache: Mutex<HashMap<(String, u64), (Result<Account, ApiError>, Instant)>>,
+}
+
+impl Auth {
+    pub fn new(enabled: bool, influxd: Influxd, url: &str) -> Auth {
+        Auth {
+            enabled,
+            influxd,
+            url: url.to_owned(),
+            cache: Mutex::new(HashMap::new()),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        self.enabled
+    }
+
+    /// Checks that the request's credentials allow `need`; a no-op when auth is disabled.
+    pub async fn check(
+        &self,
+        headers: &HeaderMap,
+        params: &HashMap<String, String>,
+        need: Need<'_>,
+    ) -> Result<(), ApiError> {
+        if !self.enabled {
+            return Ok(());
+        }
+        let creds = credentials(headers, params)?.ok_or_else(|| {
+            ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unable to parse authentication credentials",
+            )
+        })?;
+        let account = self.account(&creds).await?;
+        let allowed = account.admin
+            || match need {
+                Need::Write(db) => account.writable.iter().any(|d| d == db),
+                Need::Admin => false,
+            };
+        if allowed {
+            return Ok(());
+        }
+        Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            match need {
+                Need::Write(db) => {
+                    format!("{:?} user is not authorized to write to database {db:?}", creds.user)
+                }
+                Need::Admin => format!(
+                    "error authorizing query: {} not authorized to execute state-changing statements through the gateway, requires admin privilege",
+                    creds.user
+                ),
+            },
+        ))
+    }
+
+    async fn account(&self, creds: &Credentials) -> Result<Account, ApiError> {
+        let mut h = DefaultHasher::new();
+        creds.password.hash(&mut h);
+        let key = (creds.user.clone(), h.finish());
+        if let Some((verdict, at)) = self.cache.lock().get(&key) {
+            if at.elapsed() < CACHE_FOR {
+                return verdict.clone();
+            }
+        }
+        let verdict = self.look_up(creds).await;
+        // Only verdicts influxd actually gave are cached; an unreachable influxd is not one.
+        if verdict
+            .as_ref()
+            .map_or_else(|e| e.status != StatusCode::SERVICE_UNAVAILABLE, |_| true)
+        {
+            self.cache
+                .lock()
+                .insert(key, (verdict.clone(), Instant::now()));
+        }
+        verdict
+    }
+
+    async fn look_up(&self, creds: &Credentials) -> Result<Account, ApiError> {
+        let unavailable = |e: String| {
+            ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                format!("cannot verify credentials: local influxd unavailable: {e}"),
+            )
+        };
+        // Authenticate with the client's own credentials: influxd knows the password.
+        let as_client = Influxd::new(
+            &self.url,
+            Duration::from_secs(5),
+            Some((&creds.user, &creds.password)),
+        );
+        let r = as_client
+            .query("SHOW DATABASES", "", "", "")
+            .await
+            .map_err(|e| unavailable(e.to_string()))?;
+        match r.status.as_u16() {
+            200 => {}
+            401 | 403 => {
+                return Err(ApiError::new(
+                    StatusCode::UNAUTHORIZED,
+                    "authorization failed",
+                ))
+            }
+            _ => return Err(unavailable(format!("{} {}", r.status, r.error_text()))),
+        }
+        // Its privileges, as the admin sees them.
+        let users = self.admin_query("SHOW USERS").await.map_err(unavailable)?;
+        let admin = rows(&users).iter().any(|row| {
+            row.first().and_then(|u| u.as_str()) == Some(creds.user.as_str())
+                && row.get(1).and_then(|a| a.as_bool()) == Some(true)
+        });
+        let grants = self
+            .admin_query(&format!(
+                "SHOW GRANTS FOR \"{}\"",
+                creds.user.replace('"', "\\\"")
+            ))
+            .await
+            .map_err(unavailable)?;
+        let writable = rows(&grants)
+            .iter()
+            .filter(|row| {
+                matches!(
+                    row.get(1).and_then(|p| p.as_str()),
+                    Some("WRITE" | "ALL PRIVILEGES")
+                )
+            })
+            .filter_map(|row| row.first().and_then(|d| d.as_str()).map(str::to_owned))
+            .collect();
+        Ok(Account { admin, writable })
+    }
+
+    async fn admin_query(&self, q: &str) -> Result<serde_json::Value, String> {
+        let r = self
+            .influxd
+            .query(q, "", "", "")
+            .await
+            .map_err(|e| e.to_string())?;
+        if !r.status.is_success() {
+            return Err(format!(
+                "the gateway's influxd account cannot run {q:?}: {}",
+                r.error_text()
+            ));
+        }
+        serde_json::from_slice(&r.body).map_err(|e| e.to_string())
+    }
+}
+
+fn rows(v: &serde_json::Value) -> Vec<Vec<serde_json::Value>> {
+    v["results"][0]["series"][0]["values"]
+        .as_array()
+        .map(|rows| rows.iter().filter_map(|r| r.as_array().cloned()).collect())
+        .unwrap_or_default()
+}
+
+/// Credentials as influxd 1.x accepts them: `u`/`p` parameters, HTTP Basic, or
+/// `Authorization: Token user:password` (the 1.8 form of the 2.x API).
+pub fn credentials(
+    headers: &HeaderMap,
+    params: &HashMap<String, String>,
+) -> Result<Option<Credentials>, ApiError> {
+    if let (Some(u), Some(p)) = (params.get("u"), params.get("p")) {
+        return Ok(Some(Credentials {
+            user: u.clone(),
+            password: p.clone(),
+        }));
+    }
+    let Some(value) = headers.get(AUTHORIZATION) else {
+        return Ok(None);
+    };
+    let bad = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unable to parse authentication credentials",
+        )
+    };
+    let value = value.to_str().map_err(|_| bad())?;
+    let (scheme, rest) = value.split_once(' ').ok_or_else(bad)?;
+    let pair = match scheme {
+        "Basic" => {
+            let decoded = base64::engine::general_purpose::STANDARD
+                .decode(rest.trim())
+                .map_err(|_| bad())?;
+            String::from_utf8(decoded).map_err(|_| bad())?
+        }
+        "Token" => rest.trim().to_owned(),
+        "Bearer" => {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "bearer (JWT) tokens are not supported by the gateway; use Basic or Token user:password",
+            ))
+        }
+        _ => return Err(bad()),
+    };
+    let (user, password) = pair.split_once(':').ok_or_else(bad)?;
+    Ok(Some(Credentials {
+        user: user.to_owned(),
+        password: password.to_owned(),
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hyper::header::HeaderValue;
+
+    fn headers(auth: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert(AUTHORIZATION, HeaderValue::from_str(auth).unwrap());
+        h
+    }
+
+    #[test]
+    fn reads_every_form_of_credentials() {
+        let none = HashMap::new();
+        let basic = credentials(&headers("Basic dTpwOnc="), &none)
+            .unwrap()
+            .unwrap();
+        assert_eq!((basic.user.as_str(), basic.password.as_str()), ("u", "p:w"));
+        let token = credentials(&headers("Token u:p"), &none).unwrap().unwrap();
+        assert_eq!((token.user.as_str(), token.password.as_str()), ("u", "p"));
+        let params: HashMap<String, String> =
+            [("u".into(), "x".into()), ("p".into(), "y".into())].into();
+        let q = credentials(&HeaderMap::new(), &params).unwrap().unwrap();
+        assert_eq!(q.user, "x");
+        assert!(credentials(&HeaderMap::new(), &none).unwrap().is_none());
+        assert_eq!(
+            credentials(&headers("Basic !!!"), &none)
+                .unwrap_err()
+                .status,
+            StatusCode::UNAUTHORIZED
+        );
+        assert!(credentials(&headers("Bearer abc"), &none)
+            .unwrap_err()
+            .message
+            .contains("JWT"));
+    }
+}

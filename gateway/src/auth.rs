@@ -30,6 +30,15 @@ pub struct Credentials {
     pub password: String,
 }
 
+/// Never prints the password, should credentials ever reach a log line.
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
 /// What a request needs to be allowed to do.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 pub enum Need<'a> {

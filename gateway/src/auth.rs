@@ -54,13 +54,17 @@ struct Account {
     writable: Vec<String>,
 }
 
+/// A user and a hash of the password they presented.
+type CacheKey = (String, u64);
+type Verdict = Result<Account, ApiError>;
+
 pub struct Auth {
     enabled: bool,
     /// The local influxd, with the gateway's admin credentials.
     influxd: Influxd,
     /// The same influxd, reached without credentials, to authenticate clients with theirs.
     url: String,
-    cache: Mutex<HashMap<(String, u64), (Result<Account, ApiError>, Instant)>>,
+    cache: Mutex<HashMap<CacheKey, (Verdict, Instant)>>,
 }
 
 impl Auth {

@@ -10,6 +10,7 @@ pub mod body;
 mod query;
 pub mod response;
 mod status;
+mod wait;
 mod write;
 
 use std::net::SocketAddr;

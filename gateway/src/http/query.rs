@@ -20,6 +20,7 @@ use tokio::time::timeout_at;
 
 use super::body::{self, params, reject_unknown};
 use super::response::{error, from_outcome, Body, Resp};
+use super::wait;
 use crate::auth::Need;
 use crate::gateway::Gateway;
 use crate::influxql::classify;
@@ -105,7 +106,7 @@ pub async fn handle(gw: &Arc<Gateway>, req: Request<Incoming>) -> Resp {
 
 /// A state-changing query: through the log, answered with influxd's JSON once applied here.
 async fn replicate(gw: &Arc<Gateway>, p: &HashMap<String, String>, q: String) -> Resp {
-    let deadline = tokio::time::Instant::now() + gw.config.write_timeout;
+    let deadline = wait::deadline(gw);
     {
         let raft = gw.raft.status();
         if raft.leader == 0 {
@@ -134,30 +135,19 @@ async fn replicate(gw: &Arc<Gateway>, p: &HashMap<String, String>, q: String) ->
     if let Err(e) = gw.raft.propose(ticket.origin.to_context(), command).await {
         return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
     }
-    let unknown = |why: &str| {
-        error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            format!("query outcome unknown: {why}; it may or may not have been committed"),
-        )
+    let index = match wait::committed(gw, &mut ticket, deadline, "query").await {
+        Ok(index) => index,
+        Err(r) => return r,
     };
-    match timeout_at(deadline, &mut ticket.committed).await {
-        Ok(Ok(_)) => {}
-        Ok(Err(_)) => return unknown("this node lost its leader"),
-        Err(_) => return unknown("not committed within the write timeout"),
-    }
-    match timeout_at(deadline, &mut ticket.applied).await {
-        Ok(Ok(o)) => from_outcome(&o),
-        Ok(Err(_)) => unknown("the local apply was abandoned"),
-        Err(_) => error(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "timeout: the query was committed but not applied to this node's influxd in time; it will be applied",
-        ),
+    match wait::applied(gw, &mut ticket, index, deadline, "query").await {
+        Ok(o) => from_outcome(&o),
+        Err(r) => r,
     }
 }
 
 /// Waits for a read index from the leader, then for the local applier to reach it.
 async fn wait_linearizable(gw: &Arc<Gateway>) -> Result<(), Resp> {
-    let deadline = tokio::time::Instant::now() + gw.config.write_timeout;
+    let deadline = wait::deadline(gw);
     let unavailable = |why: String| {
         error(
             StatusCode::SERVICE_UNAVAILABLE,

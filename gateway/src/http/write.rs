@@ -16,10 +16,10 @@ use hyper::body::Incoming;
 use hyper::{Request, StatusCode};
 use snapshotless::marker::DATABASE as RESERVED_DB;
 use snapshotless::Command;
-use tokio::time::timeout_at;
 
 use super::body::{self, params, reject_unknown};
 use super::response::{error, from_outcome, no_content, ApiError, Resp};
+use super::wait;
 use crate::auth::Need;
 use crate::gateway::Gateway;
 use crate::ingest::{ingest, Precision};
@@ -111,7 +111,7 @@ pub async fn v2(gw: &Arc<Gateway>, req: Request<Incoming>) -> Resp {
 
 async fn write(gw: &Arc<Gateway>, req: Request<Incoming>, t: Target) -> Resp {
     let started = Instant::now();
-    let deadline = tokio::time::Instant::now() + gw.config.write_timeout;
+    let deadline = wait::deadline(gw);
     if t.db == RESERVED_DB {
         return error(
             StatusCode::BAD_REQUEST,
@@ -169,29 +169,18 @@ async fn write(gw: &Arc<Gateway>, req: Request<Incoming>, t: Target) -> Resp {
 
     // From here on the entry may commit whatever happens to this request: every failure is
     // an unknown outcome, never a definite one.
-    let committed = match timeout_at(deadline, &mut ticket.committed).await {
-        Ok(Ok(index)) => index,
-        Ok(Err(_)) => {
-            return unknown("this node lost its leader before the write was confirmed committed")
-        }
-        Err(_) => return unknown(&timeout_text(gw, "committed")),
+    let committed = match wait::committed(gw, &mut ticket, deadline, "write").await {
+        Ok(index) => index,
+        Err(r) => return r,
     };
     let outcome = match t.consistency {
         Consistency::Any => None,
-        Consistency::Applied => match timeout_at(deadline, &mut ticket.applied).await {
-            Ok(Ok(o)) => Some(o),
-            Ok(Err(_)) => return unknown("the write was committed but its local apply was abandoned"),
-            Err(_) => {
-                return error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    format!(
-                        "timeout: the write was committed at index {committed} but not applied to this node's influxd within {:?}; \
-                         it will be applied, but influxd's verdict on it is unknown",
-                        gw.config.write_timeout
-                    ),
-                )
+        Consistency::Applied => {
+            match wait::applied(gw, &mut ticket, committed, deadline, "write").await {
+                Ok(o) => Some(o),
+                Err(r) => return r,
             }
-        },
+        }
     };
     gw.metrics
         .write_seconds
@@ -249,18 +238,4 @@ fn unavailable(gw: &Gateway, consistency: Consistency) -> Option<Resp> {
 /// A proposal raft-rs did not take: nothing entered the log.
 fn refused(e: ProposeError) -> Resp {
     error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
-}
-
-fn unknown(why: &str) -> Resp {
-    error(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        format!("write outcome unknown: {why}; it may or may not have been committed"),
-    )
-}
-
-fn timeout_text(gw: &Gateway, what: &str) -> String {
-    format!(
-        "timeout: not confirmed {what} within {:?}",
-        gw.config.write_timeout
-    )
 }

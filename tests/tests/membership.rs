@@ -66,7 +66,16 @@ fn a_fourth_node_joins_and_converges_then_a_node_is_removed() {
     c.node_mut(2).gateway.kill();
     c.node_mut(2).influxd.kill();
     c.nodes.retain(|n| n.id != 2);
-    c.wait_for_leader(CONVERGE);
+    wait_until("a leader among the remaining nodes", CONVERGE, || {
+        let leaders: Vec<Option<u64>> = [1, 3, 4]
+            .iter()
+            .map(|&id| c.health(id).and_then(|h| h["leader"].as_u64()))
+            .collect();
+        match leaders[0] {
+            Some(l) if l != 2 && leaders.iter().all(|x| *x == Some(l)) => Ok(()),
+            _ => Err(leaders),
+        }
+    });
     for i in 0..10 {
         let via = [1, 3, 4][i % 3];
         let r = c

@@ -304,6 +304,7 @@ impl Node {
                     tracing::info!(node = change.node_id, "member removed");
                     if change.node_id == self.id {
                         tracing::warn!("this node was removed from the cluster; it no longer takes part in Raft");
+                        self.hand_over_leadership();
                     }
                 }
             }
@@ -313,6 +314,27 @@ impl Node {
         self.book.persist(&mut batch);
         if let Err(e) = self.log.commit(batch, true) {
             fail_stop(&format!("cannot persist the membership: {e}"));
+        }
+    }
+
+    /// A leader that was just removed would go on leading until it is stopped, and the
+    /// cluster would then wait a whole election timeout: hand leadership to the most
+    /// up-to-date remaining voter right away.
+    fn hand_over_leadership(&mut self) {
+        if self.raw.raft.state != StateRole::Leader {
+            return;
+        }
+        let prs = self.raw.raft.prs();
+        let best = prs
+            .conf()
+            .voters()
+            .ids()
+            .iter()
+            .filter(|&id| id != self.id)
+            .max_by_key(|&id| prs.get(id).map_or(0, |p| p.matched));
+        if let Some(target) = best {
+            tracing::info!(to = target, "handing leadership over before leaving");
+            self.raw.transfer_leader(target);
         }
     }
 

@@ -73,7 +73,17 @@ pub async fn handle(gw: &Arc<Gateway>, req: Request<Incoming>) -> Resp {
     };
 
     if classified.writes() {
-        if snapshotless::marker::is_reserved(&q, p.get("db").map_or("", String::as_str)) {
+        if classified.local() {
+            // KILL QUERY names a query id of this node; replicated with the rest of the query
+            // it would run on every node, where that id is another query or none.
+            return error(
+                StatusCode::BAD_REQUEST,
+                "KILL QUERY cannot be combined with state-changing statements: send it on its own",
+            );
+        }
+        let db = p.get("db").map_or("", String::as_str);
+        let params = p.get("params").map_or("", String::as_str);
+        if snapshotless::marker::is_reserved(&q, db) || params.contains(RESERVED_DB) {
             return error(
                 StatusCode::FORBIDDEN,
                 format!(

@@ -78,8 +78,11 @@ impl Node {
             election_tick: cfg.election_ticks,
             heartbeat_tick: cfg.heartbeat_ticks,
             applied,
-            max_size_per_msg: 1 << 20,
-            max_inflight_msgs: 64,
+            // Large appends let a follower that was away catch up in few round trips (a
+            // 5,000-point batch is ~400 KB); the in-flight limit bounds what one slow follower
+            // can hold in queues (16 x 4 MiB).
+            max_size_per_msg: 4 << 20,
+            max_inflight_msgs: 16,
             check_quorum: true,
             pre_vote: true,
             max_uncommitted_size: 1 << 30,

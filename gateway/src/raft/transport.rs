@@ -24,20 +24,20 @@ use prost::Message as _;
 use raft::prelude::{Message, MessageType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use super::bootstrap::CLUSTER_KEY;
 use super::members::AddressBook;
 use super::Input;
 
 const CONTROL_QUEUE: usize = 4096;
-const BULK_QUEUE: usize = 64;
+const BULK_QUEUE: usize = 32;
 /// A batch is cut after this many bytes of messages (one message may exceed it alone).
 const BATCH_BYTES: usize = 4 << 20;
 /// Refuse frames larger than this: a corrupt length must not make us allocate gigabytes.
 const MAX_FRAME: usize = 512 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
-const MAX_BACKOFF: Duration = Duration::from_secs(1);
+const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct Hello {
@@ -68,6 +68,9 @@ struct Lanes {
     addr: String,
     control: mpsc::Sender<Message>,
     bulk: mpsc::Sender<Message>,
+    /// Wakes the lanes out of their reconnect backoff: the peer just connected to us, so it
+    /// is back, and making it wait for our next attempt would delay its catch-up.
+    peer_is_back: Arc<Notify>,
 }
 
 pub struct Transport {
@@ -147,6 +150,7 @@ impl Transport {
         if let std::collections::hash_map::Entry::Vacant(slot) = lanes.entry(to) {
             let (control, control_rx) = mpsc::channel(CONTROL_QUEUE);
             let (bulk, bulk_rx) = mpsc::channel(BULK_QUEUE);
+            let peer_is_back = Arc::new(Notify::new());
             for (name, rx) in [("control", control_rx), ("bulk", bulk_rx)] {
                 let lane = Lane {
                     name,
@@ -155,6 +159,7 @@ impl Transport {
                     hello: self.hello(),
                     inbox: self.inbox.clone(),
                     stats: self.stats.clone(),
+                    peer_is_back: peer_is_back.clone(),
                 };
                 self.runtime.spawn(lane.run(rx));
             }
@@ -162,6 +167,7 @@ impl Transport {
                 addr,
                 control,
                 bulk,
+                peer_is_back,
             });
         }
         lanes.get(&to)
@@ -211,6 +217,9 @@ impl Transport {
         if self.book.get(hello.from).is_none() && !hello.addr.is_empty() {
             tracing::info!(peer = hello.from, addr = %hello.addr, "learned a peer address");
             self.book.set(hello.from, &hello.addr);
+        }
+        if let Some(lanes) = self.lanes.lock().get(&hello.from) {
+            lanes.peer_is_back.notify_waiters();
         }
         loop {
             let batch: Batch = read_frame(&mut stream).await?;
@@ -265,6 +274,7 @@ struct Lane {
     hello: Hello,
     inbox: SyncSender<Input>,
     stats: Arc<TransportStats>,
+    peer_is_back: Arc<Notify>,
 }
 
 impl Lane {
@@ -286,7 +296,10 @@ impl Lane {
                     // from its own state once the peer answers again.
                     while rx.try_recv().is_ok() {}
                     let _ = self.inbox.try_send(Input::Unreachable(self.to));
-                    tokio::time::sleep(backoff).await;
+                    tokio::select! {
+                        _ = tokio::time::sleep(backoff) => {}
+                        _ = self.peer_is_back.notified() => {}
+                    }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     continue;
                 }

@@ -137,20 +137,27 @@ fn influxd_killed_under_load_then_restarted_converges() {
 }
 
 /// Everything a replica holds, as its influxd reports it: databases, retention policies,
-/// users and every point.
-fn everything(c: &Cluster, id: u64) -> String {
+/// users and every point. An error while the replica is still being rebuilt.
+fn everything(c: &Cluster, id: u64) -> Result<String, String> {
     let http = c.node(id).influx();
     let mut out = String::new();
-    let show = |q: &str, db: &str| http.query_ok(db, q)["results"][0]["series"].to_string();
-    out += &show("SHOW DATABASES", "");
-    out += &show("SHOW USERS", "");
-    for db in ["db", "other"] {
-        out += &show("SHOW RETENTION POLICIES", db);
-        out += &http.query_ok(db, "SELECT * FROM /.*/ GROUP BY *")["results"][0].to_string();
-        out +=
-            &http.query_ok(db, "SELECT * FROM \"short\"./.*/ GROUP BY *")["results"][0].to_string();
+    for (db, q) in [
+        ("", "SHOW DATABASES"),
+        ("", "SHOW USERS"),
+        ("db", "SHOW RETENTION POLICIES"),
+        ("other", "SHOW RETENTION POLICIES"),
+        ("db", "SELECT * FROM /.*/ GROUP BY *"),
+        ("other", "SELECT * FROM /.*/ GROUP BY *"),
+        ("db", "SELECT * FROM \"short\"./.*/ GROUP BY *"),
+    ] {
+        let r = http.query(db, q)?;
+        let v = r.json();
+        if r.status != 200 || !v["results"][0]["error"].is_null() {
+            return Err(format!("{q}: {}", r.body));
+        }
+        out += &v["results"][0].to_string();
     }
-    out
+    Ok(out)
 }
 
 #[test]
@@ -177,12 +184,12 @@ fn wiped_influxd_is_rebuilt_from_the_log() {
             .unwrap();
         assert_eq!(r.status, 204, "{}", r.body);
     }
-    let r = api.write("db=db&rp=short", "mem v=1 1000").unwrap();
+    let r = api.write("db=db&rp=short", "mem v=1").unwrap();
     assert_eq!(r.status, 204, "{}", r.body);
     let r = api.write("db=other", "disk v=2 2000").unwrap();
     assert_eq!(r.status, 204, "{}", r.body);
     c.wait_converged("db", "cpu", 300, CONVERGE);
-    let reference = everything(&c, 1);
+    let reference = everything(&c, 1).unwrap();
 
     // Wiped while its gateway runs: the gateway notices the missing marker and replays.
     let n3 = c.node_mut(3);
@@ -190,11 +197,11 @@ fn wiped_influxd_is_rebuilt_from_the_log() {
     n3.influxd.wipe();
     n3.influxd.start_again();
     wait_until("node 3 rebuilt", CONVERGE, || {
-        let now = everything(&c, 3);
+        let now = everything(&c, 3)?;
         if now == reference {
             Ok(())
         } else {
-            Err(now.len())
+            Err(format!("{} bytes differ", now.len()))
         }
     });
     c.wait_ready(&[3], CONVERGE);
@@ -207,11 +214,11 @@ fn wiped_influxd_is_rebuilt_from_the_log() {
     n2.influxd.start_again();
     n2.gateway.start();
     wait_until("node 2 rebuilt", CONVERGE, || {
-        let now = everything(&c, 2);
+        let now = everything(&c, 2)?;
         if now == reference {
             Ok(())
         } else {
-            Err(now.len())
+            Err(format!("{} bytes differ", now.len()))
         }
     });
     c.wait_ready(&[1, 2, 3], CONVERGE);

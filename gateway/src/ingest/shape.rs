@@ -10,125 +10,108 @@
 pub const MISREAD_ESCAPE: &str =
     "a name ends in an escaped backslash before '=', ',' or ' ', which influxd 1.x reads differently";
 
-/// Why influxd 1.x would refuse or misread the line, if it would.
+/// Why influxd 1.x would refuse or misread the line, if it would. One pass over the bytes,
+/// no allocation: this runs for every point written.
 pub fn check(line: &str) -> Option<&'static str> {
-    if misread_escape(line) {
-        return Some(MISREAD_ESCAPE);
+    let b = line.as_bytes();
+    let mut i = 0;
+
+    // The series: the measurement, then `,key=value` tags, up to the first unescaped space.
+    let mut in_tag = false;
+    let mut tag_eq: Option<usize> = None; // where this tag's '=' is
+    let mut tag_start = 0;
+    loop {
+        let c = b.get(i).copied();
+        if c == Some(b'\\') {
+            if misread_at(b, i) {
+                return Some(MISREAD_ESCAPE);
+            }
+            i += 2;
+            continue;
+        }
+        if matches!(c, None | Some(b',' | b' ')) {
+            if in_tag {
+                match tag_eq {
+                    None => return Some("missing tag value"),
+                    Some(eq) if eq == tag_start => return Some("missing tag key"),
+                    Some(eq) if eq + 1 == i => return Some("missing tag value"),
+                    Some(_) => {}
+                }
+            }
+            match c {
+                Some(b',') => {
+                    in_tag = true;
+                    tag_eq = None;
+                    tag_start = i + 1;
+                    i += 1;
+                    continue;
+                }
+                _ => break,
+            }
+        }
+        if c == Some(b'=') && in_tag {
+            match tag_eq {
+                None => tag_eq = Some(i),
+                // influxd never looks at a value's first character, so `t==x` is the value
+                // `=x`; an '=' anywhere else is refused.
+                Some(eq) if i == eq + 1 => {}
+                Some(_) => return Some("invalid tag format"),
+            }
+        }
+        i += 1;
     }
-    let (series, fields) = split_unescaped(line, b' ', false)
-        .split_first()
-        .map(|(s, rest)| (*s, rest.first().copied().unwrap_or("")))?;
-    // Tags: every one is key=value with exactly one unescaped '='.
-    for tag in split_unescaped(series, b',', false).iter().skip(1) {
-        let Some(eq) = first_unescaped(tag.as_bytes(), b'=') else {
-            return Some("missing tag value");
-        };
-        let (key, value) = (&tag[..eq], &tag[eq + 1..]);
-        if key.is_empty() {
-            return Some("missing tag key");
-        }
-        if value.is_empty() {
-            return Some("missing tag value");
-        }
-        // influxd never looks at a value's first character, so `t==x` is the value `=x`;
-        // an '=' anywhere else is refused.
-        let v = value.as_bytes();
-        if first_unescaped(v, b'=')
-            .is_some_and(|at| at > 0 || first_unescaped(&v[1..], b'=').is_some())
-        {
-            return Some("invalid tag format");
-        }
+
+    // The fields: `key=value` separated by commas, up to the first space outside a string.
+    while b.get(i) == Some(&b' ') {
+        i += 1;
     }
-    // Fields: every one is key=value, the key non-empty and free of unescaped '=' or ','.
-    // influxd skips any number of spaces between the series and the fields.
-    let fields = split_unescaped(fields.trim_start_matches(' '), b' ', true)[0];
-    if fields.is_empty() {
+    if i >= b.len() {
         return Some("missing fields");
     }
-    for field in split_unescaped(fields, b',', true) {
-        let Some(eq) = first_unescaped(field.as_bytes(), b'=') else {
-            return Some("invalid field format");
-        };
-        if eq == 0 {
-            return Some("missing field key");
-        }
-        if eq + 1 == field.len() {
-            return Some("missing field value");
-        }
-    }
-    None
-}
-
-/// Splits at `sep` when it is not escaped by a backslash (and, with `strings`, not inside a
-/// double-quoted field value, which starts right after an `=`). With `sep` a space, only the
-/// first split matters: the rest is the field set and timestamp.
-fn split_unescaped(s: &str, sep: u8, strings: bool) -> Vec<&str> {
-    let b = s.as_bytes();
-    let mut parts = Vec::new();
-    let mut start = 0;
+    let mut field_start = i;
+    let mut field_eq: Option<usize> = None;
     let mut in_string = false;
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'\\' => i += 1,
-            b'"' if strings && (in_string || (i > 0 && b[i - 1] == b'=')) => in_string = !in_string,
-            c if c == sep && !in_string => {
-                parts.push(&s[start..i]);
-                start = i + 1;
-                if sep == b' ' {
-                    // Series, then everything after it.
-                    parts.push(&s[start..]);
-                    return parts;
+    loop {
+        let c = b.get(i).copied();
+        match c {
+            Some(b'\\') if in_string => i += 1,
+            Some(b'\\') => {
+                if misread_at(b, i) {
+                    return Some(MISREAD_ESCAPE);
                 }
+                i += 1;
+            }
+            Some(b'"') if in_string || field_eq.is_some_and(|eq| eq + 1 == i) => {
+                in_string = !in_string
+            }
+            _ if in_string => {}
+            Some(b'=') if field_eq.is_none() => field_eq = Some(i),
+            None | Some(b',' | b' ') => {
+                match field_eq {
+                    None => return Some("invalid field format"),
+                    Some(eq) if eq == field_start => return Some("missing field key"),
+                    Some(eq) if eq + 1 == i => return Some("missing field value"),
+                    Some(_) => {}
+                }
+                if c != Some(b',') {
+                    return None;
+                }
+                field_start = i + 1;
+                field_eq = None;
             }
             _ => {}
         }
         i += 1;
     }
-    parts.push(&s[start..]);
-    parts
 }
 
-fn first_unescaped(b: &[u8], c: u8) -> Option<usize> {
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'\\' => i += 1,
-            x if x == c => return Some(i),
-            _ => {}
-        }
-        i += 1;
-    }
-    None
-}
-
-/// Whether a name holds `\\` right before `=`, `,` or a space. The parser takes `\\` as one
+/// `\\` right before `=`, `,` or a space, outside a string. The parser takes `\\` as one
 /// escaped backslash, but influxd 1.x's scanner takes the second backslash as escaping the
 /// delimiter and reads a different point, or, with some string values after it, panics
 /// (influxd 1.6 crashes on `m f\\="s \" ,=" 1`). A line that would crash every replica must
 /// never enter the log.
-fn misread_escape(line: &str) -> bool {
-    let b = line.as_bytes();
-    let mut in_string = false;
-    let mut in_fields = false;
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'\\' if in_string => i += 1,
-            b'\\' => {
-                if b.get(i + 1) == Some(&b'\\') && matches!(b.get(i + 2), Some(b'=' | b',' | b' '))
-                {
-                    return true;
-                }
-                i += 1;
-            }
-            b'"' if in_string || (in_fields && i > 0 && b[i - 1] == b'=') => in_string = !in_string,
-            b' ' if !in_string => in_fields = true,
-            _ => {}
-        }
-        i += 1;
-    }
-    false
+fn misread_at(b: &[u8], i: usize) -> bool {
+    b.get(i + 1) == Some(&b'\\') && matches!(b.get(i + 2), Some(b'=' | b',' | b' '))
 }
 
 #[cfg(test)]

@@ -74,6 +74,8 @@ pub fn check(line: &str) -> Option<&'static str> {
     loop {
         let c = b.get(i).copied();
         match c {
+            // An unterminated string: the parser says what is wrong with it.
+            None if in_string => return None,
             Some(b'\\') if in_string => i += 1,
             Some(b'\\') => {
                 if misread_at(b, i) {
@@ -130,6 +132,12 @@ mod tests {
         ] {
             assert_eq!(check(line), None, "{line}");
         }
+    }
+
+    #[test]
+    fn unterminated_strings_are_left_to_the_parser() {
+        assert_eq!(check(r#"m v="open 1"#), None);
+        assert_eq!(check(r#"m v="open\"#), None);
     }
 
     #[test]

@@ -383,6 +383,55 @@ m,t=a=b v=1 3"#,
 }
 
 #[cfg(test)]
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn line_protocol_ish() -> impl Strategy<Value = String> {
+        // Mostly the characters that matter to the grammar, so the odd cases come up often.
+        proptest::collection::vec(
+            prop_oneof![
+                Just("m"),
+                Just("v"),
+                Just("="),
+                Just(","),
+                Just(" "),
+                Just("\""),
+                Just("\\"),
+                Just("\n"),
+                Just("1"),
+                Just("i"),
+                Just("."),
+                Just("-"),
+                Just("t"),
+                Just("é"),
+                Just("#"),
+                Just("\t"),
+                Just("e")
+            ],
+            0..60,
+        )
+        .prop_map(|parts| parts.concat())
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 1500, ..ProptestConfig::default() })]
+
+        /// Whatever comes in, ingest ends, and what it lets through is valid line protocol
+        /// that ingest itself passes unchanged: the batch in the log is a fixed point.
+        #[test]
+        fn output_is_a_fixed_point(body in line_protocol_ish(), seconds in any::<bool>()) {
+            let p = if seconds { Precision::Seconds } else { Precision::Nanoseconds };
+            let first = ingest(body.as_bytes(), p, 1_000_000_000_000);
+            let again = ingest(&first.lines, Precision::Nanoseconds, 7);
+            prop_assert_eq!(again.parse_error, None);
+            prop_assert_eq!(again.points, first.points);
+            prop_assert_eq!(again.lines, first.lines);
+        }
+    }
+}
+
+#[cfg(test)]
 mod speed {
     use super::*;
 

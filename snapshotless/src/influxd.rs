@@ -78,30 +78,38 @@ impl Influxd {
         }
     }
 
-    async fn send(&self, req: Request<Full<Bytes>>) -> Result<Response, Unavailable> {
+    /// One request within `timeout`, its whole body read.
+    async fn exchange(
+        &self,
+        req: Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> Result<(hyper::http::response::Parts, Bytes), Unavailable> {
         let call = async {
             let resp = self
                 .client
                 .request(req)
                 .await
                 .map_err(|e| self.unavailable(error_chain(&e)))?;
-            let status = resp.status();
-            let content_type = resp.headers().get(CONTENT_TYPE).cloned();
-            let body = resp
-                .into_body()
+            let (parts, body) = resp.into_parts();
+            let body = body
                 .collect()
                 .await
                 .map_err(|e| self.unavailable(format!("reading the response: {e}")))?
                 .to_bytes();
-            Ok(Response {
-                status,
-                body,
-                content_type,
-            })
+            Ok((parts, body))
         };
-        tokio::time::timeout(self.timeout, call)
+        tokio::time::timeout(timeout, call)
             .await
-            .map_err(|_| self.unavailable(format!("no answer within {:?}", self.timeout)))?
+            .map_err(|_| self.unavailable(format!("no answer within {timeout:?}")))?
+    }
+
+    async fn send(&self, req: Request<Full<Bytes>>) -> Result<Response, Unavailable> {
+        let (parts, body) = self.exchange(req, self.timeout).await?;
+        Ok(Response {
+            status: parts.status,
+            body,
+            content_type: parts.headers.get(CONTENT_TYPE).cloned(),
+        })
     }
 
     fn request(&self, method: Method, path_and_query: &str) -> hyper::http::request::Builder {
@@ -169,25 +177,18 @@ impl Influxd {
             .request(Method::GET, "/ping")
             .body(Full::new(Bytes::new()))
             .expect("valid request");
-        let call = async {
-            let resp = self
-                .client
-                .request(req)
-                .await
-                .map_err(|e| self.unavailable(error_chain(&e)))?;
-            if !resp.status().is_success() {
-                return Err(self.unavailable(format!("/ping answered {}", resp.status())));
-            }
-            Ok(resp
-                .headers()
-                .get("X-Influxdb-Version")
-                .and_then(|v| v.to_str().ok())
-                .unwrap_or("unknown")
-                .to_owned())
-        };
-        tokio::time::timeout(self.timeout.min(Duration::from_secs(5)), call)
-            .await
-            .map_err(|_| self.unavailable("no answer to /ping"))?
+        let (parts, _) = self
+            .exchange(req, self.timeout.min(Duration::from_secs(5)))
+            .await?;
+        if !parts.status.is_success() {
+            return Err(self.unavailable(format!("/ping answered {}", parts.status)));
+        }
+        Ok(parts
+            .headers
+            .get("X-Influxdb-Version")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("unknown")
+            .to_owned())
     }
 }
 

@@ -160,6 +160,17 @@ fn everything(c: &Cluster, id: u64) -> Result<String, String> {
     Ok(out)
 }
 
+fn wait_rebuilt(c: &Cluster, id: u64, reference: &str) {
+    wait_until(&format!("node {id} rebuilt"), CONVERGE, || {
+        let now = everything(c, id)?;
+        if now == reference {
+            Ok(())
+        } else {
+            Err(format!("{} bytes differ", now.len()))
+        }
+    });
+}
+
 #[test]
 fn wiped_influxd_is_rebuilt_from_the_log() {
     let mut c = Cluster::start(3);
@@ -196,14 +207,7 @@ fn wiped_influxd_is_rebuilt_from_the_log() {
     n3.influxd.kill();
     n3.influxd.wipe();
     n3.influxd.start_again();
-    wait_until("node 3 rebuilt", CONVERGE, || {
-        let now = everything(&c, 3)?;
-        if now == reference {
-            Ok(())
-        } else {
-            Err(format!("{} bytes differ", now.len()))
-        }
-    });
+    wait_rebuilt(&c, 3, &reference);
     c.wait_ready(&[3], CONVERGE);
 
     // Wiped while its gateway is stopped too.
@@ -213,14 +217,7 @@ fn wiped_influxd_is_rebuilt_from_the_log() {
     n2.influxd.wipe();
     n2.influxd.start_again();
     n2.gateway.start();
-    wait_until("node 2 rebuilt", CONVERGE, || {
-        let now = everything(&c, 2)?;
-        if now == reference {
-            Ok(())
-        } else {
-            Err(format!("{} bytes differ", now.len()))
-        }
-    });
+    wait_rebuilt(&c, 2, &reference);
     c.wait_ready(&[1, 2, 3], CONVERGE);
     let s = status(&c, 2);
     assert_eq!(s["applier"]["resumed_from"], 0, "{}", s["applier"]);

@@ -130,7 +130,11 @@ pub struct Applier<L: CommittedLog> {
     /// The marker influxd should hold right now.
     marker: Marker,
     marker_written_at: Instant,
+    progress_logged_at: Instant,
 }
+
+/// How often a rebuild logs its progress.
+const PROGRESS_EVERY: Duration = Duration::from_secs(5);
 
 impl<L: CommittedLog> Applier<L> {
     pub fn new(
@@ -151,6 +155,7 @@ impl<L: CommittedLog> Applier<L> {
             pos: 0,
             marker: Marker { index: 0, term: 0 },
             marker_written_at: Instant::now(),
+            progress_logged_at: Instant::now(),
         };
         (applier, status_rx)
     }
@@ -494,15 +499,28 @@ impl<L: CommittedLog> Applier<L> {
     fn advance(&mut self, e: &At, rejected: u64) {
         self.pos = e.index;
         let pos = self.pos;
+        let report = self.progress_logged_at.elapsed() >= PROGRESS_EVERY;
         self.status.send_modify(|s| {
             s.applied = pos;
             s.entries_applied += 1;
             s.rejected += rejected;
-            if s.rebuilding.is_some_and(|r| pos >= r.target) {
-                tracing::info!(applied = pos, "rebuild complete");
-                s.rebuilding = None;
+            match s.rebuilding {
+                Some(r) if pos >= r.target => {
+                    tracing::info!(applied = pos, "rebuild complete");
+                    s.rebuilding = None;
+                }
+                Some(r) if report => tracing::info!(
+                    applied = pos,
+                    target = r.target,
+                    percent = ((pos - r.from) * 100 / (r.target - r.from).max(1)),
+                    "rebuilding influxd from the log"
+                ),
+                _ => {}
             }
         });
+        if report {
+            self.progress_logged_at = Instant::now();
+        }
     }
 
     async fn marker_if_due(&mut self) -> Result<(), Interrupt> {

@@ -176,6 +176,8 @@ impl<L: CommittedLog> Applier<L> {
                 }
                 Interrupt::LostData(why) => {
                     tracing::warn!(%why, applied = self.pos, "influxd lost data; replaying the log from its marker");
+                    // Never a hot loop, whatever influxd keeps answering.
+                    tokio::time::sleep(Duration::from_millis(100)).await;
                 }
             }
         }
@@ -237,11 +239,22 @@ impl<L: CommittedLog> Applier<L> {
         let written_before = self.log.load_applied().max(self.marker.index);
         let start = match marker {
             None => {
-                while let Err(e) = marker::create_database(&self.influxd).await {
-                    tracing::warn!(error = %e, "cannot create the marker database");
+                // A marker at 0 right away: from now on a missing marker always means influxd
+                // lost data, even before the first real marker is written.
+                let zero = Marker { index: 0, term: 0 };
+                loop {
+                    let created = match marker::create_database(&self.influxd).await {
+                        Ok(()) => marker::write(&self.influxd, zero).await,
+                        Err(e) => Err(e),
+                    };
+                    match created {
+                        Ok(marker::Written::Ok) => break,
+                        Ok(marker::Written::DatabaseMissing) => {}
+                        Err(e) => tracing::warn!(error = %e, "cannot create the marker"),
+                    }
                     backoff.wait().await;
                 }
-                Marker { index: 0, term: 0 }
+                zero
             }
             Some(m) => self.check_marker_term(m).await,
         };

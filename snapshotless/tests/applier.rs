@@ -1,0 +1,397 @@
+//! The applier against a scripted fake influxd: coalescing, per-entry outcomes after a
+//! rejected batch, retries without skipping, and resuming from the marker.
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Incoming;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use parking_lot::Mutex;
+use raft::prelude::{Entry, EntryType};
+use snapshotless::{
+    Applier, ApplierConfig, ApplierStatus, Command, CommittedLog, Influxd, Origin, Outcome,
+    OutcomeSink,
+};
+use tokio::sync::watch;
+
+/// What the fake influxd holds and how it answers writes.
+#[derive(Default)]
+struct FakeState {
+    /// Bodies of user writes, in arrival order.
+    writes: Vec<String>,
+    /// (index, term) of the marker, if the marker database exists.
+    marker: Option<(u64, u64)>,
+    marker_db: bool,
+    /// Statuses to answer user writes with, in order; 204 once empty.
+    script: VecDeque<u16>,
+    /// Rejects any single write whose body contains this.
+    poison: Option<String>,
+    /// Whether the user database is missing (as on an influxd that was wiped).
+    no_user_db: bool,
+}
+
+async fn serve(state: Arc<Mutex<FakeState>>) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let (stream, _) = listener.accept().await.unwrap();
+            let state = state.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req: Request<Incoming>| {
+                    let state = state.clone();
+                    async move { Ok::<_, std::convert::Infallible>(answer(&state, req).await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+fn reply(status: u16, body: &str) -> Response<Full<Bytes>> {
+    Response::builder()
+        .status(status)
+        .header("X-Influxdb-Version", "fake")
+        .header("Content-Type", "application/json")
+        .body(Full::new(Bytes::from(body.to_owned())))
+        .unwrap()
+}
+
+async fn answer(state: &Mutex<FakeState>, req: Request<Incoming>) -> Response<Full<Bytes>> {
+    let uri = req.uri().clone();
+    let body =
+        String::from_utf8(req.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    let mut s = state.lock();
+    match uri.path() {
+        "/ping" => reply(204, ""),
+        "/query" => {
+            let q: String = form_urlencoded::parse(body.as_bytes())
+                .find(|(k, _)| k == "q")
+                .map(|(_, v)| v.into_owned())
+                .unwrap_or_default();
+            if q.starts_with("CREATE DATABASE \"_gateway\"") {
+                s.marker_db = true;
+                return reply(200, r#"{"results":[{"statement_id":0}]}"#);
+            }
+            if q.starts_with("SELECT \"index\"") {
+                return match (s.marker_db, s.marker) {
+                    (false, _) => reply(
+                        200,
+                        r#"{"results":[{"statement_id":0,"error":"database not found: _gateway"}]}"#,
+                    ),
+                    (true, None) => reply(200, r#"{"results":[{"statement_id":0}]}"#),
+                    (true, Some((i, t))) => reply(
+                        200,
+                        &format!(
+                            r#"{{"results":[{{"statement_id":0,"series":[{{"name":"applied","columns":["time","index","term"],"values":[[0,{i},{t}]]}}]}}]}}"#
+                        ),
+                    ),
+                };
+            }
+            if q == "CREATE DATABASE db" {
+                s.no_user_db = false;
+            }
+            reply(200, r#"{"results":[{"statement_id":0}]}"#)
+        }
+        "/write" if uri.query().unwrap_or("").contains("db=_gateway") => {
+            if !s.marker_db {
+                return reply(404, r#"{"error":"database not found: \"_gateway\""}"#);
+            }
+            let field = |name: &str| -> u64 {
+                let at = body.find(&format!("{name}=")).unwrap() + name.len() + 1;
+                body[at..]
+                    .split(|c: char| !c.is_ascii_digit())
+                    .next()
+                    .unwrap()
+                    .parse()
+                    .unwrap()
+            };
+            s.marker = Some((field("index"), field("term")));
+            reply(204, "")
+        }
+        "/write" => {
+            if s.no_user_db {
+                return reply(404, r#"{"error":"database not found: \"db\""}"#);
+            }
+            let status = s.script.pop_front().unwrap_or(204);
+            if status != 204 {
+                return reply(status, r#"{"error":"scripted failure"}"#);
+            }
+            if let Some(p) = &s.poison {
+                if body.contains(p.as_str()) {
+                    return reply(400, r#"{"error":"partial write: poison dropped=1"}"#);
+                }
+            }
+            s.writes.push(body);
+            reply(204, "")
+        }
+        _ => reply(404, ""),
+    }
+}
+
+/// The committed log, in memory.
+#[derive(Clone, Default)]
+struct FakeLog {
+    entries: Arc<Mutex<Vec<Entry>>>,
+    applied_hint: Arc<Mutex<u64>>,
+}
+
+impl CommittedLog for FakeLog {
+    fn read(&self, lo: u64, hi: u64, _max_bytes: u64) -> Result<Vec<Entry>, String> {
+        Ok(self.entries.lock()[(lo - 1) as usize..(hi - 1) as usize].to_vec())
+    }
+    fn term(&self, index: u64) -> Result<u64, String> {
+        Ok(self.entries.lock()[(index - 1) as usize].term)
+    }
+    fn load_applied(&self) -> u64 {
+        *self.applied_hint.lock()
+    }
+    fn save_applied(&self, index: u64) {
+        *self.applied_hint.lock() = index;
+    }
+}
+
+#[derive(Default)]
+struct Outcomes(Mutex<Vec<(u64, u16)>>);
+
+impl OutcomeSink for Outcomes {
+    fn applied(&self, _origin: Origin, index: u64, outcome: Outcome) {
+        self.0.lock().push((index, outcome.status));
+    }
+}
+
+struct Rig {
+    state: Arc<Mutex<FakeState>>,
+    log: FakeLog,
+    commit: watch::Sender<u64>,
+    status: watch::Receiver<ApplierStatus>,
+    outcomes: Arc<Outcomes>,
+}
+
+const NODE: u64 = 1;
+
+impl Rig {
+    async fn start(state: FakeState, log: FakeLog) -> Rig {
+        let state = Arc::new(Mutex::new(state));
+        let addr = serve(state.clone()).await;
+        let influxd = Influxd::new(&format!("http://{addr}"), Duration::from_secs(5), None);
+        let (commit, commit_rx) = watch::channel(log.entries.lock().len() as u64);
+        let outcomes = Arc::new(Outcomes::default());
+        let (applier, status) = Applier::new(
+            ApplierConfig {
+                node_id: NODE,
+                idle_marker_delay: Duration::from_millis(20),
+                ..ApplierConfig::default()
+            },
+            log.clone(),
+            influxd,
+            commit_rx,
+            outcomes.clone(),
+        );
+        tokio::spawn(applier.run());
+        Rig {
+            state,
+            log,
+            commit,
+            status,
+            outcomes,
+        }
+    }
+
+    fn push_write(&self, lines: &str) -> u64 {
+        let mut entries = self.log.entries.lock();
+        let index = entries.len() as u64 + 1;
+        entries.push(Entry {
+            entry_type: EntryType::EntryNormal as i32,
+            index,
+            term: 1,
+            data: Command::write("db", "", Bytes::from(lines.to_owned())).encode(),
+            context: Origin {
+                node: NODE,
+                request: index,
+            }
+            .to_context(),
+            ..Default::default()
+        });
+        index
+    }
+
+    fn push_query(&self, q: &str) -> u64 {
+        let mut entries = self.log.entries.lock();
+        let index = entries.len() as u64 + 1;
+        entries.push(Entry {
+            entry_type: EntryType::EntryNormal as i32,
+            index,
+            term: 1,
+            data: Command::query(snapshotless::command::Query {
+                q: q.into(),
+                ..Default::default()
+            })
+            .encode(),
+            context: Origin {
+                node: NODE,
+                request: index,
+            }
+            .to_context(),
+            ..Default::default()
+        });
+        index
+    }
+
+    fn commit_all(&self) {
+        self.commit
+            .send_replace(self.log.entries.lock().len() as u64);
+    }
+
+    async fn applied(&mut self, index: u64) {
+        let reached = tokio::time::timeout(
+            Duration::from_secs(10),
+            self.status
+                .wait_for(|s| s.applied >= index && s.marker >= index),
+        )
+        .await
+        .is_ok_and(|r| r.is_ok());
+        assert!(
+            reached,
+            "not applied to {index}: {:?}",
+            *self.status.borrow()
+        );
+    }
+}
+
+#[tokio::test]
+async fn consecutive_writes_are_coalesced_and_each_gets_its_outcome() {
+    let log = FakeLog::default();
+    let mut rig = Rig::start(FakeState::default(), log).await;
+    rig.applied(0).await;
+    for i in 0..5 {
+        rig.push_write(&format!("m v={i} {i}\n"));
+    }
+    rig.commit_all();
+    rig.applied(5).await;
+    let writes = rig.state.lock().writes.clone();
+    assert_eq!(
+        writes.len(),
+        1,
+        "five committed writes should make one request: {writes:?}"
+    );
+    assert_eq!(writes[0].lines().count(), 5);
+    let outcomes = rig.outcomes.0.lock().clone();
+    assert_eq!(outcomes, (1..=5).map(|i| (i, 204)).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_rejected_batch_is_applied_entry_by_entry() {
+    let state = FakeState {
+        poison: Some("bad".into()),
+        ..FakeState::default()
+    };
+    let mut rig = Rig::start(state, FakeLog::default()).await;
+    rig.applied(0).await;
+    rig.push_write("m v=1 1\n");
+    rig.push_write("m bad=1 2\n");
+    rig.push_write("m v=3 3\n");
+    rig.commit_all();
+    rig.applied(3).await;
+    let outcomes = rig.outcomes.0.lock().clone();
+    assert_eq!(outcomes, vec![(1, 204), (2, 400), (3, 204)]);
+    let writes = rig.state.lock().writes.clone();
+    assert!(writes.iter().any(|w| w.contains("v=3")), "{writes:?}");
+    assert_eq!(rig.status.borrow().rejected, 1);
+}
+
+#[tokio::test]
+async fn unavailable_influxd_is_retried_and_nothing_is_skipped() {
+    let state = FakeState {
+        script: [503, 500, 503].into(),
+        ..FakeState::default()
+    };
+    let mut rig = Rig::start(state, FakeLog::default()).await;
+    rig.applied(0).await;
+    rig.push_write("m v=1 1\n");
+    rig.commit_all();
+    rig.applied(1).await;
+    let writes = rig.state.lock().writes.clone();
+    assert_eq!(writes, vec!["m v=1 1\n"]);
+    assert_eq!(rig.outcomes.0.lock().clone(), vec![(1, 204)]);
+    assert!(rig.status.borrow().resumes >= 1);
+}
+
+#[tokio::test]
+async fn resumes_after_the_marker_and_rebuilds_when_it_is_missing() {
+    // influxd already holds everything up to index 3.
+    let log = FakeLog::default();
+    let state = FakeState {
+        marker: Some((3, 1)),
+        marker_db: true,
+        ..FakeState::default()
+    };
+    {
+        let mut entries = log.entries.lock();
+        for i in 1..=5u64 {
+            entries.push(Entry {
+                entry_type: EntryType::EntryNormal as i32,
+                index: i,
+                term: 1,
+                data: Command::write("db", "", Bytes::from(format!("m v={i} {i}\n"))).encode(),
+                ..Default::default()
+            });
+        }
+    }
+    let mut rig = Rig::start(state, log.clone()).await;
+    rig.applied(5).await;
+    let writes = rig.state.lock().writes.concat();
+    assert_eq!(
+        writes, "m v=4 4\nm v=5 5\n",
+        "only what follows the marker is applied"
+    );
+    assert_eq!(rig.status.borrow().resumed_from, 3);
+
+    // The same log against an empty influxd that this node had applied to: a rebuild from 1.
+    log.save_applied(5);
+    let mut rig = Rig::start(FakeState::default(), log).await;
+    rig.applied(5).await;
+    assert_eq!(rig.state.lock().writes.concat().lines().count(), 5);
+    assert_eq!(rig.status.borrow().resumed_from, 0);
+    assert!(rig.status.borrow().rebuilding.is_none());
+}
+
+#[tokio::test]
+async fn a_rejection_from_a_wiped_influxd_is_not_an_answer() {
+    let mut rig = Rig::start(FakeState::default(), FakeLog::default()).await;
+    rig.applied(0).await;
+    rig.push_query("CREATE DATABASE db");
+    rig.push_write("m v=1 1\n");
+    rig.commit_all();
+    rig.applied(2).await;
+
+    // influxd loses everything; the next write meets "database not found".
+    {
+        let mut s = rig.state.lock();
+        *s = FakeState {
+            no_user_db: true,
+            ..FakeState::default()
+        };
+    }
+    let last = rig.push_write("m v=2 2\n");
+    rig.commit_all();
+    rig.applied(last).await;
+    let outcomes = rig.outcomes.0.lock().clone();
+    assert!(
+        outcomes.contains(&(last, 204)) && !outcomes.contains(&(last, 404)),
+        "the write was answered with the wiped influxd's rejection: {outcomes:?}"
+    );
+    let writes = rig.state.lock().writes.concat();
+    assert_eq!(
+        writes, "m v=1 1\nm v=2 2\n",
+        "the rebuild replayed the log from the start"
+    );
+}

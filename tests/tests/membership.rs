@@ -99,3 +99,80 @@ fn a_fourth_node_joins_and_converges_then_a_node_is_removed() {
         .collect();
     assert_eq!(ids, vec![1, 3, 4], "{m}");
 }
+
+#[test]
+fn a_dead_node_is_replaced_by_a_fresh_one() {
+    let mut c = Cluster::start(3);
+    c.create_database(1, "db");
+    for i in 0..50 {
+        let r = c
+            .node(1)
+            .api()
+            .write("db=db", &format!("m v={i}i {i}"))
+            .unwrap();
+        assert_eq!(r.status, 204, "{}", r.body);
+    }
+    // Node 3 dies for good: its gateway and influxd are gone.
+    c.node_mut(3).gateway.kill();
+    c.node_mut(3).influxd.kill();
+    c.nodes.retain(|n| n.id != 3);
+    let admin = c.node(1).api();
+    let r = admin
+        .send("DELETE", "/admin/members?id=3", &[], &[])
+        .unwrap();
+    assert_eq!(r.status, 200, "removing the dead node: {}", r.body);
+
+    // A fresh node (empty log, empty influxd) takes its place and replays everything.
+    let peer5 = c.peer_addr(5);
+    c.start_joining_node(5);
+    let r = admin
+        .send(
+            "POST",
+            "/admin/members",
+            &[("Content-Type", "application/json")],
+            serde_json::json!({"id": 5, "peer_addr": peer5})
+                .to_string()
+                .as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "adding the replacement: {}", r.body);
+    c.wait_ready(&[5], CONVERGE);
+    c.wait_converged("db", "m", 50, CONVERGE);
+    wait_until("node 5 to become a voter", CONVERGE, || {
+        let m = admin.get("/admin/members").unwrap().json();
+        let kinds: Vec<(u64, String)> = m["members"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| {
+                (
+                    x["id"].as_u64().unwrap(),
+                    x["kind"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect();
+        if kinds
+            == [
+                (1, "voter".into()),
+                (2, "voter".into()),
+                (5, "voter".into()),
+            ]
+        {
+            Ok(())
+        } else {
+            Err(kinds)
+        }
+    });
+    // The new member carries its share: with node 2 down, nodes 1 and 5 are a quorum.
+    c.node_mut(2).gateway.kill();
+    c.nodes.retain(|n| n.id != 2);
+    wait_until("writes with nodes 1 and 5 only", CONVERGE, || {
+        let r = c.node(5).api().write("db=db", "m v=100i 100").unwrap();
+        if r.status == 204 {
+            Ok(())
+        } else {
+            Err(r.body)
+        }
+    });
+    c.wait_converged("db", "m", 51, CONVERGE);
+}

@@ -23,7 +23,8 @@ use parking_lot::Mutex;
 use prost::Message as _;
 use raft::prelude::{Message, MessageType};
 use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
-use tokio::net::{TcpListener, TcpStream};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, Notify};
 
 use super::bootstrap::CLUSTER_KEY;
@@ -37,6 +38,12 @@ const BATCH_BYTES: usize = 4 << 20;
 /// Refuse frames larger than this: a corrupt length must not make us allocate gigabytes.
 const MAX_FRAME: usize = 512 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long sent data may go unacknowledged before a peer connection is given up. Without it
+/// a connection that went silent (a partition drops packets, it does not reset connections)
+/// recovers only when the kernel next retransmits, and retransmissions back off to minutes:
+/// a node would keep refusing writes long after the partition healed. Given up, the lane
+/// redials, and the first attempt after the heal succeeds.
+const UNACKED_TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_BACKOFF: Duration = Duration::from_millis(500);
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -156,6 +163,7 @@ impl Transport {
                     name,
                     to,
                     addr: addr.clone(),
+                    local_ip: self.local_ip(),
                     hello: self.hello(),
                     inbox: self.inbox.clone(),
                     stats: self.stats.clone(),
@@ -176,6 +184,14 @@ impl Transport {
     /// Stops talking to a removed member.
     pub fn forget(&self, id: u64) {
         self.lanes.lock().remove(&id);
+    }
+
+    fn local_ip(&self) -> Option<std::net::IpAddr> {
+        self.advertise
+            .parse::<std::net::SocketAddr>()
+            .ok()
+            .map(|a| a.ip())
+            .filter(|ip| !ip.is_unspecified())
     }
 
     fn hello(&self) -> Hello {
@@ -207,7 +223,7 @@ impl Transport {
     }
 
     async fn receive(&self, stream: TcpStream) -> std::io::Result<()> {
-        stream.set_nodelay(true)?;
+        tune(&stream)?;
         let mut stream = BufReader::with_capacity(256 << 10, stream);
         let hello: Hello = tokio::time::timeout(Duration::from_secs(5), read_frame(&mut stream))
             .await
@@ -271,10 +287,20 @@ struct Lane {
     name: &'static str,
     to: u64,
     addr: String,
+    /// This node's own peer IP, when its advertised address is an IP (not a name, not a
+    /// wildcard).
+    local_ip: Option<std::net::IpAddr>,
     hello: Hello,
     inbox: SyncSender<Input>,
     stats: Arc<TransportStats>,
     peer_is_back: Arc<Notify>,
+}
+
+/// The two halves of a lane's connection: frames go out on one; the other only tells when the
+/// connection died (the peer never sends anything on it).
+struct Connection {
+    out: BufWriter<OwnedWriteHalf>,
+    watch: OwnedReadHalf,
 }
 
 impl Lane {
@@ -282,12 +308,24 @@ impl Lane {
     /// the queue's sender (peer removed or moved).
     async fn run(self, mut rx: mpsc::Receiver<Message>) {
         let mut backoff = Duration::from_millis(20);
-        while let Some(first) = rx.recv().await {
-            let stream = match self.connect().await {
-                Ok(s) => {
+        // A batch whose write failed gets one more chance, on the next connection: it may be a
+        // forwarded proposal, which Raft does not resend, and losing it would leave its client
+        // waiting for the write timeout. (Raft ignores a message it receives twice, and a
+        // proposal that lands twice writes the same points twice.)
+        let mut retry: Option<Batch> = None;
+        loop {
+            let batch = match retry.take() {
+                Some(b) => b,
+                None => match rx.recv().await {
+                    Some(first) => gather(first, &mut rx),
+                    None => return,
+                },
+            };
+            let conn = match self.connect().await {
+                Ok(c) => {
                     self.stats.connects.fetch_add(1, Relaxed);
                     backoff = Duration::from_millis(20);
-                    s
+                    c
                 }
                 Err(e) => {
                     self.stats.connect_failures.fetch_add(1, Relaxed);
@@ -304,54 +342,115 @@ impl Lane {
                     continue;
                 }
             };
-            if let Err(e) = self.pump(stream, first, &mut rx).await {
-                tracing::debug!(peer = self.to, lane = self.name, error = %e, "peer connection lost");
-                let _ = self.inbox.try_send(Input::Unreachable(self.to));
-            }
-        }
-    }
-
-    async fn connect(&self) -> std::io::Result<BufWriter<TcpStream>> {
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(&self.addr))
-            .await
-            .map_err(|_| invalid("connect timed out"))??;
-        stream.set_nodelay(true)?;
-        let mut w = BufWriter::with_capacity(256 << 10, stream);
-        write_frame(&mut w, &self.hello).await?;
-        w.flush().await?;
-        Ok(w)
-    }
-
-    async fn pump(
-        &self,
-        mut w: BufWriter<TcpStream>,
-        first: Message,
-        rx: &mut mpsc::Receiver<Message>,
-    ) -> std::io::Result<()> {
-        let mut next = Some(first);
-        while let Some(m) = next.take() {
-            let mut bytes = m.encoded_len();
-            let mut batch = Batch { msgs: vec![m] };
-            while bytes < BATCH_BYTES {
-                match rx.try_recv() {
-                    Ok(m) => {
-                        bytes += m.encoded_len();
-                        batch.msgs.push(m);
-                    }
-                    Err(_) => break,
+            match self.pump(conn, batch, &mut rx).await {
+                Ok(()) => return,
+                Err((e, unsent)) => {
+                    tracing::debug!(peer = self.to, lane = self.name, error = %e, "peer connection lost");
+                    let _ = self.inbox.try_send(Input::Unreachable(self.to));
+                    retry = unsent;
                 }
             }
-            write_frame(&mut w, &batch).await?;
-            w.flush().await?;
-            self.stats.sent.fetch_add(batch.msgs.len() as u64, Relaxed);
-            next = rx.recv().await;
         }
-        Ok(())
+    }
+
+    async fn connect(&self) -> std::io::Result<Connection> {
+        let dial = async {
+            let remote = tokio::net::lookup_host(&self.addr)
+                .await?
+                .next()
+                .ok_or_else(|| invalid(format!("{} resolves to nothing", self.addr)))?;
+            let socket = match remote {
+                std::net::SocketAddr::V4(_) => TcpSocket::new_v4()?,
+                std::net::SocketAddr::V6(_) => TcpSocket::new_v6()?,
+            };
+            // Connections come from this node's own peer address, so that peers (and
+            // firewalls) see node-to-node traffic as coming from the node it belongs to.
+            if let Some(ip) = self.local_ip.filter(|ip| ip.is_ipv4() == remote.is_ipv4()) {
+                socket.bind(std::net::SocketAddr::new(ip, 0))?;
+            }
+            socket.connect(remote).await
+        };
+        let stream = tokio::time::timeout(CONNECT_TIMEOUT, dial)
+            .await
+            .map_err(|_| invalid("connect timed out"))??;
+        tune(&stream)?;
+        let (watch, out) = stream.into_split();
+        let mut out = BufWriter::with_capacity(256 << 10, out);
+        write_frame(&mut out, &self.hello).await?;
+        out.flush().await?;
+        Ok(Connection { out, watch })
+    }
+
+    /// Sends `batch`, then whatever comes, until the queue closes (Ok) or the connection
+    /// fails (Err, with the batch that could not be written, if one was being written). An
+    /// idle connection is watched too, so a dead one is dropped before the next message is
+    /// lost on it.
+    async fn pump(
+        &self,
+        mut conn: Connection,
+        mut batch: Batch,
+        rx: &mut mpsc::Receiver<Message>,
+    ) -> Result<(), (std::io::Error, Option<Batch>)> {
+        let mut probe = [0u8; 64];
+        loop {
+            let written = async {
+                write_frame(&mut conn.out, &batch).await?;
+                conn.out.flush().await
+            };
+            if let Err(e) = written.await {
+                return Err((e, Some(batch)));
+            }
+            self.stats.sent.fetch_add(batch.msgs.len() as u64, Relaxed);
+            let next = tokio::select! {
+                m = rx.recv() => m,
+                r = conn.watch.read(&mut probe) => {
+                    let e = match r {
+                        Ok(_) => invalid("the peer closed the connection"),
+                        Err(e) => e,
+                    };
+                    return Err((e, None));
+                }
+            };
+            match next {
+                Some(m) => batch = gather(m, rx),
+                None => return Ok(()),
+            }
+        }
     }
 }
 
+/// `first` and whatever else is queued, up to about [`BATCH_BYTES`].
+fn gather(first: Message, rx: &mut mpsc::Receiver<Message>) -> Batch {
+    let mut bytes = first.encoded_len();
+    let mut batch = Batch { msgs: vec![first] };
+    while bytes < BATCH_BYTES {
+        match rx.try_recv() {
+            Ok(m) => {
+                bytes += m.encoded_len();
+                batch.msgs.push(m);
+            }
+            Err(_) => break,
+        }
+    }
+    batch
+}
+
+/// No Nagle delay (heartbeats are tiny and urgent), a bound on unacknowledged data, and
+/// keepalives so that a receiving side whose peer vanished during a partition notices too.
+fn tune(stream: &TcpStream) -> std::io::Result<()> {
+    stream.set_nodelay(true)?;
+    let sock = socket2::SockRef::from(stream);
+    sock.set_tcp_user_timeout(Some(UNACKED_TIMEOUT))?;
+    sock.set_tcp_keepalive(
+        &socket2::TcpKeepalive::new()
+            .with_time(Duration::from_secs(2))
+            .with_interval(Duration::from_secs(1))
+            .with_retries(3),
+    )
+}
+
 async fn write_frame<M: prost::Message>(
-    w: &mut BufWriter<TcpStream>,
+    w: &mut BufWriter<OwnedWriteHalf>,
     m: &M,
 ) -> std::io::Result<()> {
     let len = m.encoded_len();

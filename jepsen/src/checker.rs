@@ -1,0 +1,935 @@
+//! The checker: Jepsen's set-full semantics over the history and the final reads of every
+//! replica, plus what set-full lacks for a replicated store: per-replica checks, exact point
+//! contents, duplicates, torn batches and divergence between replicas.
+//!
+//! Every element is attempted by exactly one write. Its outcome says what may be found:
+//! - ok (acknowledged): must be on every replica, exactly once, exactly as written;
+//! - fail (definite error): must be on no replica;
+//! - info (indeterminate): may be present or absent, but the same on every replica, and a
+//!   batch is one log entry, so all of its points or none.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+use crate::history::{Event, Type, F};
+use crate::influx::{Point, MEASUREMENT};
+
+/// How many offending elements or points are listed (the counts are always complete).
+const LIST_LIMIT: usize = 1000;
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct FinalRead {
+    pub node: u8,
+    pub points: Vec<Point>,
+    pub databases: Vec<String>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct DivergentPoint {
+    pub series: String,
+    pub time: i64,
+    /// What each replica holds at that series and time (absent: nothing).
+    pub replicas: BTreeMap<u8, Option<BTreeMap<String, Value>>>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Quantiles {
+    pub count: usize,
+    pub min: f64,
+    pub p50: f64,
+    pub p90: f64,
+    pub p99: f64,
+    pub max: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Visibility {
+    /// Milliseconds from a write's invocation until every replica's periodic read showed its
+    /// element (set-full's stable latency; the resolution is the read interval).
+    pub from_invoke_ms: Option<Quantiles>,
+    /// The same, from the write's acknowledgement.
+    pub from_ack_ms: Option<Quantiles>,
+    /// Acknowledged elements that some replica's periodic reads never showed (the final read
+    /// decides whether they are lost).
+    pub never_read_everywhere: usize,
+    /// An element a replica showed, then did not show in a later read whose window covered
+    /// it.
+    pub flickered: usize,
+    pub flickered_elements: Vec<u64>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HealRecovery {
+    pub kind: String,
+    pub detail: String,
+    /// Seconds since the start of the run.
+    pub healed_at: f64,
+    /// Seconds from the heal to the next acknowledged write through any node.
+    pub any_node_s: Option<f64>,
+    /// Seconds from the heal until a write had been acknowledged through every node.
+    pub every_node_s: Option<f64>,
+}
+
+/// A stretch of time with no acknowledged write at all.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Gap {
+    /// Seconds since the start of the run: the last ok before the gap, the first after it.
+    pub from: f64,
+    pub to: f64,
+    pub seconds: f64,
+    /// Whether a fault was in force during any of it.
+    pub during_fault: bool,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Recovery {
+    pub target_s: f64,
+    pub heals: Vec<HealRecovery>,
+    pub max_any_node_s: Option<f64>,
+    pub max_every_node_s: Option<f64>,
+    /// Every heal was followed by acknowledged writes through every node within the target.
+    pub within_target: bool,
+    /// Stretches over one second without any acknowledged write, longest first.
+    pub gaps: Vec<Gap>,
+    /// The longest such stretch entirely outside fault periods (a quiet cluster stalling).
+    pub longest_gap_without_fault_s: f64,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct CheckResult {
+    pub valid: bool,
+    /// Why not, in words.
+    pub problems: Vec<String>,
+    pub attempted: usize,
+    pub acknowledged: usize,
+    pub failed: usize,
+    pub indeterminate: usize,
+    pub write_ops: BTreeMap<String, usize>,
+    pub lost: usize,
+    pub lost_elements: Vec<u64>,
+    /// Per replica: how many acknowledged elements it lacks.
+    pub lost_by_node: BTreeMap<u8, usize>,
+    pub unexpected: usize,
+    pub unexpected_elements: Vec<u64>,
+    /// Points that carry no element of ours at all (another measurement, a mangled point).
+    pub unexpected_points: Vec<String>,
+    pub failed_present: usize,
+    pub failed_present_elements: Vec<u64>,
+    pub duplicated: usize,
+    pub duplicated_elements: Vec<u64>,
+    pub divergent: usize,
+    pub divergent_points: Vec<DivergentPoint>,
+    /// An element stored with other contents than written (series, time or a field).
+    pub corrupted: usize,
+    pub corrupted_elements: Vec<u64>,
+    /// A write whose batch is partly present on a replica.
+    pub torn: usize,
+    pub torn_ops: Vec<u64>,
+    pub indeterminate_present: usize,
+    pub indeterminate_absent: usize,
+    pub points_by_node: BTreeMap<u8, usize>,
+    pub databases_differ: bool,
+    pub visibility: Visibility,
+    pub recovery: Recovery,
+}
+
+struct WriteOp<'a> {
+    invoke: &'a Event,
+    outcome: Type,
+    completed_at: Option<u64>,
+}
+
+fn push_limited<T>(v: &mut Vec<T>, x: T) {
+    if v.len() < LIST_LIMIT {
+        v.push(x);
+    }
+}
+
+/// Pairs each invocation with its completion; an invocation never completed (the run was
+/// cut short) is indeterminate.
+fn write_ops(history: &[Event]) -> Vec<WriteOp<'_>> {
+    let mut done: HashMap<u64, &Event> = HashMap::new();
+    for e in history
+        .iter()
+        .filter(|e| e.f == F::Write && e.kind != Type::Invoke)
+    {
+        done.insert(e.op, e);
+    }
+    history
+        .iter()
+        .filter(|e| e.f == F::Write && e.kind == Type::Invoke && e.write.is_some())
+        .map(|invoke| {
+            let c = done.get(&invoke.op);
+            WriteOp {
+                invoke,
+                outcome: c.map_or(Type::Info, |c| c.kind),
+                completed_at: c.map(|c| c.time),
+            }
+        })
+        .collect()
+}
+
+pub fn check(history: &[Event], reads: &[FinalRead], recovery_target_s: f64) -> CheckResult {
+    let ops = write_ops(history);
+    let mut r = CheckResult {
+        valid: false,
+        problems: Vec::new(),
+        attempted: 0,
+        acknowledged: 0,
+        failed: 0,
+        indeterminate: 0,
+        write_ops: BTreeMap::new(),
+        lost: 0,
+        lost_elements: Vec::new(),
+        lost_by_node: BTreeMap::new(),
+        unexpected: 0,
+        unexpected_elements: Vec::new(),
+        unexpected_points: Vec::new(),
+        failed_present: 0,
+        failed_present_elements: Vec::new(),
+        duplicated: 0,
+        duplicated_elements: Vec::new(),
+        divergent: 0,
+        divergent_points: Vec::new(),
+        corrupted: 0,
+        corrupted_elements: Vec::new(),
+        torn: 0,
+        torn_ops: Vec::new(),
+        indeterminate_present: 0,
+        indeterminate_absent: 0,
+        points_by_node: reads.iter().map(|f| (f.node, f.points.len())).collect(),
+        databases_differ: false,
+        visibility: visibility(history, &ops),
+        recovery: recovery(history, recovery_target_s),
+    };
+
+    let mut expected: HashMap<u64, Point> = HashMap::new();
+    for op in &ops {
+        let w = op.invoke.write.as_ref().expect("filtered on write");
+        *r.write_ops
+            .entry(format!("{:?}", op.outcome).to_lowercase())
+            .or_default() += 1;
+        for (&e, &t) in w.elements.iter().zip(&w.timestamps) {
+            let mut p = Point::expected(w.client, op.invoke.op, e, t);
+            if !w.string_field {
+                p.fields.remove("s");
+            }
+            expected.insert(e, p);
+            r.attempted += 1;
+            match op.outcome {
+                Type::Ok => r.acknowledged += 1,
+                Type::Fail => r.failed += 1,
+                _ => r.indeterminate += 1,
+            }
+        }
+    }
+
+    // Per replica: element -> points holding it.
+    let mut by_node: Vec<(u8, HashMap<u64, Vec<&Point>>)> = Vec::new();
+    let mut unexpected = BTreeSet::new();
+    let mut duplicated = BTreeSet::new();
+    let mut corrupted = BTreeSet::new();
+    for read in reads {
+        let mut held: HashMap<u64, Vec<&Point>> = HashMap::new();
+        for p in &read.points {
+            match p.element().filter(|_| p.measurement == MEASUREMENT) {
+                Some(e) => held.entry(e).or_default().push(p),
+                None => {
+                    r.unexpected += 1;
+                    push_limited(
+                        &mut r.unexpected_points,
+                        format!("n{}: {}", read.node, p.line()),
+                    );
+                }
+            }
+        }
+        for (e, points) in &held {
+            match expected.get(e) {
+                None => {
+                    unexpected.insert(*e);
+                }
+                Some(want) => {
+                    if points.len() > 1 {
+                        duplicated.insert(*e);
+                    }
+                    if points.iter().any(|p| *p != want) {
+                        corrupted.insert(*e);
+                    }
+                }
+            }
+        }
+        by_node.push((read.node, held));
+    }
+
+    let mut lost = BTreeSet::new();
+    let mut failed_present = BTreeSet::new();
+    for op in &ops {
+        let w = op.invoke.write.as_ref().expect("filtered on write");
+        let mut any_present = false;
+        let mut all_present_everywhere = true;
+        let mut torn = false;
+        for (node, held) in &by_node {
+            let present = w.elements.iter().filter(|e| held.contains_key(e)).count();
+            torn |= present != 0 && present != w.elements.len();
+            any_present |= present > 0;
+            all_present_everywhere &= present == w.elements.len();
+            for e in &w.elements {
+                let here = held.contains_key(e);
+                match op.outcome {
+                    Type::Ok if !here => {
+                        lost.insert(*e);
+                        *r.lost_by_node.entry(*node).or_default() += 1;
+                    }
+                    Type::Fail if here => {
+                        failed_present.insert(*e);
+                    }
+                    _ => {}
+                }
+            }
+        }
+        if torn {
+            r.torn += 1;
+            push_limited(&mut r.torn_ops, op.invoke.op);
+        }
+        if op.outcome != Type::Ok && op.outcome != Type::Fail {
+            let n = w.elements.len();
+            if any_present && all_present_everywhere {
+                r.indeterminate_present += n;
+            } else if !any_present {
+                r.indeterminate_absent += n;
+            }
+        }
+    }
+    r.lost = lost.len();
+    r.lost_elements = lost.into_iter().take(LIST_LIMIT).collect();
+    r.unexpected += unexpected.len();
+    r.unexpected_elements = unexpected.into_iter().take(LIST_LIMIT).collect();
+    r.failed_present = failed_present.len();
+    r.failed_present_elements = failed_present.into_iter().take(LIST_LIMIT).collect();
+    r.duplicated = duplicated.len();
+    r.duplicated_elements = duplicated.into_iter().take(LIST_LIMIT).collect();
+    r.corrupted = corrupted.len();
+    r.corrupted_elements = corrupted.into_iter().take(LIST_LIMIT).collect();
+
+    divergence(reads, &mut r);
+    if let Some(first) = reads.first() {
+        r.databases_differ = reads.iter().any(|f| f.databases != first.databases);
+    }
+
+    let mut problems = Vec::new();
+    for (n, what) in [
+        (r.lost, "acknowledged elements lost"),
+        (r.unexpected, "unexpected elements or points"),
+        (r.failed_present, "elements of failed writes present"),
+        (r.duplicated, "elements present more than once"),
+        (r.divergent, "points differing between replicas"),
+        (
+            r.corrupted,
+            "elements stored with other contents than written",
+        ),
+        (r.torn, "writes partly applied"),
+    ] {
+        if n > 0 {
+            problems.push(format!("{n} {what}"));
+        }
+    }
+    if r.databases_differ {
+        problems.push("replicas hold different databases".into());
+    }
+    if r.acknowledged == 0 {
+        problems.push("no write was acknowledged: nothing was tested".into());
+    }
+    if reads.len() < usize::from(crate::netns::NODES) {
+        problems.push(format!(
+            "final reads of {} replicas only, of {}",
+            reads.len(),
+            crate::netns::NODES
+        ));
+    }
+    r.valid = problems.is_empty();
+    r.problems = problems;
+    r
+}
+
+/// Every point (series, time) must be on every replica, with the same fields.
+fn divergence(reads: &[FinalRead], r: &mut CheckResult) {
+    type Fields = BTreeMap<String, Value>;
+    let mut table: BTreeMap<(String, i64), BTreeMap<u8, &Fields>> = BTreeMap::new();
+    for read in reads {
+        for p in &read.points {
+            table
+                .entry((p.series(), p.time))
+                .or_default()
+                .insert(read.node, &p.fields);
+        }
+    }
+    for ((series, time), replicas) in table {
+        let first = replicas.values().next().copied();
+        let same = replicas.len() == reads.len() && replicas.values().all(|f| Some(*f) == first);
+        if !same {
+            r.divergent += 1;
+            if r.divergent_points.len() < LIST_LIMIT {
+                r.divergent_points.push(DivergentPoint {
+                    series,
+                    time,
+                    replicas: reads
+                        .iter()
+                        .map(|f| (f.node, replicas.get(&f.node).map(|m| (*m).clone())))
+                        .collect(),
+                });
+            }
+        }
+    }
+}
+
+pub fn quantiles(mut xs: Vec<f64>) -> Option<Quantiles> {
+    if xs.is_empty() {
+        return None;
+    }
+    xs.sort_by(|a, b| a.total_cmp(b));
+    let at = |q: f64| xs[((xs.len() - 1) as f64 * q).round() as usize];
+    Some(Quantiles {
+        count: xs.len(),
+        min: xs[0],
+        p50: at(0.5),
+        p90: at(0.9),
+        p99: at(0.99),
+        max: xs[xs.len() - 1],
+    })
+}
+
+/// When each acknowledged element became visible on every replica, from the periodic reads,
+/// and whether a replica ever stopped showing an element it had shown.
+fn visibility(history: &[Event], ops: &[WriteOp<'_>]) -> Visibility {
+    let mut ts: HashMap<u64, i64> = HashMap::new();
+    for op in ops {
+        let w = op.invoke.write.as_ref().expect("filtered on write");
+        for (&e, &t) in w.elements.iter().zip(&w.timestamps) {
+            ts.insert(e, t);
+        }
+    }
+    let invokes: HashMap<u64, &Event> = history
+        .iter()
+        .filter(|e| e.f == F::Read && e.kind == Type::Invoke)
+        .map(|e| (e.op, e))
+        .collect();
+    // node -> element -> time first seen
+    let mut first_seen: BTreeMap<u8, HashMap<u64, u64>> = BTreeMap::new();
+    // node -> (timestamp, element) seen so far
+    let mut shown: BTreeMap<u8, BTreeSet<(i64, u64)>> = BTreeMap::new();
+    let mut flickered = BTreeSet::new();
+    for done in history
+        .iter()
+        .filter(|e| e.f == F::Read && e.kind == Type::Ok)
+    {
+        let (Some(node), Some(elements)) = (done.node, done.read.as_ref()) else {
+            continue;
+        };
+        let since = invokes
+            .get(&done.op)
+            .and_then(|i| i.since)
+            .unwrap_or(i64::MIN);
+        let in_read: std::collections::HashSet<u64> = elements.iter().copied().collect();
+        let shown = shown.entry(node).or_default();
+        for &(_, e) in shown.range((since, 0)..) {
+            if !in_read.contains(&e) {
+                flickered.insert(e);
+            }
+        }
+        let first = first_seen.entry(node).or_default();
+        for &e in elements {
+            first.entry(e).or_insert(done.time);
+            if let Some(&t) = ts.get(&e) {
+                shown.insert((t, e));
+            }
+        }
+    }
+    let nodes: Vec<u8> = history
+        .iter()
+        .filter(|e| e.f == F::Read)
+        .filter_map(|e| e.node)
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut from_invoke = Vec::new();
+    let mut from_ack = Vec::new();
+    let mut never = 0;
+    for op in ops.iter().filter(|o| o.outcome == Type::Ok) {
+        let w = op.invoke.write.as_ref().expect("filtered on write");
+        for e in &w.elements {
+            let everywhere = nodes
+                .iter()
+                .map(|n| first_seen.get(n).and_then(|m| m.get(e)).copied())
+                .collect::<Option<Vec<u64>>>()
+                .and_then(|ts| ts.into_iter().max());
+            match everywhere {
+                Some(t) => {
+                    from_invoke.push(t.saturating_sub(op.invoke.time) as f64 / 1e6);
+                    let ack = op.completed_at.unwrap_or(op.invoke.time);
+                    from_ack.push(t.saturating_sub(ack) as f64 / 1e6);
+                }
+                None => never += 1,
+            }
+        }
+    }
+    Visibility {
+        from_invoke_ms: quantiles(from_invoke),
+        from_ack_ms: quantiles(from_ack),
+        never_read_everywhere: never,
+        flickered: flickered.len(),
+        flickered_elements: flickered.into_iter().take(LIST_LIMIT).collect(),
+    }
+}
+
+/// For each heal: how long until writes were acknowledged again, through any node and
+/// through every node. Heals after the last write are not measured.
+fn recovery(history: &[Event], target_s: f64) -> Recovery {
+    let oks: Vec<(u64, u8)> = history
+        .iter()
+        .filter(|e| e.f == F::Write && e.kind == Type::Ok)
+        .filter_map(|e| e.node.map(|n| (e.time, n)))
+        .collect();
+    let nodes: BTreeSet<u8> = history
+        .iter()
+        .filter(|e| e.f == F::Write)
+        .filter_map(|e| e.node)
+        .collect();
+    let last_write = history
+        .iter()
+        .filter(|e| e.f == F::Write && e.kind == Type::Invoke)
+        .map(|e| e.time)
+        .max()
+        .unwrap_or(0);
+    let mut heals = Vec::new();
+    for stop in history.iter().filter(|e| e.f == F::Stop) {
+        if stop.time >= last_write {
+            continue;
+        }
+        let after: Vec<&(u64, u8)> = oks.iter().filter(|(t, _)| *t >= stop.time).collect();
+        let secs = |t: u64| (t - stop.time) as f64 / 1e9;
+        let any = after.first().map(|(t, _)| secs(*t));
+        let every = nodes
+            .iter()
+            .map(|n| after.iter().find(|(_, m)| m == n).map(|(t, _)| *t))
+            .collect::<Option<Vec<u64>>>()
+            .and_then(|ts| ts.into_iter().max())
+            .map(secs);
+        let v = stop.nemesis.as_ref();
+        heals.push(HealRecovery {
+            kind: v.map(|v| v.kind.clone()).unwrap_or_default(),
+            detail: v.map(|v| v.detail.clone()).unwrap_or_default(),
+            healed_at: stop.time as f64 / 1e9,
+            any_node_s: any,
+            every_node_s: every,
+        });
+    }
+    let max = |f: fn(&HealRecovery) -> Option<f64>| {
+        heals
+            .iter()
+            .filter_map(f)
+            .fold(None, |m: Option<f64>, x| Some(m.map_or(x, |m| m.max(x))))
+    };
+    let max_any_node_s = max(|h| h.any_node_s);
+    let max_every_node_s = max(|h| h.every_node_s);
+    let within_target = heals
+        .iter()
+        .all(|h| h.every_node_s.is_some_and(|s| s <= target_s));
+    let gaps = gaps(history, &oks);
+    let longest_gap_without_fault_s = gaps
+        .iter()
+        .filter(|g| !g.during_fault)
+        .map(|g| g.seconds)
+        .fold(0.0, f64::max);
+    Recovery {
+        target_s,
+        heals,
+        max_any_node_s,
+        max_every_node_s,
+        within_target,
+        gaps,
+        longest_gap_without_fault_s,
+    }
+}
+
+fn gaps(history: &[Event], oks: &[(u64, u8)]) -> Vec<Gap> {
+    let mut faults = Vec::new();
+    let mut open = None;
+    for e in history {
+        match e.f {
+            F::Start => open = Some(e.time),
+            F::Stop => {
+                if let Some(s) = open.take() {
+                    faults.push((s, e.time));
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some(s) = open {
+        faults.push((s, u64::MAX));
+    }
+    let mut out: Vec<Gap> = oks
+        .windows(2)
+        .filter(|w| w[1].0 - w[0].0 > 1_000_000_000)
+        .map(|w| {
+            let (a, b) = (w[0].0, w[1].0);
+            Gap {
+                from: a as f64 / 1e9,
+                to: b as f64 / 1e9,
+                seconds: (b - a) as f64 / 1e9,
+                during_fault: faults.iter().any(|&(s, t)| s < b && a < t),
+            }
+        })
+        .collect();
+    out.sort_by(|x, y| y.seconds.total_cmp(&x.seconds));
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::{NemesisValue, WriteValue};
+
+    /// Builds histories by hand: writes with outcomes, reads, nemesis events.
+    struct H {
+        events: Vec<Event>,
+        op: u64,
+        t: u64,
+    }
+
+    const T0: i64 = 1_700_000_000_000_000_000;
+
+    impl H {
+        fn new() -> H {
+            H {
+                events: Vec::new(),
+                op: 0,
+                t: 0,
+            }
+        }
+
+        fn push(&mut self, mut e: Event) {
+            self.t += 1_000_000;
+            e.time = self.t;
+            e.index = self.events.len() as u64;
+            self.events.push(e);
+        }
+
+        /// A write of `elements` by client 1 through node 1, completed with `outcome`.
+        fn write(&mut self, elements: &[u64], outcome: Type) -> u64 {
+            self.op += 1;
+            let mut inv = Event::new("c1", Type::Invoke, F::Write, self.op);
+            inv.node = Some(1);
+            inv.write = Some(WriteValue {
+                client: 1,
+                elements: elements.to_vec(),
+                timestamps: elements.iter().map(|&e| T0 + e as i64).collect(),
+                string_field: true,
+            });
+            self.push(inv);
+            let mut done = Event::new("c1", outcome, F::Write, self.op);
+            done.node = Some(1);
+            self.push(done);
+            self.op
+        }
+
+        fn read(&mut self, node: u8, since: i64, elements: &[u64]) {
+            self.op += 1;
+            let mut inv = Event::new("r", Type::Invoke, F::Read, self.op);
+            inv.node = Some(node);
+            inv.since = Some(since);
+            self.push(inv);
+            let mut done = Event::new("r", Type::Ok, F::Read, self.op);
+            done.node = Some(node);
+            done.read = Some(elements.to_vec());
+            self.push(done);
+        }
+
+        fn nemesis(&mut self, f: F) {
+            self.op += 1;
+            let mut e = Event::new("nemesis", Type::Info, f, self.op);
+            e.nemesis = Some(NemesisValue {
+                kind: "partition-one".into(),
+                nodes: vec![2],
+                detail: "n2 isolated".into(),
+            });
+            self.push(e);
+        }
+
+        /// The point element `e` of op `op` must be.
+        fn point(op: u64, e: u64) -> Point {
+            Point::expected(1, op, e, T0 + e as i64)
+        }
+    }
+
+    /// Three replicas holding the same points.
+    fn replicas(points: Vec<Point>) -> Vec<FinalRead> {
+        (1..=3)
+            .map(|node| FinalRead {
+                node,
+                points: points.clone(),
+                databases: vec!["_gateway".into(), "jepsen".into()],
+            })
+            .collect()
+    }
+
+    fn base() -> (H, Vec<Point>) {
+        let mut h = H::new();
+        let a = h.write(&[1], Type::Ok);
+        let b = h.write(&[2, 3], Type::Ok);
+        (h, vec![H::point(a, 1), H::point(b, 2), H::point(b, 3)])
+    }
+
+    #[test]
+    fn a_clean_history_is_valid() {
+        let (mut h, points) = base();
+        h.write(&[4], Type::Fail);
+        let i = h.write(&[5, 6], Type::Info);
+        h.write(&[7], Type::Info);
+        let mut points = points;
+        points.extend([H::point(i, 5), H::point(i, 6)]);
+        let r = check(&h.events, &replicas(points), 10.0);
+        assert!(r.valid, "{:?}", r.problems);
+        assert_eq!(
+            (r.attempted, r.acknowledged, r.failed, r.indeterminate),
+            (7, 3, 1, 3)
+        );
+        assert_eq!((r.indeterminate_present, r.indeterminate_absent), (2, 1));
+        assert_eq!(
+            r.lost + r.unexpected + r.failed_present + r.duplicated + r.divergent,
+            0
+        );
+    }
+
+    #[test]
+    fn lost_on_one_replica() {
+        let (h, points) = base();
+        let mut reads = replicas(points);
+        reads[1].points.retain(|p| p.element() != Some(2));
+        let r = check(&h.events, &reads, 10.0);
+        assert!(!r.valid);
+        assert_eq!(r.lost, 1);
+        assert_eq!(r.lost_elements, vec![2]);
+        assert_eq!(r.lost_by_node.get(&2), Some(&1));
+        // Missing on one replica only: the replicas differ too, and the batch is torn there.
+        assert_eq!(r.divergent, 1);
+        assert_eq!(r.torn, 1);
+    }
+
+    #[test]
+    fn lost_everywhere() {
+        let (h, mut points) = base();
+        points.retain(|p| p.element() != Some(1));
+        let r = check(&h.events, &replicas(points), 10.0);
+        assert_eq!(r.lost, 1);
+        assert_eq!(r.divergent, 0);
+        assert!(!r.valid);
+    }
+
+    #[test]
+    fn unexpected_elements_and_points() {
+        let (h, mut points) = base();
+        points.push(Point::expected(9, 99, 42, T0 + 42));
+        let mut stray = Point::expected(1, 1, 0, T0);
+        stray.measurement = "other".into();
+        points.push(stray);
+        let r = check(&h.events, &replicas(points), 10.0);
+        assert!(!r.valid);
+        assert_eq!(r.unexpected_elements, vec![42]);
+        // One stray point per replica, plus the never-attempted element.
+        assert_eq!(r.unexpected, 4);
+        assert_eq!(r.unexpected_points.len(), 3);
+    }
+
+    #[test]
+    fn failed_but_present() {
+        let (mut h, mut points) = base();
+        let f = h.write(&[8], Type::Fail);
+        let mut reads = replicas(points.clone());
+        reads[2].points.push(H::point(f, 8));
+        let r = check(&h.events, &reads, 10.0);
+        assert!(!r.valid);
+        assert_eq!(r.failed_present, 1);
+        assert_eq!(r.failed_present_elements, vec![8]);
+        points.push(H::point(f, 8));
+        let r = check(&h.events, &replicas(points), 10.0);
+        assert_eq!(r.failed_present, 1);
+        assert_eq!(r.divergent, 0);
+    }
+
+    #[test]
+    fn duplicated_at_two_timestamps_or_in_two_series() {
+        let (h, points) = base();
+        let mut twice = points.clone();
+        let mut later = H::point(1, 1);
+        later.time += 1_000;
+        twice.push(later);
+        let r = check(&h.events, &replicas(twice), 10.0);
+        assert!(!r.valid);
+        assert_eq!(r.duplicated_elements, vec![1]);
+        assert_eq!(r.corrupted, 1);
+
+        let mut other_series = points;
+        let mut moved = H::point(2, 3);
+        moved.tags.insert("client".into(), "7".into());
+        other_series.push(moved);
+        let r = check(&h.events, &replicas(other_series), 10.0);
+        assert_eq!(r.duplicated_elements, vec![3]);
+    }
+
+    #[test]
+    fn divergent_fields_between_replicas() {
+        let (h, points) = base();
+        let mut reads = replicas(points);
+        let p = reads[0]
+            .points
+            .iter_mut()
+            .find(|p| p.element() == Some(3))
+            .unwrap();
+        p.fields.insert("v".into(), Value::from(0.25));
+        let r = check(&h.events, &reads, 10.0);
+        assert!(!r.valid);
+        assert_eq!(r.divergent, 1);
+        let d = &r.divergent_points[0];
+        assert_eq!(d.replicas.len(), 3);
+        assert_ne!(d.replicas[&1], d.replicas[&2]);
+        assert_eq!(r.corrupted, 1);
+    }
+
+    #[test]
+    fn divergent_extra_point_on_one_replica() {
+        let (mut h, points) = base();
+        let i = h.write(&[9], Type::Info);
+        let mut reads = replicas(points);
+        reads[0].points.push(H::point(i, 9));
+        let r = check(&h.events, &reads, 10.0);
+        assert!(!r.valid);
+        assert_eq!(r.divergent, 1);
+        // Neither present everywhere nor absent everywhere.
+        assert_eq!(r.indeterminate_present + r.indeterminate_absent, 0);
+    }
+
+    #[test]
+    fn torn_indeterminate_batch() {
+        let (mut h, mut points) = base();
+        let i = h.write(&[10, 11], Type::Info);
+        points.push(H::point(i, 10));
+        let r = check(&h.events, &replicas(points), 10.0);
+        assert!(!r.valid);
+        assert_eq!(r.torn, 1);
+        assert_eq!(r.torn_ops, vec![i]);
+    }
+
+    #[test]
+    fn different_databases() {
+        let (h, points) = base();
+        let mut reads = replicas(points);
+        reads[0].databases.push("extra".into());
+        let r = check(&h.events, &reads, 10.0);
+        assert!(r.databases_differ);
+        assert!(!r.valid);
+    }
+
+    #[test]
+    fn nothing_acknowledged_is_not_valid() {
+        let mut h = H::new();
+        h.write(&[1], Type::Fail);
+        let r = check(&h.events, &replicas(vec![]), 10.0);
+        assert!(!r.valid);
+    }
+
+    #[test]
+    fn unfinished_writes_are_indeterminate() {
+        let (mut h, points) = base();
+        h.op += 1;
+        let mut inv = Event::new("c2", Type::Invoke, F::Write, h.op);
+        inv.write = Some(WriteValue {
+            client: 2,
+            elements: vec![20],
+            timestamps: vec![T0 + 20],
+            string_field: true,
+        });
+        h.push(inv);
+        let r = check(&h.events, &replicas(points), 10.0);
+        assert!(r.valid, "{:?}", r.problems);
+        assert_eq!(r.indeterminate_absent, 1);
+    }
+
+    #[test]
+    fn visibility_latency_and_flicker() {
+        let (mut h, points) = base();
+        // Elements 1..3 show up on node 1 at once, on nodes 2 and 3 a read later.
+        h.read(1, T0, &[1, 2, 3]);
+        h.read(2, T0, &[1]);
+        h.read(3, T0, &[1]);
+        h.read(2, T0, &[1, 2, 3]);
+        h.read(3, T0, &[1, 2, 3]);
+        let r = check(&h.events, &replicas(points.clone()), 10.0);
+        let v = r.visibility;
+        assert_eq!(v.never_read_everywhere, 0);
+        let q = v.from_invoke_ms.unwrap();
+        assert_eq!(q.count, 3);
+        assert!(q.max > q.min);
+        assert_eq!(v.flickered, 0);
+
+        // Node 1 later stops showing element 2 although its window covers it.
+        h.read(1, T0, &[1, 3]);
+        // A window starting after element 1's timestamp is not a flicker.
+        h.read(1, T0 + 2, &[2, 3]);
+        let r = check(&h.events, &replicas(points), 10.0);
+        assert_eq!(r.visibility.flickered_elements, vec![2]);
+    }
+
+    #[test]
+    fn recovery_after_heals() {
+        let mut h = H::new();
+        let a = h.write(&[1], Type::Ok);
+        h.nemesis(F::Start);
+        h.write(&[2], Type::Fail);
+        h.nemesis(F::Stop);
+        h.write(&[3], Type::Info);
+        let b = h.write(&[4], Type::Ok);
+        let points = vec![H::point(a, 1), H::point(b, 4)];
+        let r = check(&h.events, &replicas(points), 10.0);
+        assert!(r.valid, "{:?}", r.problems);
+        let rec = r.recovery;
+        assert_eq!(rec.heals.len(), 1);
+        // The heal is at 6 ms, the next acknowledgement at 10 ms.
+        let s = rec.heals[0].any_node_s.unwrap();
+        assert!((s - 0.004).abs() < 1e-9, "{s}");
+        assert_eq!(rec.heals[0].every_node_s, Some(s));
+        assert!(rec.within_target);
+        assert!(rec.gaps.is_empty());
+        let r = check(
+            &h.events,
+            &replicas(vec![H::point(a, 1), H::point(b, 4)]),
+            0.001,
+        );
+        assert!(!r.recovery.within_target);
+    }
+
+    #[test]
+    fn gaps_without_acknowledgements() {
+        let mut h = H::new();
+        h.write(&[1], Type::Ok);
+        h.t += 2_000_000_000;
+        h.write(&[2], Type::Ok);
+        h.nemesis(F::Start);
+        h.t += 3_000_000_000;
+        h.nemesis(F::Stop);
+        h.write(&[3], Type::Ok);
+        let g = recovery(&h.events, 10.0).gaps;
+        assert_eq!(g.len(), 2);
+        assert!(g[0].during_fault && g[0].seconds > 3.0);
+        assert!(!g[1].during_fault && g[1].seconds > 2.0 && g[1].seconds < 3.0);
+    }
+
+    #[test]
+    fn quantiles_pick_ranks() {
+        let q = quantiles((1..=100).map(f64::from).collect()).unwrap();
+        assert_eq!((q.min, q.p50, q.p90, q.max), (1.0, 51.0, 90.0, 100.0));
+        assert!(quantiles(vec![]).is_none());
+    }
+}

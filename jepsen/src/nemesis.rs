@@ -1,0 +1,403 @@
+//! Faults: each kind can be asked for by name, several can be combined, and `all` mixes them
+//! all. A schedule picks one fault of the chosen kinds per cycle: fault, wait, heal, wait.
+//! Every fault is healed before the schedule ends, and each start and heal goes into the
+//! history.
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use anyhow::bail;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use rand::Rng;
+
+use crate::cluster::{Cluster, Proc};
+use crate::history::{Event, NemesisValue, Recorder, Type, F};
+use crate::netns::{self, nodes, NODES};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    /// One random node cut off from the others.
+    PartitionOne,
+    /// A random minority / majority split.
+    PartitionHalves,
+    /// The node that says it leads, cut off.
+    PartitionLeader,
+    /// Jepsen's majorities ring: every node drops one other node's packets, in a cycle, so
+    /// each node sees a majority and no two see the same one (the links are one-way).
+    MajoritiesRing,
+    /// One link cut both ways: the node in the middle sees both others, which do not see
+    /// each other (rotates with the random choice of the middle node).
+    Bridge,
+    KillGateway,
+    KillInfluxd,
+    KillNode,
+    PauseGateway,
+    PauseInfluxd,
+    PauseNode,
+    /// Packets leaving some nodes are delayed (tc netem; a tbf slow link where the kernel
+    /// has no netem).
+    Delay,
+    /// Packets of some nodes are dropped at random (tc netem; iptables' statistic match
+    /// where the kernel has no netem).
+    Loss,
+}
+
+pub const ALL: [Kind; 13] = [
+    Kind::PartitionOne,
+    Kind::PartitionHalves,
+    Kind::PartitionLeader,
+    Kind::MajoritiesRing,
+    Kind::Bridge,
+    Kind::KillGateway,
+    Kind::KillInfluxd,
+    Kind::KillNode,
+    Kind::PauseGateway,
+    Kind::PauseInfluxd,
+    Kind::PauseNode,
+    Kind::Delay,
+    Kind::Loss,
+];
+
+impl Kind {
+    pub fn name(self) -> &'static str {
+        match self {
+            Kind::PartitionOne => "partition-one",
+            Kind::PartitionHalves => "partition-halves",
+            Kind::PartitionLeader => "partition-leader",
+            Kind::MajoritiesRing => "majorities-ring",
+            Kind::Bridge => "bridge",
+            Kind::KillGateway => "kill-gateway",
+            Kind::KillInfluxd => "kill-influxd",
+            Kind::KillNode => "kill-node",
+            Kind::PauseGateway => "pause-gateway",
+            Kind::PauseInfluxd => "pause-influxd",
+            Kind::PauseNode => "pause-node",
+            Kind::Delay => "delay",
+            Kind::Loss => "loss",
+        }
+    }
+
+    /// Names, with a few aliases, separated by commas; `all` for every kind, `none` for none.
+    pub fn parse_list(list: &str) -> anyhow::Result<Vec<Kind>> {
+        let mut kinds = Vec::new();
+        for name in list.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+            let add: Vec<Kind> = match name {
+                "all" => ALL.to_vec(),
+                "none" => vec![],
+                "partition" => vec![
+                    Kind::PartitionOne,
+                    Kind::PartitionHalves,
+                    Kind::PartitionLeader,
+                    Kind::MajoritiesRing,
+                    Kind::Bridge,
+                ],
+                "partition-majority" => vec![Kind::PartitionHalves],
+                "kill" => vec![Kind::KillGateway, Kind::KillInfluxd, Kind::KillNode],
+                "pause" => vec![Kind::PauseGateway, Kind::PauseInfluxd, Kind::PauseNode],
+                "packet" => vec![Kind::Delay, Kind::Loss],
+                other => match ALL.iter().find(|k| k.name() == other) {
+                    Some(k) => vec![*k],
+                    None => bail!(
+                        "unknown nemesis {other:?}; known: all, none, partition, kill, pause, \
+                         packet, {}",
+                        ALL.map(Kind::name).join(", ")
+                    ),
+                },
+            };
+            for k in add {
+                if !kinds.contains(&k) {
+                    kinds.push(k);
+                }
+            }
+        }
+        Ok(kinds)
+    }
+}
+
+/// A fault in force, and what healing it takes.
+#[derive(Debug)]
+enum Active {
+    Partition,
+    Stopped(Vec<(u8, Proc)>),
+    Paused(Vec<(u8, Proc)>),
+    Netem(Vec<u8>),
+}
+
+pub struct Nemesis {
+    pub cluster: Arc<Cluster>,
+    pub recorder: Arc<Recorder>,
+    pub kinds: Vec<Kind>,
+    pub interval: Duration,
+    pub time_limit: Duration,
+    pub stop: Arc<AtomicBool>,
+    /// What is in force now, for the progress line.
+    pub current: Arc<Mutex<String>>,
+}
+
+impl Nemesis {
+    /// The schedule; returns once the time limit is reached (or the run is stopped), with
+    /// everything healed.
+    pub fn run(&self, rng: &mut StdRng) {
+        if self.kinds.is_empty() {
+            return;
+        }
+        let start = Instant::now();
+        // A fault is only started if its heal and a quiet period after it fit before the end:
+        // every heal must be followed by writes, or its recovery cannot be measured.
+        let cycle = self.interval + self.interval.min(Duration::from_secs(10));
+        if !self.sleep(self.interval) {
+            return;
+        }
+        while start.elapsed() + cycle <= self.time_limit && !self.stopped() {
+            let kind = *self.kinds.choose(rng).expect("kinds is not empty");
+            let (active, value) = match self.inflict(kind, rng) {
+                Ok(a) => a,
+                Err(e) => {
+                    eprintln!("\nnemesis {}: {e:#}", kind.name());
+                    let _ = netns::heal_partitions();
+                    if !self.sleep(self.interval) {
+                        break;
+                    }
+                    continue;
+                }
+            };
+            let mut ev = Event::new("nemesis", Type::Info, F::Start, self.recorder.op_id());
+            ev.nemesis = Some(value.clone());
+            self.recorder.record(ev);
+            *self.current.lock().unwrap() = describe(&value);
+            self.sleep(self.interval);
+            let op = self.recorder.op_id();
+            if let Err(e) = self.heal(active) {
+                eprintln!("\nnemesis: healing {} failed: {e:#}", kind.name());
+            }
+            let mut ev = Event::new("nemesis", Type::Info, F::Stop, op);
+            ev.nemesis = Some(value);
+            self.recorder.record(ev);
+            *self.current.lock().unwrap() = String::new();
+            if !self.sleep(self.interval) {
+                break;
+            }
+        }
+    }
+
+    fn stopped(&self) -> bool {
+        self.stop.load(Ordering::Relaxed)
+    }
+
+    /// Sleeps unless the run is stopped first; false if it was.
+    fn sleep(&self, d: Duration) -> bool {
+        let until = Instant::now() + d;
+        while Instant::now() < until {
+            if self.stopped() {
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(50).min(until - Instant::now()));
+        }
+        true
+    }
+
+    fn inflict(&self, kind: Kind, rng: &mut StdRng) -> anyhow::Result<(Active, NemesisValue)> {
+        let all: Vec<u8> = nodes().collect();
+        let value = |nodes: Vec<u8>, detail: String| NemesisValue {
+            kind: kind.name().to_owned(),
+            nodes,
+            detail,
+        };
+        Ok(match kind {
+            Kind::PartitionOne | Kind::PartitionLeader => {
+                let (n, detail) = match kind {
+                    Kind::PartitionLeader => match self.cluster.leader() {
+                        Some(l) => (l, format!("leader n{l} isolated")),
+                        None => {
+                            let n = all[rng.gen_range(0..all.len())];
+                            (n, format!("no leader known; n{n} isolated"))
+                        }
+                    },
+                    _ => {
+                        let n = all[rng.gen_range(0..all.len())];
+                        (n, format!("n{n} isolated"))
+                    }
+                };
+                isolate(&[n])?;
+                (Active::Partition, value(vec![n], detail))
+            }
+            Kind::PartitionHalves => {
+                let mut shuffled = all.clone();
+                shuffled.shuffle(rng);
+                let minority: Vec<u8> = shuffled[..usize::from(NODES / 2)].to_vec();
+                isolate(&minority)?;
+                let majority: Vec<u8> = shuffled[usize::from(NODES / 2)..].to_vec();
+                let detail = format!("{} | {}", names(&minority), names(&majority));
+                (Active::Partition, value(minority, detail))
+            }
+            Kind::MajoritiesRing => {
+                // Node order[i] drops packets from order[i+1]: each node then hears from itself
+                // and its other neighbour, a different majority for every node.
+                let mut order = all.clone();
+                order.shuffle(rng);
+                let mut detail = Vec::new();
+                for i in 0..order.len() {
+                    let to = order[i];
+                    let from = order[(i + 1) % order.len()];
+                    netns::drop_from(to, from)?;
+                    detail.push(format!("n{to} drops n{from}"));
+                }
+                (Active::Partition, value(order, detail.join(", ")))
+            }
+            Kind::Bridge => {
+                let mut order = all.clone();
+                order.shuffle(rng);
+                let (a, b) = (order[1], order[2]);
+                netns::drop_from(a, b)?;
+                netns::drop_from(b, a)?;
+                let detail = format!("n{a} x n{b}, n{} bridges", order[0]);
+                (Active::Partition, value(vec![a, b], detail))
+            }
+            Kind::KillGateway | Kind::KillInfluxd | Kind::KillNode => {
+                let n = all[rng.gen_range(0..all.len())];
+                let procs = procs_of(kind);
+                for &p in &procs {
+                    self.cluster.kill(n, p);
+                }
+                let detail = format!("kill -9 {} of n{n}", proc_names(&procs));
+                (
+                    Active::Stopped(procs.iter().map(|&p| (n, p)).collect()),
+                    value(vec![n], detail),
+                )
+            }
+            Kind::PauseGateway | Kind::PauseInfluxd | Kind::PauseNode => {
+                let n = all[rng.gen_range(0..all.len())];
+                let procs = procs_of(kind);
+                for &p in &procs {
+                    self.cluster.pause(n, p)?;
+                }
+                let detail = format!("SIGSTOP {} of n{n}", proc_names(&procs));
+                (
+                    Active::Paused(procs.iter().map(|&p| (n, p)).collect()),
+                    value(vec![n], detail),
+                )
+            }
+            Kind::Delay | Kind::Loss => {
+                let targets: Vec<u8> = if rng.gen_bool(0.5) {
+                    all.clone()
+                } else {
+                    vec![all[rng.gen_range(0..all.len())]]
+                };
+                let detail = if kind == Kind::Delay {
+                    // Without netem, a slow link: tbf queues up to 400 ms, then drops.
+                    let spec: &[&str] = if netns::netem_available() {
+                        &["netem", "delay", "200ms", "100ms", "distribution", "normal"]
+                    } else {
+                        &[
+                            "tbf", "rate", "512kbit", "burst", "16kb", "latency", "400ms",
+                        ]
+                    };
+                    for &n in &targets {
+                        netns::qdisc(n, spec)?;
+                    }
+                    format!("{} on {}", spec.join(" "), names(&targets))
+                } else if netns::netem_available() {
+                    for &n in &targets {
+                        netns::qdisc(n, &["netem", "loss", "25%"])?;
+                    }
+                    format!("netem loss 25% on {}", names(&targets))
+                } else {
+                    for &n in &targets {
+                        netns::random_loss(n, 0.15)?;
+                    }
+                    format!("iptables random drop 15% in and out on {}", names(&targets))
+                };
+                (Active::Netem(targets.clone()), value(targets, detail))
+            }
+        })
+    }
+
+    fn heal(&self, active: Active) -> anyhow::Result<()> {
+        match active {
+            Active::Partition => netns::heal_partitions()?,
+            Active::Netem(targets) => {
+                targets.into_iter().for_each(netns::clear_qdisc);
+                netns::heal_partitions()?;
+            }
+            Active::Paused(procs) => {
+                for (n, p) in procs {
+                    self.cluster.resume(n, p);
+                }
+            }
+            Active::Stopped(procs) => {
+                // influxd first: a gateway starting against a dead influxd only waits.
+                for (n, p) in procs.into_iter().rev() {
+                    self.cluster.restart(n, p)?;
+                }
+            }
+        }
+        // Anything that died on its own meanwhile comes back with the heal.
+        self.cluster.revive_all()?;
+        Ok(())
+    }
+}
+
+/// Every node in `group` drops packets from every node outside it, and the reverse.
+fn isolate(group: &[u8]) -> anyhow::Result<()> {
+    for a in nodes() {
+        for b in nodes() {
+            if group.contains(&a) != group.contains(&b) {
+                netns::drop_from(a, b)?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Heals every kind of fault, whatever is in force: the end of a run, or after a failure.
+pub fn heal_everything(cluster: &Cluster) -> anyhow::Result<Vec<(u8, Proc)>> {
+    netns::heal_partitions()?;
+    nodes().for_each(netns::clear_qdisc);
+    cluster.revive_all()
+}
+
+fn procs_of(kind: Kind) -> Vec<Proc> {
+    match kind {
+        Kind::KillGateway | Kind::PauseGateway => vec![Proc::Gateway],
+        Kind::KillInfluxd | Kind::PauseInfluxd => vec![Proc::Influxd],
+        _ => vec![Proc::Gateway, Proc::Influxd],
+    }
+}
+
+fn proc_names(procs: &[Proc]) -> String {
+    procs.iter().map(|p| p.name()).collect::<Vec<_>>().join("+")
+}
+
+fn names(nodes: &[u8]) -> String {
+    nodes
+        .iter()
+        .map(|n| format!("n{n}"))
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn describe(v: &NemesisValue) -> String {
+    format!("{} ({})", v.kind, v.detail)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_parse_and_combine() {
+        assert_eq!(Kind::parse_list("all").unwrap().len(), ALL.len());
+        assert_eq!(
+            Kind::parse_list("partition-one,kill-gateway").unwrap(),
+            vec![Kind::PartitionOne, Kind::KillGateway]
+        );
+        assert_eq!(Kind::parse_list("kill,kill-node").unwrap().len(), 3);
+        assert!(Kind::parse_list("none").unwrap().is_empty());
+        assert!(Kind::parse_list("partition-everything").is_err());
+        for k in ALL {
+            assert_eq!(Kind::parse_list(k.name()).unwrap(), vec![k]);
+        }
+    }
+}

@@ -1,0 +1,500 @@
+//! The HTML report: a summary, and throughput and latency over time drawn as inline SVG, with
+//! the nemesis periods shaded, as Jepsen draws them.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+
+use crate::checker::CheckResult;
+use crate::history::{Event, Type, F};
+
+const W: f64 = 960.0;
+const H: f64 = 320.0;
+const LEFT: f64 = 70.0;
+const RIGHT: f64 = 20.0;
+const TOP: f64 = 30.0;
+const BOTTOM: f64 = 45.0;
+/// Latency dots drawn at most (failures and indeterminate ones are always drawn).
+const MAX_DOTS: usize = 20_000;
+
+// Jepsen's colours.
+const OK: &str = "#81BFFC";
+const INFO: &str = "#FFA400";
+const FAIL: &str = "#FF1E90";
+const NEMESIS: &str = "#000000";
+
+fn color(t: Type) -> &'static str {
+    match t {
+        Type::Ok => OK,
+        Type::Fail => FAIL,
+        _ => INFO,
+    }
+}
+
+fn esc(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// A fault's period on the time axis, in seconds.
+struct Period {
+    start: f64,
+    stop: f64,
+    label: String,
+}
+
+fn periods(history: &[Event], end: f64) -> Vec<Period> {
+    let mut out = Vec::new();
+    let mut open: Option<(f64, String)> = None;
+    for e in history {
+        match e.f {
+            F::Start => {
+                let label = e
+                    .nemesis
+                    .as_ref()
+                    .map(|n| n.kind.clone())
+                    .unwrap_or_default();
+                open = Some((secs(e.time), label));
+            }
+            F::Stop => {
+                if let Some((start, label)) = open.take() {
+                    out.push(Period {
+                        start,
+                        stop: secs(e.time),
+                        label,
+                    });
+                }
+            }
+            _ => {}
+        }
+    }
+    if let Some((start, label)) = open {
+        out.push(Period {
+            start,
+            stop: end,
+            label,
+        });
+    }
+    out
+}
+
+fn secs(ns: u64) -> f64 {
+    ns as f64 / 1e9
+}
+
+/// A plot area: maps data to pixels and draws the frame, axes and shading.
+struct Plot {
+    svg: String,
+    x_max: f64,
+    y_min: f64,
+    y_max: f64,
+    log_y: bool,
+}
+
+impl Plot {
+    fn new(title: &str, x_max: f64, y_min: f64, y_max: f64, log_y: bool, y_label: &str) -> Plot {
+        let mut p = Plot {
+            svg: String::new(),
+            x_max: x_max.max(1.0),
+            y_min,
+            y_max: y_max.max(y_min * 10.0).max(1.0),
+            log_y,
+        };
+        let _ = write!(
+            p.svg,
+            r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" viewBox="0 0 {W} {H}" font-family="sans-serif" font-size="11">
+<rect x="0" y="0" width="{W}" height="{H}" fill="white"/>
+<text x="{}" y="18" text-anchor="middle" font-size="14">{}</text>
+<text x="14" y="{}" transform="rotate(-90 14 {})" text-anchor="middle">{}</text>
+<text x="{}" y="{}" text-anchor="middle">time (s)</text>
+"#,
+            W / 2.0,
+            esc(title),
+            TOP + (H - TOP - BOTTOM) / 2.0,
+            TOP + (H - TOP - BOTTOM) / 2.0,
+            esc(y_label),
+            LEFT + (W - LEFT - RIGHT) / 2.0,
+            H - 8.0
+        );
+        p
+    }
+
+    fn x(&self, s: f64) -> f64 {
+        LEFT + s / self.x_max * (W - LEFT - RIGHT)
+    }
+
+    fn y(&self, v: f64) -> f64 {
+        let frac = if self.log_y {
+            (v.max(self.y_min).ln() - self.y_min.ln()) / (self.y_max.ln() - self.y_min.ln())
+        } else {
+            (v - self.y_min) / (self.y_max - self.y_min)
+        };
+        H - BOTTOM - frac.clamp(0.0, 1.0) * (H - TOP - BOTTOM)
+    }
+
+    fn shade(&mut self, periods: &[Period]) {
+        for p in periods {
+            let (x0, x1) = (self.x(p.start), self.x(p.stop));
+            let _ = writeln!(
+                self.svg,
+                r#"<rect x="{x0:.1}" y="{TOP}" width="{:.1}" height="{}" fill="{NEMESIS}" fill-opacity="0.08"><title>{}</title></rect>"#,
+                (x1 - x0).max(1.0),
+                H - TOP - BOTTOM,
+                esc(&format!("{} {:.1}s - {:.1}s", p.label, p.start, p.stop)),
+            );
+            let _ = writeln!(
+                self.svg,
+                r##"<text x="{:.1}" y="{}" font-size="9" fill="#555" text-anchor="end" transform="rotate(-90 {:.1} {})">{}</text>"##,
+                x0 + 9.0,
+                TOP + 2.0,
+                x0 + 9.0,
+                TOP + 2.0,
+                esc(&p.label)
+            );
+        }
+    }
+
+    fn axes(&mut self) {
+        let (x0, y0, x1, y1) = (LEFT, H - BOTTOM, W - RIGHT, TOP);
+        let _ = writeln!(
+            self.svg,
+            r##"<rect x="{x0}" y="{y1}" width="{}" height="{}" fill="none" stroke="#888"/>"##,
+            x1 - x0,
+            y0 - y1
+        );
+        let step = nice_step(self.x_max / 10.0);
+        let mut t = 0.0;
+        while t <= self.x_max + 1e-9 {
+            let x = self.x(t);
+            let _ = writeln!(
+                self.svg,
+                r##"<line x1="{x:.1}" y1="{y0}" x2="{x:.1}" y2="{}" stroke="#888"/><text x="{x:.1}" y="{}" text-anchor="middle">{}</text>"##,
+                y0 + 4.0,
+                y0 + 16.0,
+                t
+            );
+            t += step;
+        }
+        let ticks: Vec<f64> = if self.log_y {
+            let mut v = self.y_min;
+            let mut out = Vec::new();
+            while v <= self.y_max * 1.0001 {
+                out.push(v);
+                v *= 10.0;
+            }
+            out
+        } else {
+            let step = nice_step(self.y_max / 5.0);
+            (0..=((self.y_max / step) as usize))
+                .map(|i| i as f64 * step)
+                .collect()
+        };
+        for v in ticks {
+            let y = self.y(v);
+            let _ = writeln!(
+                self.svg,
+                r##"<line x1="{}" y1="{y:.1}" x2="{x0}" y2="{y:.1}" stroke="#888"/><line x1="{x0}" y1="{y:.1}" x2="{x1}" y2="{y:.1}" stroke="#eee"/><text x="{}" y="{:.1}" text-anchor="end">{}</text>"##,
+                x0 - 4.0,
+                x0 - 6.0,
+                y + 4.0,
+                v
+            );
+        }
+    }
+
+    fn legend(&mut self, entries: &[(&str, &str)]) {
+        let mut x = W - RIGHT - 90.0 * entries.len() as f64;
+        for (name, c) in entries {
+            let _ = writeln!(
+                self.svg,
+                r#"<rect x="{x}" y="{}" width="10" height="10" fill="{c}"/><text x="{}" y="{}">{name}</text>"#,
+                TOP - 14.0,
+                x + 14.0,
+                TOP - 5.0
+            );
+            x += 90.0;
+        }
+    }
+
+    fn finish(mut self) -> String {
+        self.svg.push_str("</svg>\n");
+        self.svg
+    }
+}
+
+fn nice_step(raw: f64) -> f64 {
+    if raw <= 0.0 {
+        return 1.0;
+    }
+    let mag = 10f64.powf(raw.log10().floor());
+    let norm = raw / mag;
+    let nice = if norm <= 1.0 {
+        1.0
+    } else if norm <= 2.0 {
+        2.0
+    } else if norm <= 5.0 {
+        5.0
+    } else {
+        10.0
+    };
+    nice * mag
+}
+
+/// Completed writes per second, by outcome.
+pub fn throughput_svg(history: &[Event]) -> String {
+    let end = history.last().map_or(1.0, |e| secs(e.time));
+    let buckets = end.ceil().max(1.0) as usize;
+    let mut counts: HashMap<Type, Vec<f64>> = HashMap::new();
+    for t in [Type::Ok, Type::Info, Type::Fail] {
+        counts.insert(t, vec![0.0; buckets + 1]);
+    }
+    for e in history
+        .iter()
+        .filter(|e| e.f == F::Write && e.kind != Type::Invoke)
+    {
+        if let Some(v) = counts.get_mut(&e.kind) {
+            v[(secs(e.time) as usize).min(buckets)] += 1.0;
+        }
+    }
+    let y_max = counts.values().flatten().copied().fold(1.0, f64::max) * 1.1;
+    let mut plot = Plot::new(
+        "Throughput: writes completed per second",
+        end,
+        0.0,
+        y_max,
+        false,
+        "ops/s",
+    );
+    plot.shade(&periods(history, end));
+    plot.axes();
+    for t in [Type::Ok, Type::Info, Type::Fail] {
+        let pts: Vec<String> = counts[&t]
+            .iter()
+            .enumerate()
+            .map(|(i, c)| format!("{:.1},{:.1}", plot.x(i as f64 + 0.5), plot.y(*c)))
+            .collect();
+        let _ = writeln!(
+            plot.svg,
+            r#"<polyline points="{}" fill="none" stroke="{}" stroke-width="1.5"/>"#,
+            pts.join(" "),
+            color(t)
+        );
+    }
+    plot.legend(&[("ok", OK), ("info", INFO), ("fail", FAIL)]);
+    plot.finish()
+}
+
+/// Each write's latency at its invocation time, coloured by outcome, on a log scale.
+pub fn latency_svg(history: &[Event]) -> String {
+    let end = history.last().map_or(1.0, |e| secs(e.time));
+    let invokes: HashMap<u64, u64> = history
+        .iter()
+        .filter(|e| e.f == F::Write && e.kind == Type::Invoke)
+        .map(|e| (e.op, e.time))
+        .collect();
+    let done: Vec<(f64, f64, Type)> = history
+        .iter()
+        .filter(|e| e.f == F::Write && e.kind != Type::Invoke)
+        .filter_map(|e| {
+            invokes
+                .get(&e.op)
+                .map(|&t| (secs(t), (e.time - t) as f64 / 1e6, e.kind))
+        })
+        .collect();
+    let oks = done.iter().filter(|d| d.2 == Type::Ok).count();
+    let every = oks.div_ceil(MAX_DOTS).max(1);
+    let max_ms = done.iter().map(|d| d.1).fold(10.0, f64::max);
+    let y_max = 10f64.powf(max_ms.log10().ceil());
+    let mut plot = Plot::new("Latency of writes", end, 0.1, y_max, true, "latency (ms)");
+    plot.shade(&periods(history, end));
+    plot.axes();
+    // Every `every`-th acknowledged write is drawn: a thinned cloud has the same shape.
+    let mut ok_seen = 0usize;
+    for (t, ms, kind) in &done {
+        if *kind == Type::Ok {
+            ok_seen += 1;
+            if ok_seen < every {
+                continue;
+            }
+            ok_seen = 0;
+        }
+        let _ = write!(
+            plot.svg,
+            r#"<circle cx="{:.1}" cy="{:.1}" r="1.6" fill="{}" fill-opacity="0.7"/>"#,
+            plot.x(*t),
+            plot.y(*ms),
+            color(*kind)
+        );
+    }
+    plot.svg.push('\n');
+    plot.legend(&[("ok", OK), ("info", INFO), ("fail", FAIL)]);
+    plot.finish()
+}
+
+/// The whole page. `meta` is shown as a table of key/value pairs above the plots.
+pub fn html(history: &[Event], result: &CheckResult, meta: &[(String, String)]) -> String {
+    let mut s = String::new();
+    let verdict = if result.valid { "VALID" } else { "INVALID" };
+    let _ = write!(
+        s,
+        r#"<!DOCTYPE html>
+<html><head><meta charset="utf-8"><title>jepsen: {verdict}</title>
+<style>
+body {{ font-family: sans-serif; margin: 2em; color: #222; }}
+table {{ border-collapse: collapse; margin: 1em 0; }}
+td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: left; font-size: 13px; }}
+.valid {{ color: #080; }} .invalid {{ color: #c00; }}
+</style></head><body>
+<h1 class="{}">{verdict}</h1>
+"#,
+        if result.valid { "valid" } else { "invalid" }
+    );
+    if !result.problems.is_empty() {
+        s.push_str("<ul>");
+        for p in &result.problems {
+            let _ = write!(s, "<li class=\"invalid\">{}</li>", esc(p));
+        }
+        s.push_str("</ul>");
+    }
+    s.push_str("<table>");
+    for (k, v) in meta {
+        let _ = write!(s, "<tr><th>{}</th><td>{}</td></tr>", esc(k), esc(v));
+    }
+    s.push_str("</table>\n<h2>Set checker</h2><table>");
+    let counts = [
+        ("attempted", result.attempted),
+        ("acknowledged", result.acknowledged),
+        ("failed (definite)", result.failed),
+        ("indeterminate", result.indeterminate),
+        ("indeterminate, present", result.indeterminate_present),
+        ("indeterminate, absent", result.indeterminate_absent),
+        ("lost", result.lost),
+        ("unexpected", result.unexpected),
+        ("failed_present", result.failed_present),
+        ("duplicated", result.duplicated),
+        ("divergent", result.divergent),
+        ("corrupted", result.corrupted),
+        ("torn", result.torn),
+        ("flickered (periodic reads)", result.visibility.flickered),
+    ];
+    for (k, v) in counts {
+        let _ = write!(s, "<tr><th>{k}</th><td>{v}</td></tr>");
+    }
+    for (n, c) in &result.points_by_node {
+        let _ = write!(s, "<tr><th>points on n{n}</th><td>{c}</td></tr>");
+    }
+    s.push_str("</table>\n");
+    let q = |q: &Option<crate::checker::Quantiles>| match q {
+        Some(q) => format!(
+            "n={} min {:.0} p50 {:.0} p90 {:.0} p99 {:.0} max {:.0}",
+            q.count, q.min, q.p50, q.p90, q.p99, q.max
+        ),
+        None => "-".into(),
+    };
+    let _ = write!(
+        s,
+        "<h2>Visible on every replica (ms)</h2><table><tr><th>from invocation</th><td>{}</td></tr><tr><th>from acknowledgement</th><td>{}</td></tr><tr><th>never seen everywhere by periodic reads</th><td>{}</td></tr></table>",
+        q(&result.visibility.from_invoke_ms),
+        q(&result.visibility.from_ack_ms),
+        result.visibility.never_read_everywhere
+    );
+    s.push_str("<h2>Plots</h2>\n");
+    s.push_str(&throughput_svg(history));
+    s.push_str("<br>\n");
+    s.push_str(&latency_svg(history));
+    let rec = &result.recovery;
+    let _ = write!(
+        s,
+        "<h2>Recovery after each heal (target {} s)</h2><table><tr><th>healed at (s)</th><th>fault</th><th>first ok, any node (s)</th><th>ok through every node (s)</th></tr>",
+        rec.target_s
+    );
+    let f = |x: Option<f64>| x.map_or("never".to_owned(), |x| format!("{x:.2}"));
+    for h in &rec.heals {
+        let _ = write!(
+            s,
+            "<tr><td>{:.1}</td><td>{} ({})</td><td>{}</td><td>{}</td></tr>",
+            h.healed_at,
+            esc(&h.kind),
+            esc(&h.detail),
+            f(h.any_node_s),
+            f(h.every_node_s)
+        );
+    }
+    s.push_str("</table>\n<h2>Stretches over 1 s without an acknowledged write</h2><table><tr><th>from (s)</th><th>to (s)</th><th>seconds</th><th>during a fault</th></tr>");
+    for g in rec.gaps.iter().take(50) {
+        let _ = write!(
+            s,
+            "<tr><td>{:.1}</td><td>{:.1}</td><td>{:.2}</td><td>{}</td></tr>",
+            g.from, g.to, g.seconds, g.during_fault
+        );
+    }
+    s.push_str("</table>\n");
+    if !result.divergent_points.is_empty() {
+        s.push_str("<h2>Divergent points (first)</h2><pre>");
+        for d in result.divergent_points.iter().take(50) {
+            let _ = writeln!(s, "{}", esc(&serde_json::to_string(d).unwrap_or_default()));
+        }
+        s.push_str("</pre>");
+    }
+    for (name, list) in [
+        ("lost", &result.lost_elements),
+        ("unexpected", &result.unexpected_elements),
+        ("failed_present", &result.failed_present_elements),
+        ("duplicated", &result.duplicated_elements),
+        ("corrupted", &result.corrupted_elements),
+    ] {
+        if !list.is_empty() {
+            let shown: Vec<String> = list.iter().take(200).map(u64::to_string).collect();
+            let _ = write!(s, "<h3>{name}</h3><p>{}</p>", shown.join(" "));
+        }
+    }
+    s.push_str("</body></html>\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::NemesisValue;
+
+    #[test]
+    fn plots_shade_nemesis_periods_and_draw_every_outcome() {
+        let mut h = Vec::new();
+        let mut push = |time: u64, kind: Type, f: F, op: u64| {
+            let mut e = Event::new("c1", kind, f, op);
+            e.time = time;
+            if matches!(f, F::Start | F::Stop) {
+                e.nemesis = Some(NemesisValue {
+                    kind: "kill-gateway".into(),
+                    nodes: vec![1],
+                    detail: String::new(),
+                });
+            }
+            h.push(e);
+        };
+        push(0, Type::Invoke, F::Write, 1);
+        push(2_000_000, Type::Ok, F::Write, 1);
+        push(1_000_000_000, Type::Info, F::Start, 2);
+        push(1_100_000_000, Type::Invoke, F::Write, 3);
+        push(1_200_000_000, Type::Fail, F::Write, 3);
+        push(2_000_000_000, Type::Invoke, F::Write, 4);
+        push(3_000_000_000, Type::Info, F::Stop, 5);
+        push(4_000_000_000, Type::Info, F::Write, 4);
+        let t = throughput_svg(&h);
+        assert!(t.contains("fill-opacity=\"0.08\""), "nemesis period shaded");
+        assert_eq!(t.matches("<polyline").count(), 3);
+        let l = latency_svg(&h);
+        for c in [OK, INFO, FAIL] {
+            assert!(l.contains(c));
+        }
+        assert_eq!(l.matches("<circle").count(), 3);
+    }
+
+    #[test]
+    fn nice_steps() {
+        assert_eq!(nice_step(7.0), 10.0);
+        assert_eq!(nice_step(30.0), 50.0);
+        assert_eq!(nice_step(0.3), 0.5);
+    }
+}

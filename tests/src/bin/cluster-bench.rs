@@ -49,6 +49,10 @@ fn main() {
     }
 }
 
+fn round2(x: f64) -> f64 {
+    (x * 100.0).round() / 100.0
+}
+
 fn emit(v: serde_json::Value) {
     println!("{v}");
 }
@@ -132,6 +136,14 @@ fn gateway_pids(c: &Cluster) -> Vec<u32> {
     c.nodes.iter().filter_map(|n| n.gateway.pid()).collect()
 }
 
+fn influxd_pids(c: &Cluster) -> Vec<u32> {
+    c.nodes.iter().filter_map(|n| n.influxd.pid()).collect()
+}
+
+fn total_cpu(pids: &[u32]) -> f64 {
+    pids.iter().map(|&p| cpu_seconds(p)).sum()
+}
+
 fn create_direct(http: &Http, db: &str) {
     http.query_ok("", &format!("CREATE DATABASE \"{db}\""));
 }
@@ -164,13 +176,13 @@ fn throughput(quick: bool) {
     create_direct(&influx[0], "single");
     let apis: Vec<Http> = c.nodes.iter().map(|n| n.api()).collect();
     let pids = gateway_pids(&c);
+    let influxds = influxd_pids(&c);
 
-    let mut cluster_cpu_per_mpoints = Vec::new();
     for clients in [4, 8, 16] {
         // Different timestamp ranges per phase keep every phase writing new points.
         let offset = clients as u64 * 1_000_000_000_000;
         eprintln!("{clients} clients: cluster...");
-        let cpu_before: f64 = pids.iter().map(|&p| cpu_seconds(p)).sum();
+        let (gw_before, influxd_before) = (total_cpu(&pids), total_cpu(&influxds));
         let counted = AtomicU64::new(0);
         let cluster = sustained(clients, secs, BATCH, |client, base| {
             let api = &apis[client % apis.len()];
@@ -180,13 +192,16 @@ fn throughput(quick: bool) {
             );
             counted.fetch_add(BATCH as u64, Ordering::Relaxed);
         });
-        let cpu: f64 = pids.iter().map(|&p| cpu_seconds(p)).sum::<f64>() - cpu_before;
-        let cpu_per_m = cpu / (counted.load(Ordering::Relaxed) as f64 / 1e6);
-        cluster_cpu_per_mpoints.push(cpu_per_m);
-        // Let the other replicas finish applying before the baseline uses their influxd.
+        // Let the other replicas finish applying before the baseline uses their influxd;
+        // their CPU counts, the points were written in the timed phase.
         wait_applied(&c);
+        let mpoints = counted.load(Ordering::Relaxed) as f64 / 1e6;
+        let gateway_cpu = (total_cpu(&pids) - gw_before) / mpoints;
+        let cluster_influxd_cpu = (total_cpu(&influxds) - influxd_before) / mpoints;
 
         eprintln!("{clients} clients: fan-out to three influxd...");
+        let influxd_before = total_cpu(&influxds);
+        let fanout_points = AtomicU64::new(0);
         let fanout = sustained(clients, secs, BATCH, |_, base| {
             let body = batch(offset + base, BATCH);
             std::thread::scope(|s| {
@@ -195,7 +210,10 @@ fn throughput(quick: bool) {
                     s.spawn(move || ok(h.write("db=fanout", body), "fan-out write"));
                 }
             });
+            fanout_points.fetch_add(BATCH as u64, Ordering::Relaxed);
         });
+        let fanout_influxd_cpu = (total_cpu(&influxds) - influxd_before)
+            / (fanout_points.load(Ordering::Relaxed) as f64 / 1e6);
         eprintln!("{clients} clients: one influxd alone...");
         let single = sustained(clients, secs, BATCH, |_, base| {
             ok(
@@ -209,7 +227,11 @@ fn throughput(quick: bool) {
             "fanout_points_per_s": fanout.round(),
             "single_points_per_s": single.round(),
             "cluster_vs_fanout": (cluster / fanout * 100.0).round() / 100.0,
-            "gateway_cpu_s_per_million_points": (cpu_per_m * 100.0).round() / 100.0,
+            // CPU seconds per million points, summed over the three processes of a kind.
+            "gateway_cpu_s_per_million_points": round2(gateway_cpu),
+            "cluster_influxd_cpu_s_per_million_points": round2(cluster_influxd_cpu),
+            "fanout_influxd_cpu_s_per_million_points": round2(fanout_influxd_cpu),
+            "gateway_cpu_vs_influxd_cpu": round2(gateway_cpu / fanout_influxd_cpu),
         }));
     }
 

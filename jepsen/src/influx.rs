@@ -90,30 +90,40 @@ impl Point {
 pub fn parse_points(body: &str) -> anyhow::Result<Vec<Point>> {
     let mut points = Vec::new();
     for doc in body.lines().filter(|l| !l.trim().is_empty()) {
-        let v: Value = serde_json::from_str(doc).context("influxd's answer is not JSON")?;
-        if let Some(e) = v.get("error").and_then(Value::as_str) {
+        for_each_series(doc, |series| parse_series(series, &mut points))?;
+    }
+    Ok(points)
+}
+
+/// Calls `f` with every series of one JSON answer of /query; an error anywhere in the answer
+/// (the whole request's or one statement's) is an error, never an empty result.
+fn for_each_series(
+    doc: &str,
+    mut f: impl FnMut(&Value) -> anyhow::Result<()>,
+) -> anyhow::Result<()> {
+    let v: Value = serde_json::from_str(doc.trim()).context("influxd's answer is not JSON")?;
+    if let Some(e) = v.get("error").and_then(Value::as_str) {
+        bail!("influxd: {e}");
+    }
+    for result in v
+        .get("results")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(e) = result.get("error").and_then(Value::as_str) {
             bail!("influxd: {e}");
         }
-        for result in v
-            .get("results")
+        for series in result
+            .get("series")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
         {
-            if let Some(e) = result.get("error").and_then(Value::as_str) {
-                bail!("influxd: {e}");
-            }
-            for series in result
-                .get("series")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                parse_series(series, &mut points)?;
-            }
+            f(series)?;
         }
     }
-    Ok(points)
+    Ok(())
 }
 
 fn parse_series(series: &Value, points: &mut Vec<Point>) -> anyhow::Result<()> {
@@ -182,35 +192,20 @@ pub fn parse_databases(body: &str) -> anyhow::Result<Vec<String>> {
 }
 
 fn parse_points_untimed(body: &str) -> anyhow::Result<Vec<String>> {
-    let v: Value = serde_json::from_str(body.trim()).context("influxd's answer is not JSON")?;
     let mut out = Vec::new();
-    for result in v
-        .get("results")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        if let Some(e) = result.get("error").and_then(Value::as_str) {
-            bail!("influxd: {e}");
-        }
-        for series in result
-            .get("series")
+    for_each_series(body, |series| {
+        for row in series
+            .get("values")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
         {
-            for row in series
-                .get("values")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                if let Some(s) = row.get(0).and_then(Value::as_str) {
-                    out.push(s.to_owned());
-                }
+            if let Some(s) = row.get(0).and_then(Value::as_str) {
+                out.push(s.to_owned());
             }
         }
-    }
+        Ok(())
+    })?;
     Ok(out)
 }
 

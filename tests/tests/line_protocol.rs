@@ -35,6 +35,8 @@ const CORPUS: &[&str] = &[
     "m v=FALSE 1",
     "m v=tRUE 1",
     "m v=\"str\" 1",
+    // Strings that read as another type once their quotes are lost: stored as strings.
+    "m v=\"true\",w=\"12\",x=\"1i\",y=\"e15\" 1",
     "m v=\"with \\\"quotes\\\"\" 1",
     "m v=\"back\\\\slash\" 1",
     "m v=\"a\\nb\" 1",

@@ -92,13 +92,10 @@ struct TestArgs {
     /// Seconds within which writes must succeed again after each heal (reported).
     #[arg(long, default_value_t = 10.0)]
     recovery_target: f64,
-    /// The gateway binary [default: the workspace's target/release/gateway, built if
-    /// missing; CARGO_TARGET_DIR is respected].
+    /// The gateway binary [default: the workspace's target/release/gateway, brought up to
+    /// date with `cargo build --release -p gateway` first; CARGO_TARGET_DIR is respected].
     #[arg(long)]
     gateway_bin: Option<PathBuf>,
-    /// Build the gateway (cargo build --release -p gateway) before the run even if it exists.
-    #[arg(long)]
-    build: bool,
     /// Data directories of influxd and the gateways (removed after the run).
     #[arg(long, default_value = "/tmp/jepsen-work")]
     work_dir: PathBuf,
@@ -121,8 +118,9 @@ fn secs(s: f64, what: &str) -> anyhow::Result<Duration> {
     Ok(Duration::from_secs_f64(s))
 }
 
-/// The workspace's gateway binary, built with cargo when missing (or when asked).
-fn gateway_bin(explicit: Option<PathBuf>, build: bool) -> anyhow::Result<PathBuf> {
+/// The workspace's gateway binary, brought up to date by cargo (a no-op when it is), so a run
+/// never tests a stale gateway.
+fn gateway_bin(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     if let Some(p) = explicit {
         if !p.is_file() {
             bail!("no gateway binary at {}", p.display());
@@ -136,17 +134,15 @@ fn gateway_bin(explicit: Option<PathBuf>, build: bool) -> anyhow::Result<PathBuf
         .map(PathBuf::from)
         .unwrap_or_else(|| workspace.join("target"));
     let bin = target.join("release").join("gateway");
-    if build || !bin.is_file() {
-        println!("building the gateway: cargo build --release -p gateway");
-        let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-        let status = std::process::Command::new(cargo)
-            .args(["build", "--release", "-p", "gateway"])
-            .current_dir(workspace)
-            .status()
-            .context("cannot run cargo")?;
-        if !status.success() {
-            bail!("building the gateway failed");
-        }
+    println!("cargo build --release -p gateway");
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let status = std::process::Command::new(cargo)
+        .args(["build", "--release", "-p", "gateway"])
+        .current_dir(workspace)
+        .status()
+        .context("cannot run cargo")?;
+    if !status.success() {
+        bail!("building the gateway failed");
     }
     if !bin.is_file() {
         bail!("no gateway binary at {} after the build", bin.display());
@@ -173,7 +169,7 @@ fn test(args: TestArgs, stop: Arc<AtomicBool>) -> anyhow::Result<run::Verdict> {
         read_interval: secs(args.read_interval, "--read-interval")?,
         settle_timeout: secs(args.settle_timeout, "--settle-timeout")?,
         recovery_target: args.recovery_target,
-        gateway_bin: gateway_bin(args.gateway_bin, args.build)?,
+        gateway_bin: gateway_bin(args.gateway_bin)?,
         work_dir: args.work_dir,
         keep_data: args.keep_data,
         save_final_reads: args.save_final_reads,

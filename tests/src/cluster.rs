@@ -161,7 +161,9 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Starts `n` influxd and `n` gateways forming one cluster, and waits for a leader.
+    /// Starts `n` influxd and `n` gateways forming one cluster, and waits until every node is
+    /// ready (it knows the leader and its influxd answers), so a test's first request through
+    /// any node does not race the first election.
     pub fn start(n: u64) -> Cluster {
         Self::start_with(n, &[])
     }
@@ -215,6 +217,8 @@ impl Cluster {
         }
         let c = Cluster { slot, dir, nodes };
         c.wait_for_leader(Duration::from_secs(30));
+        let ids: Vec<u64> = c.nodes.iter().map(|n| n.id).collect();
+        c.wait_ready(&ids, Duration::from_secs(30));
         c
     }
 
@@ -326,7 +330,9 @@ impl Cluster {
         }
     }
 
-    /// Creates a database through node `via` (replicated through the log).
+    /// Creates a database through node `via` (replicated through the log), and waits until
+    /// every node with a running influxd has applied it, so later reads of any replica find
+    /// the database.
     pub fn create_database(&self, via: u64, db: &str) {
         let r = self
             .node(via)
@@ -338,6 +344,29 @@ impl Cluster {
             "CREATE DATABASE {db} via node {via}: {}",
             r.body
         );
+        // A test that killed an influxd (its child is gone) expects it to catch up later.
+        let running: Vec<u64> = self
+            .nodes
+            .iter()
+            .filter_map(|n| n.influxd.pid().map(|_| n.id))
+            .collect();
+        for id in running {
+            wait_until(
+                &format!("database {db} on node {id}"),
+                Duration::from_secs(30),
+                || {
+                    let v = self.node(id).influx().try_query("", "SHOW DATABASES")?;
+                    let has = v["results"][0]["series"][0]["values"]
+                        .as_array()
+                        .is_some_and(|dbs| dbs.iter().any(|d| d[0] == db));
+                    if has {
+                        Ok(())
+                    } else {
+                        Err(format!("not yet: {v}"))
+                    }
+                },
+            );
+        }
     }
 
     /// Every row of `measurement` on each node's influxd, read directly.
@@ -359,15 +388,24 @@ impl Cluster {
             &format!("{expected} identical rows of {db}.{measurement} on every node"),
             timeout,
             || {
-                let all = self.rows_everywhere(db, measurement);
-                let first = &all[0].1;
-                let same = all.iter().all(|(_, rows)| rows == first);
-                if same && first.len() == expected {
+                // A replica still rebuilding may not have the database yet: that is "not
+                // converged yet", not a failure.
+                let all: Vec<(u64, Result<Vec<serde_json::Value>, String>)> = self
+                    .nodes
+                    .iter()
+                    .map(|n| (n.id, n.influx().try_rows(db, measurement)))
+                    .collect();
+                let first = all[0].1.as_ref().ok();
+                let same = all.iter().all(|(_, rows)| rows.as_ref().ok() == first);
+                if same && first.is_some_and(|f| f.len() == expected) {
                     Ok(())
                 } else {
                     Err(all
                         .iter()
-                        .map(|(id, rows)| format!("node {id}: {} rows", rows.len()))
+                        .map(|(id, rows)| match rows {
+                            Ok(rows) => format!("node {id}: {} rows", rows.len()),
+                            Err(e) => format!("node {id}: {e}"),
+                        })
                         .collect::<Vec<_>>()
                         .join(", "))
                 }

@@ -124,24 +124,41 @@ impl Http {
 
     /// Runs a query that must succeed and returns its JSON.
     pub fn query_ok(&self, db: &str, q: &str) -> serde_json::Value {
+        self.try_query(db, q).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Runs a query; any failure (transport, status, or an error in the result) is an `Err`
+    /// naming the query and the server, for waits that poll a replica still catching up.
+    pub fn try_query(&self, db: &str, q: &str) -> Result<serde_json::Value, String> {
         let r = self
             .query(db, q)
-            .unwrap_or_else(|e| panic!("query {q:?} on {}: {e}", self.base));
-        assert_eq!(r.status, 200, "query {q:?} on {}: {}", self.base, r.body);
+            .map_err(|e| format!("query {q:?} on {}: {e}", self.base))?;
+        if r.status != 200 {
+            return Err(format!(
+                "query {q:?} on {}: {}: {}",
+                self.base, r.status, r.body
+            ));
+        }
         let v = r.json();
         if let Some(err) = v["results"][0]["error"].as_str() {
-            panic!("query {q:?} on {} failed: {err}", self.base);
+            return Err(format!("query {q:?} on {} failed: {err}", self.base));
         }
-        v
+        Ok(v)
     }
 
     /// All rows of `SELECT * FROM <measurement>` as JSON arrays, in time order.
     pub fn rows(&self, db: &str, measurement: &str) -> Vec<serde_json::Value> {
-        let v = self.query_ok(db, &format!("SELECT * FROM \"{measurement}\""));
-        v["results"][0]["series"][0]["values"]
+        self.try_rows(db, measurement)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// As [`Http::rows`], with a failure (e.g. the database not created yet) as an `Err`.
+    pub fn try_rows(&self, db: &str, measurement: &str) -> Result<Vec<serde_json::Value>, String> {
+        let v = self.try_query(db, &format!("SELECT * FROM \"{measurement}\""))?;
+        Ok(v["results"][0]["series"][0]["values"]
             .as_array()
             .cloned()
-            .unwrap_or_default()
+            .unwrap_or_default())
     }
 }
 

@@ -283,6 +283,18 @@ impl Node {
 
     fn apply_conf_change(&mut self, cc: &impl ConfChangeI, context: &[u8]) {
         let cc2 = cc.as_v2();
+        // A node is added as a learner; the same addition committed again (an operator's or
+        // the admin API's retry after a leader change) must not demote it once it became a
+        // voter. The configuration is the same on every node at this index, so every node
+        // skips it alike.
+        let voters = self.raw.raft.prs().conf().voters().ids();
+        if cc2.changes.iter().all(|c| {
+            c.change_type() == ConfChangeType::AddLearnerNode && voters.contains(c.node_id)
+        }) && !cc2.changes.is_empty()
+        {
+            tracing::info!(changes = ?cc2.changes, "membership change skipped: already voters");
+            return;
+        }
         let cs = match self.raw.apply_conf_change(cc) {
             Ok(cs) => cs,
             Err(e) => {

@@ -97,7 +97,6 @@ fn credentials_and_privileges_are_checked_and_users_survive_a_wipe() {
     n3.influxd.kill();
     n3.influxd.wipe();
     n3.influxd.start_again();
-    c.wait_ready(&[3], CONVERGE);
     wait_until("node 3's users rebuilt", CONVERGE, || {
         let now = users(&c, 3)?;
         if now == reference {
@@ -107,6 +106,9 @@ fn credentials_and_privileges_are_checked_and_users_survive_a_wipe() {
         }
     });
     c.wait_converged("db", "m", 3, CONVERGE);
+    // Ready only now: right after the wipe the node may not have noticed it yet, and while
+    // it rebuilds it refuses writes that would wait on its influxd.
+    c.wait_ready(&[3], CONVERGE);
     let r = api3
         .with_auth("writer", "wpass")
         .write("db=db", "m v=7 7")

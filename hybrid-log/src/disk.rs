@@ -1,6 +1,6 @@
 //! The disk tier: every entry of the log, in RocksDB.
 //!
-//! Two column families: `entries` maps a big-endian index to a prost-encoded `Entry` (so
+//! Two column families: `entries` maps a big-endian index to an encoded `Entry` (so
 //! RocksDB's byte order is index order and a range read is one iterator), and `state` holds
 //! the HardState, the ConfState, a format marker and small metadata values owned by the
 //! caller. Writes are whole `WriteBatch`es, so a Raft `Ready` is durable all at once or not at
@@ -27,7 +27,24 @@ const KEY_CONF_STATE: &[u8] = b"conf_state";
 const META_PREFIX: &str = "meta/";
 
 /// Written once when a log is created; a directory without it is not ours.
-const FORMAT: &[u8] = b"hybrid-log v1";
+/// v1: an entry's value is its prost encoding. v2 (what new logs use): a tag byte, then the
+/// prost encoding, LZ4-compressed when that makes it smaller (see [`Values`]).
+const FORMAT_V1: &[u8] = b"hybrid-log v1";
+const FORMAT_V2: &[u8] = b"hybrid-log v2";
+
+/// How entry values are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Values {
+    Plain,
+    Tagged,
+}
+
+const TAG_PLAIN: u8 = 0;
+const TAG_LZ4: u8 = 1;
+
+/// Entries smaller than this are stored as they are: LZ4 gains little on a few hundred bytes,
+/// and RocksDB's block compression still applies to them on flush.
+const COMPRESS_MIN: usize = 512;
 
 pub fn entry_key(index: u64) -> [u8; 8] {
     index.to_be_bytes()
@@ -40,6 +57,7 @@ fn meta_key(key: &str) -> Vec<u8> {
 pub struct DiskTier {
     db: DB,
     path: PathBuf,
+    values: Values,
 }
 
 /// What a directory held when it was opened.
@@ -101,18 +119,22 @@ impl DiskTier {
             path: path.to_path_buf(),
             source: e,
         })?;
-        let disk = DiskTier {
+        let mut disk = DiskTier {
             db,
             path: path.to_path_buf(),
+            values: Values::Tagged,
         };
 
         if fresh {
             let mut batch = WriteBatch::default();
-            batch.put_cf(disk.state_cf(), KEY_FORMAT, FORMAT);
+            batch.put_cf(disk.state_cf(), KEY_FORMAT, FORMAT_V2);
             disk.write(batch, true)?;
         }
         match disk.get_state(KEY_FORMAT)? {
-            Some(f) if f == FORMAT => {}
+            Some(f) if f == FORMAT_V2 => {}
+            // A log created by an earlier version keeps its format: every value in one
+            // directory is stored the same way.
+            Some(f) if f == FORMAT_V1 => disk.values = Values::Plain,
             other => {
                 return Err(LogError::NotALog {
                     path: path.to_path_buf(),
@@ -179,6 +201,45 @@ impl DiskTier {
         M::decode(bytes).map_err(|e| self.corrupt(format!("{what} does not decode: {e}")))
     }
 
+    /// An entry as stored. Compressing here rather than only in RocksDB's blocks means the
+    /// WAL, which every synced append writes before it may be acknowledged, carries the
+    /// compressed bytes: line protocol shrinks several times over.
+    fn encode_entry(&self, e: &Entry) -> Vec<u8> {
+        let plain = e.encode_to_vec();
+        if self.values == Values::Plain {
+            return plain;
+        }
+        if plain.len() >= COMPRESS_MIN {
+            let mut out = Vec::with_capacity(1 + 4 + plain.len() / 2);
+            out.push(TAG_LZ4);
+            out.extend_from_slice(&lz4_flex::block::compress_prepend_size(&plain));
+            if out.len() < plain.len() {
+                return out;
+            }
+        }
+        let mut out = Vec::with_capacity(1 + plain.len());
+        out.push(TAG_PLAIN);
+        out.extend_from_slice(&plain);
+        out
+    }
+
+    fn decode_entry(&self, stored: &[u8], index: u64) -> Result<Entry, LogError> {
+        let what = format!("entry {index}");
+        match (self.values, stored.split_first()) {
+            (Values::Plain, _) => self.decode(stored, &what),
+            (Values::Tagged, Some((&TAG_PLAIN, plain))) => self.decode(plain, &what),
+            (Values::Tagged, Some((&TAG_LZ4, packed))) => {
+                let plain = lz4_flex::block::decompress_size_prepended(packed)
+                    .map_err(|e| self.corrupt(format!("{what} does not decompress: {e}")))?;
+                self.decode(&plain, &what)
+            }
+            (Values::Tagged, Some((tag, _))) => {
+                Err(self.corrupt(format!("{what} has an unknown encoding tag {tag}")))
+            }
+            (Values::Tagged, None) => Err(self.corrupt(format!("{what} is empty"))),
+        }
+    }
+
     fn get_state(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LogError> {
         self.db.get_cf(self.state_cf(), key).map_err(|e| self.io(e))
     }
@@ -201,7 +262,7 @@ impl DiskTier {
                         self.corrupt(format!("the log starts at index {first_index}, not 1"))
                     );
                 }
-                let e: Entry = self.decode(&last_val, "last entry")?;
+                let e = self.decode_entry(&last_val, last_index)?;
                 if e.index != last_index {
                     return Err(self.corrupt(format!(
                         "entry stored under index {last_index} claims index {}",
@@ -233,11 +294,12 @@ impl DiskTier {
                     "gap in the log: expected index {expected}, found {index}"
                 )));
             }
-            // The stored value is the encoded entry, so its length is the size raft-rs counts.
-            if !limit.admit(value.len() as u64) {
+            // raft-rs counts an entry's encoded size, not what it takes on disk.
+            let e = self.decode_entry(&value, index)?;
+            if !limit.admit(e.encoded_len() as u64) {
                 return Ok(out);
             }
-            out.push(self.decode(&value, "entry")?);
+            out.push(e);
         }
         if (out.len() as u64) < hi - lo {
             return Err(self.corrupt(format!(
@@ -255,7 +317,7 @@ impl DiskTier {
             .map_err(|e| self.io(e))?;
         match value {
             None => Ok(None),
-            Some(v) => Ok(Some(self.decode::<Entry>(&v, "entry")?.term)),
+            Some(v) => Ok(Some(self.decode_entry(&v, index)?.term)),
         }
     }
 
@@ -270,7 +332,7 @@ impl DiskTier {
     }
 
     pub fn put_entry(&self, batch: &mut WriteBatch, e: &Entry) {
-        batch.put_cf(self.entries_cf(), entry_key(e.index), e.encode_to_vec());
+        batch.put_cf(self.entries_cf(), entry_key(e.index), self.encode_entry(e));
     }
 
     /// Deletes entries `[from, to)`.

@@ -38,7 +38,8 @@ enum Op {
 
 fn op() -> impl Strategy<Value = Op> {
     prop_oneof![
-        6 => (0u64..6, 1u64..5, prop::collection::vec(0usize..400, 1..8), any::<bool>())
+        // Sizes on both sides of the size from which entries are stored LZ4-compressed.
+        6 => (0u64..6, 1u64..5, prop::collection::vec(0usize..1200, 1..8), any::<bool>())
             .prop_map(|(back, term, sizes, with_context)| Op::Append { back, term, sizes, with_context }),
         1 => (0u64..10, 0u64..4, 0u64..50).prop_map(|(term, vote, commit)| Op::HardState { term, vote, commit }),
         1 => (prop::collection::vec(1u64..6, 0..4), prop::collection::vec(6u64..9, 0..2))

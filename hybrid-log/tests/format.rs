@@ -1,0 +1,166 @@
+//! How entries are stored: large ones compressed (and read back exactly), a damaged
+//! compressed entry refused with an error naming the directory, and a log written in the
+//! first format (plain values) still readable and appendable.
+
+use hybrid_log::{HybridLog, LogBatch};
+use prost::Message as _;
+use raft::prelude::{Entry, HardState};
+use raft::{GetEntriesContext, Storage};
+
+/// Line protocol, as the gateway stores it: compresses several times over.
+fn line_protocol(index: u64, bytes: usize) -> Vec<u8> {
+    let mut out = String::new();
+    let mut i = 0;
+    while out.len() < bytes {
+        out.push_str(&format!(
+            "cpu,host=server{:03},region=eu usage_user={}.{},usage_idle={}i {}\n",
+            i % 50,
+            i % 100,
+            index % 10,
+            i * 7,
+            1_700_000_000_000_000_000u64 + i
+        ));
+        i += 1;
+    }
+    out.into_bytes()
+}
+
+fn entry(index: u64, bytes: usize) -> Entry {
+    Entry {
+        index,
+        term: 1,
+        data: line_protocol(index, bytes),
+        ..Default::default()
+    }
+}
+
+fn append(log: &HybridLog, entries: Vec<Entry>) {
+    let commit = entries.last().unwrap().index;
+    let mut b = LogBatch::new();
+    b.append(entries).set_hard_state(HardState {
+        term: 1,
+        vote: 1,
+        commit,
+    });
+    log.commit(b, true).unwrap();
+}
+
+fn read_all(log: &HybridLog) -> Vec<Entry> {
+    log.entries(
+        1,
+        log.last_index() + 1,
+        None,
+        GetEntriesContext::empty(false),
+    )
+    .unwrap()
+}
+
+fn raw_value(path: &std::path::Path, index: u64) -> Vec<u8> {
+    let db = rocksdb::DB::open_cf_for_read_only(
+        &rocksdb::Options::default(),
+        path,
+        ["entries", "state"],
+        false,
+    )
+    .unwrap();
+    db.get_cf(db.cf_handle("entries").unwrap(), index.to_be_bytes())
+        .unwrap()
+        .expect("entry stored")
+}
+
+#[test]
+fn large_entries_are_stored_compressed_and_read_back_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let written: Vec<Entry> = (1..=20).map(|i| entry(i, 64 << 10)).collect();
+    {
+        let log = HybridLog::open(dir.path(), 0).unwrap();
+        append(&log, written[..10].to_vec());
+        append(&log, written[10..].to_vec());
+        // Budget 0: everything comes from disk.
+        assert_eq!(read_all(&log), written);
+        // raft-rs's size limit counts encoded entries, not compressed bytes.
+        let two = written[0].encoded_len() as u64 + written[1].encoded_len() as u64;
+        let got = log
+            .entries(1, 21, Some(two), GetEntriesContext::empty(false))
+            .unwrap();
+        assert_eq!(got.len(), 2);
+    }
+    let stored = raw_value(dir.path(), 5);
+    assert!(
+        stored.len() * 3 < written[4].encoded_len(),
+        "a 64 KiB line protocol entry takes {} bytes on disk",
+        stored.len()
+    );
+    let log = HybridLog::open(dir.path(), 0).unwrap();
+    assert_eq!(log.last_index(), 20);
+    assert_eq!(read_all(&log), written);
+}
+
+#[test]
+fn a_damaged_compressed_entry_is_refused_naming_the_directory() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let log = HybridLog::open(dir.path(), 0).unwrap();
+        append(&log, (1..=3).map(|i| entry(i, 4096)).collect());
+    }
+    {
+        let db = rocksdb::DB::open_cf(
+            &rocksdb::Options::default(),
+            dir.path(),
+            ["entries", "state"],
+        )
+        .unwrap();
+        let cf = db.cf_handle("entries").unwrap();
+        let mut v = db.get_cf(cf, 3u64.to_be_bytes()).unwrap().unwrap();
+        let mid = v.len() / 2;
+        v.truncate(mid);
+        db.put_cf(cf, 3u64.to_be_bytes(), v).unwrap();
+    }
+    match HybridLog::open(dir.path(), 0) {
+        Ok(_) => panic!("a log with a damaged last entry opened"),
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(msg.contains(&dir.path().display().to_string()), "{msg}");
+            assert!(msg.contains("entry 3"), "{msg}");
+        }
+    }
+}
+
+#[test]
+fn a_log_in_the_first_format_opens_reads_and_appends() {
+    let dir = tempfile::tempdir().unwrap();
+    let first: Vec<Entry> = (1..=5).map(|i| entry(i, 2048)).collect();
+    {
+        // What the first format wrote: the marker, plain prost values, the HardState.
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        let db = rocksdb::DB::open_cf(&opts, dir.path(), ["entries", "state"]).unwrap();
+        let state = db.cf_handle("state").unwrap();
+        db.put_cf(state, b"format", b"hybrid-log v1").unwrap();
+        let hs = HardState {
+            term: 1,
+            vote: 1,
+            commit: 5,
+        };
+        db.put_cf(state, b"hard_state", hs.encode_to_vec()).unwrap();
+        let entries = db.cf_handle("entries").unwrap();
+        for e in &first {
+            db.put_cf(entries, e.index.to_be_bytes(), e.encode_to_vec())
+                .unwrap();
+        }
+    }
+    let more: Vec<Entry> = (6..=8).map(|i| entry(i, 2048)).collect();
+    {
+        let log = HybridLog::open(dir.path(), 0).unwrap();
+        assert_eq!(log.last_index(), 5);
+        assert_eq!(log.hard_state().commit, 5);
+        assert_eq!(read_all(&log), first);
+        append(&log, more.clone());
+    }
+    // It stays in its format: the new entries are plain too.
+    assert_eq!(raw_value(dir.path(), 7), more[1].encode_to_vec());
+    let log = HybridLog::open(dir.path(), 0).unwrap();
+    let all: Vec<Entry> = first.into_iter().chain(more).collect();
+    assert_eq!(read_all(&log), all);
+}

@@ -7,22 +7,50 @@
 //! client's credentials and checked by influxd as usual.
 //!
 //! Verdicts are cached briefly (keyed by user and a hash of the password) so that a busy
-//! writer costs influxd one check every few seconds, not one per batch.
+//! writer costs influxd one check every few seconds, not one per batch. The cache is bounded
+//! in entries as well as in age: distinct credentials cannot grow it without limit.
 
 use std::collections::hash_map::DefaultHasher;
 use std::collections::HashMap;
 use std::hash::{Hash, Hasher};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine as _;
 use hyper::header::AUTHORIZATION;
 use hyper::{HeaderMap, StatusCode};
-use parking_lot::Mutex;
+use moka::sync::Cache;
 use snapshotless::Influxd;
 
-use crate::http::response::ApiError;
-
 const CACHE_FOR: Duration = Duration::from_secs(5);
+const CACHE_ENTRIES: u64 = 10_000;
+
+/// Why a request was not allowed, as influxd would say it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum AuthError {
+    /// Missing, unreadable or wrong credentials (401).
+    #[error("{0}")]
+    Unauthorized(String),
+    /// Valid credentials without the privilege (403).
+    #[error("{0}")]
+    Forbidden(String),
+    /// influxd, which holds the users, cannot answer (503).
+    #[error("{0}")]
+    Unavailable(String),
+}
+
+impl AuthError {
+    pub fn status(&self) -> StatusCode {
+        match self {
+            AuthError::Unauthorized(_) => StatusCode::UNAUTHORIZED,
+            AuthError::Forbidden(_) => StatusCode::FORBIDDEN,
+            AuthError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+}
+
+fn unparsable() -> AuthError {
+    AuthError::Unauthorized("unable to parse authentication credentials".into())
+}
 
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
@@ -56,7 +84,7 @@ struct Account {
 
 /// A user and a hash of the password they presented.
 type CacheKey = (String, u64);
-type Verdict = Result<Account, ApiError>;
+type Verdict = Result<Account, AuthError>;
 
 pub struct Auth {
     enabled: bool,
@@ -64,7 +92,7 @@ pub struct Auth {
     influxd: Influxd,
     /// The same influxd, reached without credentials, to authenticate clients with theirs.
     url: String,
-    cache: Mutex<HashMap<CacheKey, (Verdict, Instant)>>,
+    cache: Cache<CacheKey, Verdict>,
 }
 
 impl Auth {
@@ -73,7 +101,10 @@ impl Auth {
             enabled,
             influxd,
             url: url.to_owned(),
-            cache: Mutex::new(HashMap::new()),
+            cache: Cache::builder()
+                .max_capacity(CACHE_ENTRIES)
+                .time_to_live(CACHE_FOR)
+                .build(),
         }
     }
 
@@ -87,16 +118,11 @@ impl Auth {
         headers: &HeaderMap,
         params: &HashMap<String, String>,
         need: Need<'_>,
-    ) -> Result<(), ApiError> {
+    ) -> Result<(), AuthError> {
         if !self.enabled {
             return Ok(());
         }
-        let creds = credentials(headers, params)?.ok_or_else(|| {
-            ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unable to parse authentication credentials",
-            )
-        })?;
+        let creds = credentials(headers, params)?.ok_or_else(unparsable)?;
         let account = self.account(&creds).await?;
         let allowed = account.admin
             || match need {
@@ -106,9 +132,7 @@ impl Auth {
         if allowed {
             return Ok(());
         }
-        Err(ApiError::new(
-            StatusCode::FORBIDDEN,
-            match need {
+        Err(AuthError::Forbidden(match need {
                 Need::Write(db) => {
                     format!("{:?} user is not authorized to write to database {db:?}", creds.user)
                 }
@@ -116,39 +140,25 @@ impl Auth {
                     "error authorizing query: {} not authorized to execute state-changing statements through the gateway, requires admin privilege",
                     creds.user
                 ),
-            },
-        ))
+        }))
     }
 
-    async fn account(&self, creds: &Credentials) -> Result<Account, ApiError> {
+    async fn account(&self, creds: &Credentials) -> Result<Account, AuthError> {
         let mut h = DefaultHasher::new();
         creds.password.hash(&mut h);
         let key = (creds.user.clone(), h.finish());
-        if let Some((verdict, at)) = self.cache.lock().get(&key) {
-            if at.elapsed() < CACHE_FOR {
-                return verdict.clone();
-            }
+        if let Some(verdict) = self.cache.get(&key) {
+            return verdict;
         }
         let verdict = self.look_up(creds).await;
         // Only verdicts influxd actually gave are cached; an unreachable influxd is not one.
-        if verdict
-            .as_ref()
-            .map_or_else(|e| e.status != StatusCode::SERVICE_UNAVAILABLE, |_| true)
-        {
-            self.cache
-                .lock()
-                .insert(key, (verdict.clone(), Instant::now()));
+        if !matches!(verdict, Err(AuthError::Unavailable(_))) {
+            self.cache.insert(key, verdict.clone());
         }
         verdict
     }
 
-    async fn look_up(&self, creds: &Credentials) -> Result<Account, ApiError> {
-        let unavailable = |e: String| {
-            ApiError::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("cannot verify credentials: local influxd unavailable: {e}"),
-            )
-        };
+    async fn look_up(&self, creds: &Credentials) -> Result<Account, AuthError> {
         // Authenticate with the client's own credentials: influxd knows the password.
         let as_client = Influxd::new(
             &self.url,
@@ -158,19 +168,14 @@ impl Auth {
         let r = as_client
             .query("SHOW DATABASES", "", "", "")
             .await
-            .map_err(|e| unavailable(e.to_string()))?;
+            .map_err(unavailable)?;
         match r.status.as_u16() {
             200 => {}
-            401 | 403 => {
-                return Err(ApiError::new(
-                    StatusCode::UNAUTHORIZED,
-                    "authorization failed",
-                ))
-            }
-            _ => return Err(unavailable(format!("{} {}", r.status, r.error_text()))),
+            401 | 403 => return Err(AuthError::Unauthorized("authorization failed".into())),
+            _ => return Err(unavailable(format_args!("{} {}", r.status, r.error_text()))),
         }
         // Its privileges, as the admin sees them.
-        let users = self.admin_query("SHOW USERS").await.map_err(unavailable)?;
+        let users = self.admin_query("SHOW USERS").await?;
         let admin = rows(&users).iter().any(|row| {
             row.first().and_then(|u| u.as_str()) == Some(creds.user.as_str())
                 && row.get(1).and_then(|a| a.as_bool()) == Some(true)
@@ -180,8 +185,7 @@ impl Auth {
                 "SHOW GRANTS FOR \"{}\"",
                 creds.user.replace('"', "\\\"")
             ))
-            .await
-            .map_err(unavailable)?;
+            .await?;
         let writable = rows(&grants)
             .iter()
             .filter(|row| {
@@ -195,20 +199,26 @@ impl Auth {
         Ok(Account { admin, writable })
     }
 
-    async fn admin_query(&self, q: &str) -> Result<serde_json::Value, String> {
+    async fn admin_query(&self, q: &str) -> Result<serde_json::Value, AuthError> {
         let r = self
             .influxd
             .query(q, "", "", "")
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(unavailable)?;
         if !r.status.is_success() {
-            return Err(format!(
+            return Err(unavailable(format!(
                 "the gateway's influxd account cannot run {q:?}: {}",
                 r.error_text()
-            ));
+            )));
         }
-        serde_json::from_slice(&r.body).map_err(|e| e.to_string())
+        serde_json::from_slice(&r.body).map_err(unavailable)
     }
+}
+
+fn unavailable(e: impl std::fmt::Display) -> AuthError {
+    AuthError::Unavailable(format!(
+        "cannot verify credentials: local influxd unavailable: {e}"
+    ))
 }
 
 fn rows(v: &serde_json::Value) -> Vec<Vec<serde_json::Value>> {
@@ -223,7 +233,7 @@ fn rows(v: &serde_json::Value) -> Vec<Vec<serde_json::Value>> {
 pub fn credentials(
     headers: &HeaderMap,
     params: &HashMap<String, String>,
-) -> Result<Option<Credentials>, ApiError> {
+) -> Result<Option<Credentials>, AuthError> {
     if let (Some(u), Some(p)) = (params.get("u"), params.get("p")) {
         return Ok(Some(Credentials {
             user: u.clone(),
@@ -233,12 +243,7 @@ pub fn credentials(
     let Some(value) = headers.get(AUTHORIZATION) else {
         return Ok(None);
     };
-    let bad = || {
-        ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "unable to parse authentication credentials",
-        )
-    };
+    let bad = unparsable;
     let value = value.to_str().map_err(|_| bad())?;
     let (scheme, rest) = value.split_once(' ').ok_or_else(bad)?;
     let pair = match scheme {
@@ -250,9 +255,8 @@ pub fn credentials(
         }
         "Token" => rest.trim().to_owned(),
         "Bearer" => {
-            return Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "bearer (JWT) tokens are not supported by the gateway; use Basic or Token user:password",
+            return Err(AuthError::Unauthorized(
+                "bearer (JWT) tokens are not supported by the gateway; use Basic or Token user:password".into(),
             ))
         }
         _ => return Err(bad()),
@@ -292,12 +296,12 @@ mod tests {
         assert_eq!(
             credentials(&headers("Basic !!!"), &none)
                 .unwrap_err()
-                .status,
+                .status(),
             StatusCode::UNAUTHORIZED
         );
         assert!(credentials(&headers("Bearer abc"), &none)
             .unwrap_err()
-            .message
+            .to_string()
             .contains("JWT"));
     }
 }

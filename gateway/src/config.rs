@@ -1,14 +1,19 @@
-//! Configuration: a TOML file, overridden by command-line flags. Everything is validated
-//! before anything listens, so a bad config is a clear error and a non-zero exit.
+//! Configuration: each setting is declared once, as a command-line flag of [`Config`]; a TOML
+//! file (`--config`) supplies values under the same names, with underscores, and flags
+//! override it. Everything is validated before anything listens, so a bad configuration is a
+//! clear error and a non-zero exit.
+//!
+//! The file is read as the flags' defaults: clap then parses file values exactly as it parses
+//! flags, so there is one parser, one help text and one default per setting.
 
 use std::collections::BTreeMap;
+use std::ffi::OsString;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytesize::ByteSize;
-use clap::{Args, Parser, Subcommand};
-use serde::Deserialize;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -19,15 +24,15 @@ use serde::Deserialize;
                   in front of a local influxd. Writes and state-changing queries go through a Raft \
                   log shared by all gateway nodes; each node replays the committed log into its own \
                   influxd, so the replicas stay identical.\n\n\
-                  Settings come from --config (TOML) and are overridden by flags. Without a \
-                  subcommand the gateway runs.",
+                  Settings come from --config (TOML, the same names with underscores) and are \
+                  overridden by flags. Without a subcommand the gateway runs.",
     args_conflicts_with_subcommands = true
 )]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Option<Command>,
     #[command(flatten)]
-    pub run: RunArgs,
+    pub run: Config,
 }
 
 #[derive(Debug, Subcommand)]
@@ -61,35 +66,37 @@ pub enum MembersAction {
     Remove { id: u64 },
 }
 
-#[derive(Debug, Args, Default)]
-pub struct RunArgs {
+/// A node's settings. [`Config::validate`] checks them together once parsed.
+#[derive(Debug, Clone, Args)]
+pub struct Config {
     /// TOML configuration file; flags override its values.
     #[arg(long, short = 'c', env = "GATEWAY_CONFIG")]
     pub config: Option<PathBuf>,
     /// This node's id: a positive integer, unique in the cluster.
     #[arg(long)]
     pub id: Option<u64>,
-    /// Address of the InfluxDB HTTP API [default: 0.0.0.0:8086].
-    #[arg(long)]
-    pub listen: Option<SocketAddr>,
+    /// Address of the InfluxDB HTTP API.
+    #[arg(long, default_value = "0.0.0.0:8086")]
+    pub listen: SocketAddr,
     /// Address the Raft peer transport listens on [default: this node's address in --peer,
     /// on all interfaces].
     #[arg(long)]
     pub peer_listen: Option<SocketAddr>,
     /// A cluster member, as ID=HOST:PORT (its peer address); repeat for every member,
-    /// this node included. Every initial member must be given the same list.
-    #[arg(long = "peer", value_name = "ID=HOST:PORT", value_parser = parse_peer)]
+    /// this node included. Every initial member must be given the same list. In the file:
+    /// a [peers] table of ID = "HOST:PORT".
+    #[arg(long = "peer", id = "peers", value_name = "ID=HOST:PORT", value_parser = parse_peer)]
     pub peers: Vec<(u64, String)>,
     /// Start with an empty log and wait to be added by `gateway members add` instead of
     /// forming a new cluster from --peer (give --peer with this node's own address).
     #[arg(long)]
     pub join: bool,
-    /// Directory for the Raft log [default: /var/lib/influx-gateway].
-    #[arg(long)]
-    pub data_dir: Option<PathBuf>,
-    /// URL of the local influxd the applier writes to [default: http://127.0.0.1:18086].
-    #[arg(long)]
-    pub influxd_url: Option<String>,
+    /// Directory for the Raft log.
+    #[arg(long, default_value = "/var/lib/influx-gateway")]
+    pub data_dir: PathBuf,
+    /// URL of the local influxd the applier writes to.
+    #[arg(long, default_value = "http://127.0.0.1:18086")]
+    pub influxd_url: String,
     /// User for an influxd with authentication enabled (an admin: the applier runs DDL).
     #[arg(long, env = "GATEWAY_INFLUXD_USERNAME")]
     pub influxd_username: Option<String>,
@@ -101,79 +108,42 @@ pub struct RunArgs {
     /// influxd with auth-enabled = true.
     #[arg(long)]
     pub auth_enabled: bool,
-    /// Bytes of the newest log entries kept in memory, e.g. 64MiB [default: 64MiB].
-    #[arg(long)]
-    pub memory_budget: Option<ByteSize>,
+    /// Bytes of the newest log entries kept in memory.
+    #[arg(long, default_value = "64MiB")]
+    pub memory_budget: ByteSize,
     /// How long a write waits to be committed and applied before the client is told its
-    /// outcome is unknown, e.g. 10s [default: 10s].
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub write_timeout: Option<Duration>,
-    /// Largest accepted request body, also after gzip decompression [default: 25MB, as
-    /// influxd].
-    #[arg(long)]
-    pub max_body_size: Option<ByteSize>,
-    /// Raft tick interval [default: 100ms]; elections time out after 10 to 20 ticks.
-    #[arg(long, value_parser = humantime::parse_duration)]
-    pub raft_tick: Option<Duration>,
-    /// Log level or tracing filter, e.g. info or gateway=debug [default: info; RUST_LOG
-    /// wins if set].
-    #[arg(long)]
-    pub log_level: Option<String>,
+    /// outcome is unknown.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub write_timeout: Duration,
+    /// Largest accepted request body, also after gzip decompression (influxd's default).
+    #[arg(long, default_value = "25MB")]
+    pub max_body_size: ByteSize,
+    /// Raft tick interval; elections time out after 10 to 20 ticks.
+    #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
+    pub raft_tick: Duration,
+    /// Log level or tracing filter, e.g. info or gateway=debug [RUST_LOG wins if set].
+    #[arg(long, default_value = "info")]
+    pub log_level: String,
 }
 
-fn parse_peer(s: &str) -> Result<(u64, String), String> {
+fn parse_peer(s: &str) -> Result<(u64, String), ConfigError> {
     let (id, addr) = s
         .split_once('=')
-        .ok_or_else(|| format!("peer {s:?} is not ID=HOST:PORT"))?;
+        .ok_or_else(|| err(format!("peer {s:?} is not ID=HOST:PORT")))?;
     let id = id
         .trim()
         .parse::<u64>()
-        .map_err(|_| format!("peer id {id:?} is not a positive integer"))?;
+        .map_err(|_| err(format!("peer id {id:?} is not a positive integer")))?;
     Ok((id, addr.trim().to_owned()))
 }
 
-/// The TOML file. Same names as the flags, with underscores.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct FileConfig {
-    id: Option<u64>,
-    listen: Option<SocketAddr>,
-    peer_listen: Option<SocketAddr>,
-    #[serde(default)]
-    peers: BTreeMap<String, String>,
-    join: Option<bool>,
-    data_dir: Option<PathBuf>,
-    influxd_url: Option<String>,
-    influxd_username: Option<String>,
-    influxd_password: Option<String>,
-    auth_enabled: Option<bool>,
-    memory_budget: Option<ByteSize>,
-    #[serde(default, with = "humantime_serde")]
-    write_timeout: Option<Duration>,
-    max_body_size: Option<ByteSize>,
-    #[serde(default, with = "humantime_serde")]
-    raft_tick: Option<Duration>,
-    log_level: Option<String>,
-}
-
-/// The validated configuration of a running node.
-#[derive(Debug, Clone)]
-pub struct Config {
-    pub id: u64,
-    pub listen: SocketAddr,
-    pub peer_listen: SocketAddr,
-    /// Initial members (id -> peer address); when joining, at least this node's own.
-    pub peers: BTreeMap<u64, String>,
-    pub join: bool,
-    pub data_dir: PathBuf,
-    pub influxd_url: String,
-    pub influxd_credentials: Option<(String, String)>,
-    pub auth_enabled: bool,
-    pub memory_budget: usize,
-    pub write_timeout: Duration,
-    pub max_body_size: usize,
-    pub raft_tick: Duration,
-    pub log_level: String,
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    /// Also `--help` and `--version`: `exit()` prints them and exits as clap does.
+    #[error(transparent)]
+    Args(#[from] clap::Error),
+    #[error(transparent)]
+    Invalid(#[from] ConfigError),
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -184,34 +154,79 @@ fn err(msg: impl Into<String>) -> ConfigError {
     ConfigError(msg.into())
 }
 
-impl Config {
-    pub fn load(args: &RunArgs) -> Result<Config, ConfigError> {
-        let file = match &args.config {
-            Some(path) => read_file(path)?,
-            None => FileConfig::default(),
+impl Cli {
+    /// Parses the command line, reading `--config` (or `GATEWAY_CONFIG`) first so that its
+    /// values become the flags' defaults.
+    pub fn load<I, T>(argv: I) -> Result<Cli, LoadError>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<OsString> + Clone,
+    {
+        let argv: Vec<OsString> = argv.into_iter().map(Into::into).collect();
+        let first = Cli::try_parse_from(&argv)?;
+        let Some(path) = first.run.config.clone().filter(|_| first.command.is_none()) else {
+            return Ok(first);
         };
+        let mut command = Cli::command();
+        for (key, values) in read_file(&path)? {
+            if !command.get_arguments().any(|a| a.get_id() == key.as_str()) || key == "config" {
+                return Err(err(format!("{}: unknown setting {key:?}", path.display())).into());
+            }
+            command = command.mut_arg(key, |a| a.default_values(values));
+        }
+        let matches = command.try_get_matches_from(&argv)?;
+        Ok(Cli::from_arg_matches(&matches)?)
+    }
+}
 
-        let id = args
+/// The file's settings as flag values: `key = value`, and `[peers]` as `ID=HOST:PORT` values.
+fn read_file(path: &Path) -> Result<Vec<(String, Vec<String>)>, ConfigError> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
+    let table: toml::Table =
+        toml::from_str(&text).map_err(|e| err(format!("{}: {e}", path.display())))?;
+    let mut settings = Vec::new();
+    for (key, value) in table {
+        let values = match value {
+            toml::Value::String(s) => vec![s],
+            toml::Value::Integer(i) => vec![i.to_string()],
+            toml::Value::Boolean(b) => vec![b.to_string()],
+            toml::Value::Table(t) if key == "peers" => t
+                .into_iter()
+                .map(|(id, addr)| match addr {
+                    toml::Value::String(a) => Ok(format!("{id}={a}")),
+                    other => Err(err(format!(
+                        "{}: peers.{id}: expected \"HOST:PORT\", found {other}",
+                        path.display()
+                    ))),
+                })
+                .collect::<Result<_, _>>()?,
+            other => {
+                return Err(err(format!(
+                    "{}: {key}: unsupported value {other}",
+                    path.display()
+                )))
+            }
+        };
+        settings.push((key, values));
+    }
+    Ok(settings)
+}
+
+impl Config {
+    /// Checks the settings together and fills in what derives from others.
+    pub fn validate(mut self) -> Result<Config, ConfigError> {
+        let id = self
             .id
-            .or(file.id)
             .ok_or_else(|| err("a node id is required (--id or `id` in the config file)"))?;
         if id == 0 {
             return Err(err(
                 "the node id must be a positive integer (0 is reserved by Raft)",
             ));
         }
-
-        let mut peers = BTreeMap::new();
-        for (k, v) in &file.peers {
-            let pid = k
-                .parse::<u64>()
-                .map_err(|_| err(format!("peers: key {k:?} is not a node id")))?;
-            peers.insert(pid, v.clone());
-        }
-        if !args.peers.is_empty() {
-            // Flags replace the file's list rather than merging with it, so a command line
-            // always describes the whole membership.
-            peers = args.peers.iter().cloned().collect();
+        let peers = self.members();
+        if peers.len() != self.peers.len() {
+            return Err(err("a peer id is given twice"));
         }
         for (pid, addr) in &peers {
             if *pid == 0 {
@@ -219,17 +234,15 @@ impl Config {
             }
             check_host_port(addr).map_err(|e| err(format!("peer {pid}: {e}")))?;
         }
-
-        let join = args.join || file.join.unwrap_or(false);
         if peers.is_empty() {
-            return Err(err(if join {
+            return Err(err(if self.join {
                 "a joining node needs its own peer address: --peer ID=HOST:PORT with its own id"
             } else {
                 "no peers: give every member with --peer ID=HOST:PORT (this node included), \
                  or --join to be added to an existing cluster"
             }));
         }
-        if !peers.contains_key(&id) {
+        let Some(own) = peers.get(&id) else {
             return Err(err(format!(
                 "node {id} is not in the peer list ({}); list every member, this node included",
                 peers
@@ -238,112 +251,80 @@ impl Config {
                     .collect::<Vec<_>>()
                     .join(", ")
             )));
+        };
+        if self.peer_listen.is_none() {
+            let port = own.rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
+            self.peer_listen = Some(SocketAddr::from(([0, 0, 0, 0], port.unwrap_or(8089))));
         }
 
-        let peer_listen = match args.peer_listen.or(file.peer_listen) {
-            Some(a) => a,
-            None => {
-                let own = &peers[&id];
-                let port = own.rsplit(':').next().and_then(|p| p.parse::<u16>().ok());
-                SocketAddr::from(([0, 0, 0, 0], port.unwrap_or(8089)))
-            }
-        };
-
-        let influxd_url = args
-            .influxd_url
-            .clone()
-            .or(file.influxd_url)
-            .unwrap_or_else(|| "http://127.0.0.1:18086".into());
-        let uri: hyper::Uri = influxd_url
+        let url = &self.influxd_url;
+        let uri: hyper::Uri = url
             .parse()
-            .map_err(|e| err(format!("influxd_url {influxd_url:?}: {e}")))?;
+            .map_err(|e| err(format!("influxd_url {url:?}: {e}")))?;
         if uri.scheme_str() != Some("http") || uri.host().is_none() {
             return Err(err(format!(
-                "influxd_url {influxd_url:?} must be an http:// URL of the local influxd"
+                "influxd_url {url:?} must be an http:// URL of the local influxd"
             )));
         }
+        self.influxd_url = url.trim_end_matches('/').to_owned();
 
-        let username = args.influxd_username.clone().or(file.influxd_username);
-        let password = args.influxd_password.clone().or(file.influxd_password);
-        let influxd_credentials = match (username, password) {
-            (Some(u), Some(p)) => Some((u, p)),
-            (None, None) => None,
-            _ => {
-                return Err(err(
-                    "influxd_username and influxd_password must be given together",
-                ))
-            }
-        };
-
-        let auth_enabled = args.auth_enabled || file.auth_enabled.unwrap_or(false);
-        if auth_enabled && influxd_credentials.is_none() {
+        if self.influxd_username.is_some() != self.influxd_password.is_some() {
+            return Err(err(
+                "influxd_username and influxd_password must be given together",
+            ));
+        }
+        if self.auth_enabled && self.influxd_username.is_none() {
             return Err(err(
                 "auth_enabled needs influxd_username and influxd_password: an influxd admin \
                  the gateway applies the log with",
             ));
         }
-
-        let write_timeout = args
-            .write_timeout
-            .or(file.write_timeout)
-            .unwrap_or(Duration::from_secs(10));
-        if write_timeout.is_zero() {
+        if self.write_timeout.is_zero() {
             return Err(err("write_timeout must be more than 0"));
         }
-        let raft_tick = args
-            .raft_tick
-            .or(file.raft_tick)
-            .unwrap_or(Duration::from_millis(100));
-        if raft_tick < Duration::from_millis(10) || raft_tick > Duration::from_secs(5) {
+        if self.raft_tick < Duration::from_millis(10) || self.raft_tick > Duration::from_secs(5) {
             return Err(err("raft_tick must be between 10ms and 5s"));
         }
-        let max_body_size = args
-            .max_body_size
-            .or(file.max_body_size)
-            .unwrap_or(ByteSize(25_000_000))
-            .as_u64() as usize;
-        if max_body_size == 0 {
+        if self.max_body_size.as_u64() == 0 {
             return Err(err("max_body_size must be more than 0"));
         }
-
-        Ok(Config {
-            id,
-            listen: args
-                .listen
-                .or(file.listen)
-                .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8086))),
-            peer_listen,
-            peers,
-            join,
-            data_dir: args
-                .data_dir
-                .clone()
-                .or(file.data_dir)
-                .unwrap_or_else(|| "/var/lib/influx-gateway".into()),
-            influxd_url: influxd_url.trim_end_matches('/').to_owned(),
-            influxd_credentials,
-            auth_enabled,
-            memory_budget: args
-                .memory_budget
-                .or(file.memory_budget)
-                .unwrap_or(ByteSize::mib(64))
-                .as_u64() as usize,
-            write_timeout,
-            max_body_size,
-            raft_tick,
-            log_level: args
-                .log_level
-                .clone()
-                .or(file.log_level)
-                .unwrap_or_else(|| "info".into()),
-        })
+        Ok(self)
     }
-}
 
-fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
-    let text = std::fs::read_to_string(path)
-        .map_err(|e| err(format!("cannot read {}: {e}", path.display())))?;
-    toml::from_str(&text).map_err(|e| err(format!("{}: {e}", path.display())))
+    /// This node's id (validated: present).
+    pub fn node_id(&self) -> u64 {
+        self.id.unwrap_or_default()
+    }
+
+    /// The initial members: id -> peer address; when joining, at least this node's own.
+    pub fn members(&self) -> BTreeMap<u64, String> {
+        self.peers.iter().cloned().collect()
+    }
+
+    /// The address this node's peers reach it at.
+    pub fn advertise(&self) -> String {
+        self.members().remove(&self.node_id()).unwrap_or_default()
+    }
+
+    /// The admin account the applier uses on an influxd with authentication.
+    pub fn influxd_credentials(&self) -> Option<(String, String)> {
+        self.influxd_username
+            .clone()
+            .zip(self.influxd_password.clone())
+    }
+
+    pub fn peer_listen(&self) -> SocketAddr {
+        self.peer_listen
+            .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 8089)))
+    }
+
+    pub fn memory_budget(&self) -> usize {
+        self.memory_budget.as_u64() as usize
+    }
+
+    pub fn max_body_size(&self) -> usize {
+        self.max_body_size.as_u64() as usize
+    }
 }
 
 fn check_host_port(addr: &str) -> Result<(), String> {
@@ -362,35 +343,41 @@ fn check_host_port(addr: &str) -> Result<(), String> {
 mod tests {
     use super::*;
 
-    fn args(peers: &[(u64, &str)]) -> RunArgs {
-        RunArgs {
-            id: Some(1),
-            peers: peers.iter().map(|(i, a)| (*i, a.to_string())).collect(),
-            ..Default::default()
-        }
+    fn load(args: &[&str]) -> Result<Config, String> {
+        let argv = std::iter::once("gateway").chain(args.iter().copied());
+        let cli = Cli::load(argv).map_err(|e| e.to_string())?;
+        cli.run.validate().map_err(|e| e.to_string())
     }
 
     #[test]
     fn defaults() {
-        let c = Config::load(&args(&[(1, "127.0.0.1:8089"), (2, "127.0.0.2:8089")])).unwrap();
+        let c = load(&[
+            "--id",
+            "1",
+            "--peer",
+            "1=127.0.0.1:8089",
+            "--peer",
+            "2=127.0.0.2:8089",
+        ])
+        .unwrap();
         assert_eq!(c.listen.to_string(), "0.0.0.0:8086");
-        assert_eq!(c.peer_listen.to_string(), "0.0.0.0:8089");
+        assert_eq!(c.peer_listen().to_string(), "0.0.0.0:8089");
         assert_eq!(c.influxd_url, "http://127.0.0.1:18086");
-        assert_eq!(c.memory_budget, 64 << 20);
+        assert_eq!(c.memory_budget(), 64 << 20);
         assert_eq!(c.write_timeout, Duration::from_secs(10));
-        assert_eq!(c.max_body_size, 25_000_000);
+        assert_eq!(c.max_body_size(), 25_000_000);
     }
 
     #[test]
     fn node_must_be_in_its_peer_list() {
-        let e = Config::load(&args(&[(2, "127.0.0.2:8089")])).unwrap_err();
-        assert!(e.to_string().contains("not in the peer list"), "{e}");
+        let e = load(&["--id", "1", "--peer", "2=127.0.0.2:8089"]).unwrap_err();
+        assert!(e.contains("not in the peer list"), "{e}");
     }
 
     #[test]
     fn bad_peer_address_is_refused() {
-        let e = Config::load(&args(&[(1, "localhost")])).unwrap_err();
-        assert!(e.to_string().contains("HOST:PORT"), "{e}");
+        let e = load(&["--id", "1", "--peer", "1=localhost"]).unwrap_err();
+        assert!(e.contains("HOST:PORT"), "{e}");
     }
 
     #[test]
@@ -403,23 +390,24 @@ mod tests {
 id = 2
 write_timeout = "3s"
 memory_budget = "16MiB"
+auth_enabled = false
 [peers]
 1 = "127.0.0.1:8089"
 2 = "127.0.0.2:8089"
 "#,
         )
         .unwrap();
-        let c = Config::load(&RunArgs {
-            config: Some(path.clone()),
-            write_timeout: Some(Duration::from_secs(5)),
-            ..Default::default()
-        })
-        .unwrap();
-        assert_eq!(c.id, 2);
+        let path = path.to_str().unwrap();
+        let c = load(&["--config", path, "--write-timeout", "5s"]).unwrap();
+        assert_eq!(c.id, Some(2));
         assert_eq!(c.write_timeout, Duration::from_secs(5));
-        assert_eq!(c.memory_budget, 16 << 20);
-        assert_eq!(c.peers.len(), 2);
-        assert_eq!(c.peer_listen.to_string(), "0.0.0.0:8089");
+        assert_eq!(c.memory_budget(), 16 << 20);
+        assert_eq!(c.members().len(), 2);
+        assert_eq!(c.peer_listen().to_string(), "0.0.0.0:8089");
+        // Flags replace the file's peer list rather than merging with it, so a command line
+        // always describes the whole membership.
+        let c = load(&["--config", path, "--peer", "2=127.0.0.9:8089"]).unwrap();
+        assert_eq!(c.members().len(), 1);
     }
 
     #[test]
@@ -427,11 +415,7 @@ memory_budget = "16MiB"
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("g.toml");
         std::fs::write(&path, "id = 1\nwrite_timout = \"3s\"\n").unwrap();
-        let e = Config::load(&RunArgs {
-            config: Some(path),
-            ..Default::default()
-        })
-        .unwrap_err();
-        assert!(e.to_string().contains("write_timout"), "{e}");
+        let e = load(&["--config", path.to_str().unwrap()]).unwrap_err();
+        assert!(e.contains("write_timout"), "{e}");
     }
 }

@@ -1,13 +1,29 @@
 //! The gateway: the InfluxDB 1.x HTTP API in front of a Raft log.
 //!
-//! The data path, in file order: `http` (the API) -> `ingest` (line protocol to a
-//! deterministic, nanosecond batch) -> `raft` (propose, replicate, commit; the log is
-//! `hybrid-log`) -> the applier (`snapshotless`) -> the local influxd -> back to the waiting
-//! request through `pending`.
+//! # Layout
+//!
+//! The data path, one file (or folder) a step:
+//!
+//! - `http/`: the API. `mod.rs` is the route table; `write.rs`, `query.rs`, `status.rs` and
+//!   `admin.rs` are the handlers; `body.rs` reads bodies and parameters within influxd's
+//!   limits; `response.rs` renders influxd-style answers and maps every error to its status.
+//! - `ingest/`: line protocol to a validated, deterministic, nanosecond batch.
+//! - `replicate.rs`: the life of a replicated request: readiness, propose, committed,
+//!   applied. Every handler that writes, and `/health`, asks it.
+//! - `raft/`: the Raft node on its own thread (`node.rs`), the peer transport
+//!   (`transport.rs`), a new cluster's first entries and identity (`bootstrap.rs`), the
+//!   members' addresses (`members.rs`). The log itself is the `hybrid-log` crate.
+//! - `pending.rs`: requests waiting on the log, found again by the origin their entries carry.
+//! - The applier that replays committed entries into the local influxd is the `snapshotless`
+//!   crate; it answers waiting requests through `pending.rs`.
+//!
+//! Around it: `config.rs` (every setting, declared once), `server.rs` (start-up wiring),
+//! `state.rs` (what handlers share, in parts), `auth.rs` (credentials against influxd's
+//! users), `influxql/` (which statements change state), `metrics.rs`, `logging.rs`,
+//! `members_cli.rs` (`gateway members`).
 
 pub mod auth;
 pub mod config;
-pub mod gateway;
 pub mod http;
 pub mod influxql;
 pub mod ingest;
@@ -16,3 +32,6 @@ pub mod members_cli;
 pub mod metrics;
 pub mod pending;
 pub mod raft;
+pub mod replicate;
+pub mod server;
+pub mod state;

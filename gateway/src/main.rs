@@ -1,5 +1,4 @@
-use clap::Parser;
-use gateway::config::{Cli, Command, Config};
+use gateway::config::{Cli, Command};
 
 // jemalloc returns memory freed after a burst of large request bodies to the system, where
 // glibc's per-thread arenas keep it: resident memory stays near what is in use.
@@ -7,16 +6,23 @@ use gateway::config::{Cli, Command, Config};
 static ALLOC: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() {
-    let cli = Cli::parse();
+    let cli = match Cli::load(std::env::args_os()) {
+        Ok(cli) => cli,
+        Err(gateway::config::LoadError::Args(e)) => e.exit(),
+        Err(e) => {
+            eprintln!("gateway: {e}");
+            std::process::exit(2);
+        }
+    };
     let code = match cli.command {
         Some(Command::Members(args)) => gateway::members_cli::run(&args),
-        None => run(&cli.run),
+        None => run(cli.run),
     };
     std::process::exit(code);
 }
 
-fn run(args: &gateway::config::RunArgs) -> i32 {
-    let config = match Config::load(args) {
+fn run(config: gateway::config::Config) -> i32 {
+    let config = match config.validate() {
         Ok(c) => c,
         Err(e) => {
             eprintln!("gateway: {e}");
@@ -34,9 +40,10 @@ fn run(args: &gateway::config::RunArgs) -> i32 {
             return 1;
         }
     };
-    match runtime.block_on(gateway::gateway::run(config)) {
+    match runtime.block_on(gateway::server::run(config)) {
         Ok(()) => 0,
         Err(e) => {
+            let e = anyhow::Error::from(e);
             tracing::error!("{e:#}");
             eprintln!("gateway: {e:#}");
             1

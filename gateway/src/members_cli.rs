@@ -35,7 +35,12 @@ pub fn run(args: &MembersArgs) -> i32 {
     }
 }
 
-fn request(addr: &str, method: &str, path: &str, body: &str) -> Result<(u16, String), String> {
+fn request(
+    addr: &str,
+    method: &str,
+    path: &str,
+    body: &str,
+) -> Result<(u16, String), Box<ureq::Transport>> {
     let agent = ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(30))
         .build();
@@ -51,6 +56,6 @@ fn request(addr: &str, method: &str, path: &str, body: &str) -> Result<(u16, Str
             let status = r.status();
             Ok((status, r.into_string().unwrap_or_default()))
         }
-        Err(e) => Err(e.to_string()),
+        Err(ureq::Error::Transport(e)) => Err(Box::new(e)),
     }
 }

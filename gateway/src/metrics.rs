@@ -8,7 +8,20 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::gateway::Gateway;
+use hybrid_log::LogStats;
+use snapshotless::ApplierStatus;
+
+use crate::raft::transport::TransportStats;
+use crate::raft::{RaftStatus, Role};
+
+/// The node's state at one moment, read into gauges on each scrape.
+pub struct Snapshot<'a> {
+    pub raft: RaftStatus,
+    pub applier: ApplierStatus,
+    pub log: LogStats,
+    pub peers: &'a TransportStats,
+    pub pending: usize,
+}
 
 pub struct Metrics {
     registry: Registry,
@@ -208,17 +221,13 @@ impl Metrics {
     }
 
     /// The Prometheus text exposition, with every gauge read fresh.
-    pub fn render(&self, gw: &Gateway) -> String {
+    pub fn render(&self, s: &Snapshot) -> String {
         let g = &self.gauges;
-        let raft = gw.raft.status();
-        let applier = gw.applier.borrow().clone();
-        let log = gw.log.stats();
-        let t = &gw.transport.stats;
+        let (raft, applier, log, t) = (&s.raft, &s.applier, &s.log, s.peers);
         g.raft_term.set(raft.term as i64);
         g.raft_commit.set(raft.commit as i64);
         g.raft_last_index.set(raft.last_index as i64);
-        g.raft_is_leader
-            .set(i64::from(raft.role == crate::raft::Role::Leader));
+        g.raft_is_leader.set(i64::from(raft.role == Role::Leader));
         g.raft_leader.set(raft.leader as i64);
         g.applied.set(applier.applied as i64);
         g.apply_lag
@@ -228,7 +237,7 @@ impl Metrics {
         g.rejected.set(applier.rejected as i64);
         g.resumes.set(applier.resumes as i64);
         g.influxd_requests.set(applier.requests as i64);
-        g.pending.set(gw.pending.len() as i64);
+        g.pending.set(s.pending as i64);
         g.log_memory_hits.set(log.memory_hits as i64);
         g.log_memory_misses.set(log.memory_misses as i64);
         g.log_memory_bytes.set(log.memory_bytes as i64);

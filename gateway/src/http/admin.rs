@@ -4,19 +4,19 @@
 
 use std::sync::Arc;
 
+use axum::extract::{Request, State};
+use axum::response::IntoResponse;
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
-use hyper::{Method, Request, StatusCode};
+use hyper::{Method, StatusCode};
 use raft::prelude::{ConfChange, ConfChangeType};
 use serde::Deserialize;
 use serde_json::json;
-use tokio::time::timeout_at;
 
 use super::body::params;
-use super::response::{error, json, Resp};
-use crate::auth::Need;
-use crate::gateway::Gateway;
-use crate::raft::{ProposeError, RaftStatus};
+use super::response::{error, json, ApiError, Resp};
+use crate::auth::{Auth, Need};
+use crate::raft::RaftStatus;
+use crate::replicate::Replicator;
 
 #[derive(Deserialize)]
 struct AddMember {
@@ -24,16 +24,19 @@ struct AddMember {
     peer_addr: String,
 }
 
-pub async fn members(gw: &Arc<Gateway>, req: Request<Incoming>) -> Resp {
-    if let Err(e) = gw
-        .auth
+pub async fn members(
+    State(replicator): State<Replicator>,
+    State(auth): State<Arc<Auth>>,
+    req: Request,
+) -> Resp {
+    if let Err(e) = auth
         .check(req.headers(), &params(req.uri().query()), Need::Admin)
         .await
     {
-        return e.into();
+        return ApiError::from(e).into_response();
     }
     match *req.method() {
-        Method::GET => list(gw),
+        Method::GET => list(&replicator),
         Method::POST => {
             let body = match req.into_body().collect().await {
                 Ok(b) => b.to_bytes(),
@@ -51,7 +54,7 @@ pub async fn members(gw: &Arc<Gateway>, req: Request<Incoming>) -> Resp {
             if add.id == 0 {
                 return error(StatusCode::BAD_REQUEST, "node id 0 is reserved by Raft");
             }
-            if gw.raft.status().members.iter().any(|m| m.id == add.id) {
+            if replicator.raft().members.iter().any(|m| m.id == add.id) {
                 return error(
                     StatusCode::CONFLICT,
                     format!("node {} is already a member", add.id),
@@ -67,7 +70,7 @@ pub async fn members(gw: &Arc<Gateway>, req: Request<Incoming>) -> Resp {
                 cc.node_id,
                 String::from_utf8_lossy(&cc.context).into_owned(),
             );
-            change(gw, cc, move |s| {
+            change(&replicator, cc, move |s| {
                 s.members
                     .iter()
                     .any(|m| m.id == id && m.peer_addr.as_deref() == Some(addr.as_str()))
@@ -81,7 +84,7 @@ pub async fn members(gw: &Arc<Gateway>, req: Request<Incoming>) -> Resp {
             let Some(id) = id else {
                 return error(StatusCode::BAD_REQUEST, "DELETE /admin/members?id=N");
             };
-            if !gw.raft.status().members.iter().any(|m| m.id == id) {
+            if !replicator.raft().members.iter().any(|m| m.id == id) {
                 return error(StatusCode::NOT_FOUND, format!("node {id} is not a member"));
             }
             let cc = ConfChange {
@@ -89,76 +92,31 @@ pub async fn members(gw: &Arc<Gateway>, req: Request<Incoming>) -> Resp {
                 node_id: id,
                 ..Default::default()
             };
-            change(gw, cc, move |s| s.members.iter().all(|m| m.id != id)).await
+            change(&replicator, cc, move |s| {
+                s.members.iter().all(|m| m.id != id)
+            })
+            .await
         }
         _ => error(StatusCode::METHOD_NOT_ALLOWED, "use GET, POST or DELETE"),
     }
 }
 
-fn list(gw: &Gateway) -> Resp {
-    let s = gw.raft.status();
+fn list(replicator: &Replicator) -> Resp {
+    let s = replicator.raft();
     json(
         StatusCode::OK,
         &json!({ "leader": s.leader, "term": s.term, "members": s.members }),
     )
 }
 
-/// Proposes `cc` and answers once the membership shows it (`done`). Operators change the
-/// membership precisely when a node died, and that node may have been the leader: a change
-/// forwarded to it is lost with it. So a change whose leader was lost before it committed is
-/// proposed again once a new leader is known, until the write timeout. That is safe because
-/// `done` is checked first and the node skips a change that would be a no-op or a demotion.
-async fn change(gw: &Arc<Gateway>, cc: ConfChange, done: impl Fn(&RaftStatus) -> bool) -> Resp {
-    let deadline = tokio::time::Instant::now() + gw.config.write_timeout;
-    let mut status = gw.raft.status_watch();
-    loop {
-        // Wait for a leader (and return if the change already shows).
-        let waited = timeout_at(deadline, status.wait_for(|s| done(s) || s.leader != 0))
-            .await
-            .map(|r| r.map(|s| done(&s)));
-        match waited {
-            Ok(Ok(true)) => return list(gw),
-            Ok(Ok(false)) => {}
-            Ok(Err(_)) => {
-                return error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ProposeError::Stopped.to_string(),
-                )
-            }
-            Err(_) => {
-                return error(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    ProposeError::NoLeader.to_string(),
-                )
-            }
-        }
-        let mut ticket = gw.pending.register();
-        match gw
-            .raft
-            .propose_conf_change(ticket.origin.to_context(), cc.clone())
-            .await
-        {
-            Ok(()) => {}
-            // The leader went away between the check and the proposal: wait for the next.
-            Err(ProposeError::NoLeader) => continue,
-            Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string()),
-        }
-        let committed = tokio::select! {
-            c = &mut ticket.committed => c.is_ok(),
-            Ok(_) = status.wait_for(|s| done(s)) => return list(gw),
-            _ = tokio::time::sleep_until(deadline) => {
-                return error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "membership change outcome unknown: not confirmed in time (another change may be in progress); check with GET /admin/members",
-                )
-            }
-        };
-        if committed {
-            // Answer with the membership once this node applied the change.
-            let _ = timeout_at(deadline, status.wait_for(|s| done(s))).await;
-            return list(gw);
-        }
-        // The leader was lost before the change committed here: it may be lost, or commit
-        // under the next leader. The loop finds out from the membership, or proposes it again.
+/// Proposes `cc` and answers with the membership once it shows the change (`done`).
+async fn change(
+    replicator: &Replicator,
+    cc: ConfChange,
+    done: impl Fn(&RaftStatus) -> bool,
+) -> Resp {
+    match replicator.change_membership(cc, done).await {
+        Ok(()) => list(replicator),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }

@@ -3,9 +3,9 @@
 use std::collections::HashMap;
 use std::io::Read;
 
+use axum::body::Body;
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
-use hyper::body::Incoming;
 use hyper::header::{CONTENT_ENCODING, CONTENT_LENGTH};
 use hyper::{HeaderMap, StatusCode};
 
@@ -20,7 +20,7 @@ const DRAIN_LIMIT: usize = 64 << 20;
 
 /// Reads the whole body, refusing more than `max` bytes before and after gzip decompression:
 /// a small gzip body may inflate to gigabytes, and must be stopped at the limit, not after.
-pub async fn read(headers: &HeaderMap, mut body: Incoming, max: usize) -> Result<Bytes, ApiError> {
+pub async fn read(headers: &HeaderMap, mut body: Body, max: usize) -> Result<Bytes, ApiError> {
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())

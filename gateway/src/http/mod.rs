@@ -1,4 +1,4 @@
-//! The InfluxDB 1.x HTTP API on :8086.
+//! The InfluxDB 1.x HTTP API on :8086: one route table, and the headers every answer carries.
 //!
 //! `/write` and `/api/v2/write` (write.rs) go through ingest and the Raft log; `/query`
 //! (query.rs) sends reads to the local influxd and state changes through the log; `/ping`,
@@ -10,24 +10,40 @@ pub mod body;
 mod query;
 pub mod response;
 mod status;
-mod wait;
 mod write;
 
-use std::net::SocketAddr;
-use std::sync::Arc;
-
-use hyper::body::Incoming;
+use axum::extract::{Request, State};
+use axum::middleware::{self, Next};
+use axum::routing::{any, get, post};
+use axum::Router;
 use hyper::header::HeaderValue;
-use hyper::service::service_fn;
-use hyper::{Method, Request, StatusCode};
+use hyper::{Method, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
 
-use crate::gateway::Gateway;
+use crate::state::{AppState, NodeView};
 use response::{error, Resp};
 
+/// The API's routes over the shared state.
+pub fn router(state: AppState) -> Router {
+    Router::new()
+        .route("/write", post(write::v1))
+        .route("/api/v2/write", post(write::v2))
+        .route("/query", get(query::handle).post(query::handle))
+        .route("/ping", get(status::ping).head(status::ping))
+        .route("/health", get(status::health).head(status::health))
+        .route("/status", get(status::status))
+        .route("/metrics", get(status::metrics))
+        .route("/admin/members", any(admin::members))
+        .method_not_allowed_fallback(method_not_allowed)
+        .fallback(|| async { error(StatusCode::NOT_FOUND, "not found") })
+        .layer(middleware::from_fn_with_state(state.node.clone(), decorate))
+        .with_state(state)
+}
+
 /// Serves the API until the process ends.
-pub async fn serve(listener: TcpListener, gw: Arc<Gateway>) {
+pub async fn serve(listener: TcpListener, router: Router) {
     loop {
         let (stream, remote) = match listener.accept().await {
             Ok(c) => c,
@@ -38,12 +54,8 @@ pub async fn serve(listener: TcpListener, gw: Arc<Gateway>) {
             }
         };
         let _ = stream.set_nodelay(true);
-        let gw = gw.clone();
+        let service = TowerToHyperService::new(router.clone());
         tokio::spawn(async move {
-            let service = service_fn(move |req| {
-                let gw = gw.clone();
-                async move { Ok::<_, std::convert::Infallible>(handle(gw, req, remote).await) }
-            });
             let conn = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
                 .serve_connection(TokioIo::new(stream), service)
                 .await;
@@ -54,7 +66,16 @@ pub async fn serve(listener: TcpListener, gw: Arc<Gateway>) {
     }
 }
 
-async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, _remote: SocketAddr) -> Resp {
+async fn method_not_allowed(method: Method) -> Resp {
+    error(
+        StatusCode::METHOD_NOT_ALLOWED,
+        format!("method {method} not allowed"),
+    )
+}
+
+/// Counts the request and gives its answer the headers every influxd answer carries, with
+/// the client's request id.
+async fn decorate(State(node): State<NodeView>, req: Request, next: Next) -> Resp {
     let request_id = req
         .headers()
         .get("Request-Id")
@@ -63,46 +84,23 @@ async fn handle(gw: Arc<Gateway>, req: Request<Incoming>, _remote: SocketAddr) -
         .unwrap_or_else(|| {
             HeaderValue::from_str(&uuid::Uuid::new_v4().to_string()).expect("uuid is ascii")
         });
-    let path = req.uri().path().to_owned();
-    let method = req.method().clone();
-    gw.metrics
-        .requests
-        .with_label_values(&[route_label(&path)])
-        .inc();
+    let route = route_label(req.uri().path());
+    node.metrics.requests.with_label_values(&[route]).inc();
 
-    let mut resp = match (method.clone(), path.as_str()) {
-        (Method::POST, "/write") => write::v1(&gw, req).await,
-        (Method::POST, "/api/v2/write") => write::v2(&gw, req).await,
-        (Method::GET | Method::POST, "/query") => query::handle(&gw, req).await,
-        (Method::GET | Method::HEAD, "/ping") => status::ping(&gw, &req),
-        (Method::GET | Method::HEAD, "/health") => status::health(&gw),
-        (Method::GET, "/status") => status::status(&gw),
-        (Method::GET, "/metrics") => status::metrics(&gw),
-        (_, "/admin/members") => admin::members(&gw, req).await,
-        (
-            _,
-            "/write" | "/api/v2/write" | "/query" | "/ping" | "/health" | "/status" | "/metrics",
-        ) => error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            format!("method {method} not allowed"),
-        ),
-        _ => error(StatusCode::NOT_FOUND, "not found"),
-    };
+    let mut resp = next.run(req).await;
 
-    gw.metrics
+    node.metrics
         .responses
-        .with_label_values(&[route_label(&path), resp.status().as_str()])
+        .with_label_values(&[route, resp.status().as_str()])
         .inc();
     let h = resp.headers_mut();
     h.insert("Request-Id", request_id.clone());
     h.insert("X-Request-Id", request_id);
     h.insert("X-Influxdb-Build", HeaderValue::from_static("OSS"));
-    if let Ok(v) = HeaderValue::from_str(&gw.influxd_version()) {
+    if let Ok(v) = HeaderValue::from_str(&node.replicator.influxd_version()) {
         h.insert("X-Influxdb-Version", v);
     }
-    if let Ok(v) = HeaderValue::from_str(&gw.config.id.to_string()) {
-        h.insert("X-Gateway-Node", v);
-    }
+    h.insert("X-Gateway-Node", HeaderValue::from(node.id));
     resp
 }
 

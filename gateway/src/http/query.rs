@@ -8,22 +8,23 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::IntoResponse;
 use bytes::Bytes;
-use http_body_util::BodyExt;
-use hyper::body::Incoming;
+use http_body_util::Full;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
-use hyper::{Method, Request, StatusCode};
+use hyper::{Method, StatusCode};
 use snapshotless::command::Query;
 use snapshotless::marker::DATABASE as RESERVED_DB;
 use snapshotless::Command;
-use tokio::time::timeout_at;
 
 use super::body::{self, params, reject_unknown};
-use super::response::{error, from_outcome, Body, Resp};
-use super::wait;
-use crate::auth::Need;
-use crate::gateway::Gateway;
+use super::response::{error, from_outcome, no_content, ApiError, Resp};
+use crate::auth::{Auth, Need};
 use crate::influxql::classify;
+use crate::replicate::{Replicator, Wait};
+use crate::state::{Limits, LocalInfluxd};
 
 /// influxd 1.x's /query parameters, and ours (`consistency`).
 const KNOWN: &[&str] = &[
@@ -42,11 +43,17 @@ const KNOWN: &[&str] = &[
     "consistency",
 ];
 
-pub async fn handle(gw: &Arc<Gateway>, req: Request<Incoming>) -> Resp {
+pub async fn handle(
+    State(replicator): State<Replicator>,
+    State(auth): State<Arc<Auth>>,
+    State(limits): State<Limits>,
+    State(influxd): State<LocalInfluxd>,
+    req: Request,
+) -> Resp {
     let (parts, incoming) = req.into_parts();
-    let body = match body::read(&parts.headers, incoming, gw.config.max_body_size).await {
+    let body = match body::read(&parts.headers, incoming, limits.max_body_size).await {
         Ok(b) => b,
-        Err(e) => return e.into(),
+        Err(e) => return e.into_response(),
     };
     let mut p = params(parts.uri.query());
     let form = parts
@@ -61,7 +68,7 @@ pub async fn handle(gw: &Arc<Gateway>, req: Request<Incoming>) -> Resp {
         }
     }
     if let Err(e) = reject_unknown(&p, KNOWN) {
-        return e.into();
+        return e.into_response();
     }
     let q = p.get("q").cloned().unwrap_or_default();
     if q.trim().is_empty() {
@@ -91,17 +98,17 @@ pub async fn handle(gw: &Arc<Gateway>, req: Request<Incoming>) -> Resp {
                 ),
             );
         }
-        if let Err(e) = gw.auth.check(&parts.headers, &p, Need::Admin).await {
-            return e.into();
+        if let Err(e) = auth.check(&parts.headers, &p, Need::Admin).await {
+            return ApiError::from(e).into_response();
         }
-        return replicate(gw, &p, q).await;
+        return replicate(&replicator, &p, q).await;
     }
 
     match p.get("consistency").map(String::as_str) {
         None | Some("" | "local") => {}
         Some("linearizable") => {
-            if let Err(r) = wait_linearizable(gw).await {
-                return r;
+            if let Err(e) = replicator.linearizable().await {
+                return ApiError::from(e).into_response();
             }
         }
         Some(other) => {
@@ -111,28 +118,11 @@ pub async fn handle(gw: &Arc<Gateway>, req: Request<Incoming>) -> Resp {
             )
         }
     }
-    proxy(gw, parts, body).await
+    proxy(&influxd, parts, body).await
 }
 
 /// A state-changing query: through the log, answered with influxd's JSON once applied here.
-async fn replicate(gw: &Arc<Gateway>, p: &HashMap<String, String>, q: String) -> Resp {
-    let deadline = wait::deadline(gw);
-    {
-        let raft = gw.raft.status();
-        if raft.leader == 0 {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                crate::raft::ProposeError::NoLeader.to_string(),
-            );
-        }
-        let applier = gw.applier.borrow();
-        if !applier.ready() {
-            return error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "local influxd unavailable or rebuilding: state-changing queries wait for the local apply",
-            );
-        }
-    }
+async fn replicate(replicator: &Replicator, p: &HashMap<String, String>, q: String) -> Resp {
     let get = |k: &str| p.get(k).cloned().unwrap_or_default();
     let command = Command::query(Query {
         q,
@@ -141,55 +131,23 @@ async fn replicate(gw: &Arc<Gateway>, p: &HashMap<String, String>, q: String) ->
         params: get("params"),
     })
     .encode();
-    let mut ticket = gw.pending.register();
-    if let Err(e) = gw.raft.propose(ticket.origin.to_context(), command).await {
-        return error(StatusCode::SERVICE_UNAVAILABLE, e.to_string());
-    }
-    let index = match wait::committed(gw, &mut ticket, deadline, "query").await {
-        Ok(index) => index,
-        Err(r) => return r,
-    };
-    match wait::applied(gw, &mut ticket, index, deadline, "query").await {
-        Ok(o) => from_outcome(&o),
-        Err(r) => r,
-    }
-}
-
-/// Waits for a read index from the leader, then for the local applier to reach it.
-async fn wait_linearizable(gw: &Arc<Gateway>) -> Result<(), Resp> {
-    let deadline = wait::deadline(gw);
-    let unavailable = |why: String| {
-        error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            format!("linearizable read unavailable: {why}"),
-        )
-    };
-    let mut ticket = gw.pending.register();
-    gw.raft
-        .read_index(ticket.origin.request)
-        .map_err(|e| unavailable(e.to_string()))?;
-    let index = match timeout_at(deadline, &mut ticket.read_index).await {
-        Ok(Ok(i)) => i,
-        Ok(Err(_)) => return Err(unavailable("this node lost its leader".into())),
-        Err(_) => return Err(unavailable("no read index from a quorum in time".into())),
-    };
-    let mut status = gw.applier.clone();
-    let reached = timeout_at(deadline, status.wait_for(|s| s.applied >= index)).await;
-    match reached {
-        Ok(Ok(_)) => Ok(()),
-        _ => Err(unavailable(format!(
-            "the local influxd has not applied up to the read index {index} in time"
-        ))),
+    let deadline = replicator.deadline();
+    match replicator
+        .replicate("query", command, Wait::Applied, deadline)
+        .await
+    {
+        Ok(outcome) => outcome.map_or_else(no_content, |o| from_outcome(&o)),
+        Err(e) => ApiError::from(e).into_response(),
     }
 }
 
 /// Passes the request to the local influxd and streams its answer back.
-async fn proxy(gw: &Arc<Gateway>, parts: hyper::http::request::Parts, body: Bytes) -> Resp {
+async fn proxy(influxd: &LocalInfluxd, parts: hyper::http::request::Parts, body: Bytes) -> Resp {
     let path_and_query = parts
         .uri
         .path_and_query()
         .map_or("/query", |pq| pq.as_str());
-    let uri = format!("{}{}", gw.config.influxd_url, strip_ours(path_and_query));
+    let uri = format!("{}{}", influxd.url, strip_ours(path_and_query));
     let mut builder = Request::builder().method(parts.method).uri(uri);
     for (name, value) in parts.headers.iter() {
         if name != hyper::header::HOST && name != hyper::header::CONTENT_LENGTH {
@@ -197,15 +155,12 @@ async fn proxy(gw: &Arc<Gateway>, parts: hyper::http::request::Parts, body: Byte
         }
     }
     let req = builder
-        .body(super::response::full(body))
+        .body(Full::new(body))
         .expect("a valid request from a valid one");
-    match gw.proxy.request(req).await {
+    match influxd.client.request(req).await {
         Ok(resp) => {
-            let (mut parts, incoming) = resp.into_parts();
-            parts.headers.remove("Request-Id");
-            parts.headers.remove("X-Request-Id");
-            let body: Body = incoming.map_err(|e| Box::new(e) as _).boxed();
-            hyper::Response::from_parts(parts, body)
+            let (parts, incoming) = resp.into_parts();
+            Resp::from_parts(parts, Body::new(incoming))
         }
         Err(e) => {
             let mut r = error(

@@ -1,32 +1,22 @@
 //! Responses in influxd's style: JSON errors `{"error": "..."}` mirrored in
-//! `X-Influxdb-Error`, and the headers every influxd response carries.
+//! `X-Influxdb-Error`, and the status each of the gateway's typed errors maps to.
 
-use bytes::Bytes;
-use http_body_util::{combinators::BoxBody, BodyExt, Empty, Full};
+use axum::body::Body;
+use axum::response::{IntoResponse, Response};
 use hyper::header::{HeaderValue, CONTENT_TYPE};
-use hyper::{Response, StatusCode};
+use hyper::StatusCode;
 
-pub type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
-pub type Resp = Response<Body>;
+use crate::auth::AuthError;
+use crate::replicate::{ReplicateError, Unavailable};
 
-pub fn full(bytes: impl Into<Bytes>) -> Body {
-    Full::new(bytes.into())
-        .map_err(|never| match never {})
-        .boxed()
-}
-
-pub fn empty() -> Body {
-    Empty::new().map_err(|never| match never {}).boxed()
-}
+pub type Resp = Response;
 
 pub fn no_content() -> Resp {
-    let mut r = Response::new(empty());
-    *r.status_mut() = StatusCode::NO_CONTENT;
-    r
+    StatusCode::NO_CONTENT.into_response()
 }
 
 pub fn json(status: StatusCode, value: &serde_json::Value) -> Resp {
-    let mut r = Response::new(full(value.to_string()));
+    let mut r = Response::new(Body::from(value.to_string()));
     *r.status_mut() = status;
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -49,9 +39,37 @@ impl ApiError {
     }
 }
 
-impl From<ApiError> for Resp {
-    fn from(e: ApiError) -> Resp {
-        error(e.status, e.message)
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Resp {
+        error(self.status, self.message)
+    }
+}
+
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> ApiError {
+        ApiError::new(e.status(), e.to_string())
+    }
+}
+
+impl From<Unavailable> for ApiError {
+    fn from(e: Unavailable) -> ApiError {
+        ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+    }
+}
+
+/// 503 when nothing was proposed (or no read index could be had); 500 when the outcome of
+/// something proposed is not known.
+impl From<ReplicateError> for ApiError {
+    fn from(e: ReplicateError) -> ApiError {
+        let status = match e {
+            ReplicateError::Unavailable(_) | ReplicateError::NoReadIndex(_) => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
+            ReplicateError::Unknown { .. } | ReplicateError::NotApplied { .. } => {
+                StatusCode::INTERNAL_SERVER_ERROR
+            }
+        };
+        ApiError::new(status, e.to_string())
     }
 }
 
@@ -73,7 +91,7 @@ pub fn set_error_header(r: &mut Resp, msg: &str) {
 
 /// The outcome influxd gave the applier for this request's entry, passed on as it came.
 pub fn from_outcome(outcome: &snapshotless::Outcome) -> Resp {
-    let mut r = Response::new(full(outcome.body.clone()));
+    let mut r = Response::new(Body::from(outcome.body.clone()));
     *r.status_mut() = StatusCode::from_u16(outcome.status).unwrap_or(StatusCode::BAD_GATEWAY);
     if let Some(ct) = outcome
         .content_type

@@ -1,59 +1,45 @@
 //! What a node says about itself: `/ping` (as influxd), `/health` (ready or not, and why),
 //! `/status` (the whole picture as JSON) and `/metrics` (Prometheus).
 
-use hyper::body::Incoming;
-use hyper::{Request, StatusCode};
+use axum::extract::{RawQuery, State};
+use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::StatusCode;
 use serde_json::json;
 
 use super::body::params;
 use super::response::{json, no_content, Resp};
-use crate::gateway::Gateway;
+use crate::replicate::{Replicator, Wait};
+use crate::state::NodeView;
 
-pub fn ping(gw: &Gateway, req: &Request<Incoming>) -> Resp {
-    let verbose = params(req.uri().query())
+pub async fn ping(State(replicator): State<Replicator>, RawQuery(query): RawQuery) -> Resp {
+    let verbose = params(query.as_deref())
         .get("verbose")
         .is_some_and(|v| v == "true" || v == "1");
     if verbose {
-        json(StatusCode::OK, &json!({ "version": gw.influxd_version() }))
+        json(
+            StatusCode::OK,
+            &json!({ "version": replicator.influxd_version() }),
+        )
     } else {
         no_content()
     }
 }
 
-/// 200 when this node can take writes that wait for its influxd; 503 otherwise, with the
-/// reason, so load balancers route around it.
-pub fn health(gw: &Gateway) -> Resp {
-    let raft = gw.raft.status();
-    let applier = gw.applier.borrow().clone();
-    let (ok, message) = if raft.leader == 0 {
-        (
-            false,
-            "no leader known: this node may be cut off from the quorum".to_owned(),
-        )
-    } else if !applier.influxd_up {
-        (
-            false,
-            format!(
-                "local influxd unavailable: {}",
-                applier.influxd_error.as_deref().unwrap_or("not answering")
-            ),
-        )
-    } else if let Some(r) = applier.rebuilding {
-        (
-            false,
-            format!(
-                "rebuilding influxd from the log: applied {} of {}",
-                applier.applied, r.target
-            ),
-        )
-    } else {
-        (true, "ready for queries and writes".to_owned())
+/// 200 when this node can take writes that wait for its influxd, by the same decision the
+/// write path makes; 503 otherwise, with the reason, so load balancers route around it.
+pub async fn health(State(replicator): State<Replicator>) -> Resp {
+    let readiness = replicator.readiness(Wait::Applied);
+    let raft = replicator.raft();
+    let applier = replicator.applier();
+    let message = match &readiness {
+        Ok(()) => "ready for queries and writes".to_owned(),
+        Err(why) => why.to_string(),
     };
     let body = json!({
         "name": "influx-gateway",
-        "status": if ok { "pass" } else { "fail" },
+        "status": if readiness.is_ok() { "pass" } else { "fail" },
         "message": message,
-        "version": gw.influxd_version(),
+        "version": replicator.influxd_version(),
         "node": raft.id,
         "role": raft.role.as_str(),
         "leader": if raft.leader == 0 { serde_json::Value::Null } else { raft.leader.into() },
@@ -69,14 +55,11 @@ pub fn health(gw: &Gateway) -> Resp {
             "progress": progress(r.from, r.target, applier.applied),
         })),
     });
-    json(
-        if ok {
-            StatusCode::OK
-        } else {
-            StatusCode::SERVICE_UNAVAILABLE
-        },
-        &body,
-    )
+    let status = match readiness {
+        Ok(()) => StatusCode::OK,
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    json(status, &body)
 }
 
 fn progress(from: u64, target: u64, applied: u64) -> f64 {
@@ -86,32 +69,32 @@ fn progress(from: u64, target: u64, applied: u64) -> f64 {
     ((applied.saturating_sub(from)) as f64 / (target - from) as f64).min(1.0)
 }
 
-pub fn status(gw: &Gateway) -> Resp {
-    let log = gw.log.stats();
+pub async fn status(State(node): State<NodeView>) -> Resp {
+    let s = node.snapshot();
     let body = json!({
-        "raft": gw.raft.status(),
-        "applier": *gw.applier.borrow(),
+        "raft": s.raft,
+        "applier": s.applier,
         "log": {
-            "path": gw.log.path().display().to_string(),
-            "disk_entries": log.disk_entries,
-            "disk_bytes": log.disk_bytes,
-            "memory_entries": log.memory_entries,
-            "memory_bytes": log.memory_bytes,
-            "memory_budget": gw.config.memory_budget,
-            "memory_hits": log.memory_hits,
-            "memory_misses": log.memory_misses,
-            "syncs": log.syncs,
+            "path": node.log.path().display().to_string(),
+            "disk_entries": s.log.disk_entries,
+            "disk_bytes": s.log.disk_bytes,
+            "memory_entries": s.log.memory_entries,
+            "memory_bytes": s.log.memory_bytes,
+            "memory_budget": node.memory_budget,
+            "memory_hits": s.log.memory_hits,
+            "memory_misses": s.log.memory_misses,
+            "syncs": s.log.syncs,
         },
-        "pending_requests": gw.pending.len(),
+        "pending_requests": s.pending,
     });
     json(StatusCode::OK, &body)
 }
 
-pub fn metrics(gw: &Gateway) -> Resp {
-    let mut r = hyper::Response::new(super::response::full(gw.metrics.render(gw)));
+pub async fn metrics(State(node): State<NodeView>) -> Resp {
+    let mut r = Resp::new(node.metrics.render(&node.snapshot()).into());
     r.headers_mut().insert(
-        hyper::header::CONTENT_TYPE,
-        hyper::header::HeaderValue::from_static("text/plain; version=0.0.4"),
+        CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; version=0.0.4"),
     );
     r
 }

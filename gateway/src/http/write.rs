@@ -9,35 +9,47 @@
 //!   elsewhere.
 //! - 500 with "outcome unknown": the write was proposed and may or may not be committed.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
-use hyper::body::Incoming;
-use hyper::{Request, StatusCode};
+use axum::extract::{Request, State};
+use axum::response::IntoResponse;
+use hyper::StatusCode;
 use snapshotless::marker::DATABASE as RESERVED_DB;
 use snapshotless::Command;
 
 use super::body::{self, params, reject_unknown};
 use super::response::{error, from_outcome, no_content, ApiError, Resp};
-use super::wait;
-use crate::auth::Need;
-use crate::gateway::Gateway;
+use crate::auth::{Auth, Need};
 use crate::ingest::{ingest, Precision};
-use crate::raft::ProposeError;
+use crate::replicate::{Replicator, Wait};
+use crate::state::{Limits, NodeView};
 
-/// What the client asked to wait for.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Consistency {
-    /// Committed on a quorum and applied to this node's influxd (one, quorum, all).
-    Applied,
-    /// Committed on a quorum only: acknowledged even while the local influxd is down.
-    Any,
+/// What a write handler takes from the shared state.
+pub struct Writer {
+    replicator: Replicator,
+    auth: Arc<Auth>,
+    limits: Limits,
+    node: NodeView,
 }
 
-fn consistency(param: Option<&String>) -> Result<Consistency, ApiError> {
+impl axum::extract::FromRef<crate::state::AppState> for Writer {
+    fn from_ref(s: &crate::state::AppState) -> Writer {
+        Writer {
+            replicator: s.replicator.clone(),
+            auth: s.auth.clone(),
+            limits: s.limits,
+            node: s.node.clone(),
+        }
+    }
+}
+
+/// `consistency`: `any` is acknowledged once committed; the others once applied here.
+fn consistency(param: Option<&String>) -> Result<Wait, ApiError> {
     match param.map(String::as_str) {
-        None | Some("" | "one" | "quorum" | "all") => Ok(Consistency::Applied),
-        Some("any") => Ok(Consistency::Any),
+        None | Some("" | "one" | "quorum" | "all") => Ok(Wait::Applied),
+        Some("any") => Ok(Wait::Committed),
         Some(other) => Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             format!("invalid consistency level {other:?} (use any, one, quorum or all)"),
@@ -46,17 +58,17 @@ fn consistency(param: Option<&String>) -> Result<Consistency, ApiError> {
 }
 
 struct Target {
-    params: std::collections::HashMap<String, String>,
+    params: HashMap<String, String>,
     db: String,
     rp: String,
     precision: Precision,
-    consistency: Consistency,
+    wait: Wait,
 }
 
-pub async fn v1(gw: &Arc<Gateway>, req: Request<Incoming>) -> Resp {
+pub async fn v1(State(w): State<Writer>, req: Request) -> Resp {
     let p = params(req.uri().query());
     if let Err(e) = reject_unknown(&p, &["db", "rp", "precision", "consistency", "u", "p"]) {
-        return e.into();
+        return e.into_response();
     }
     let db = p.get("db").cloned().unwrap_or_default();
     if db.is_empty() {
@@ -64,28 +76,28 @@ pub async fn v1(gw: &Arc<Gateway>, req: Request<Incoming>) -> Resp {
     }
     let precision = match Precision::from_v1(p.get("precision").map(String::as_str)) {
         Ok(pr) => pr,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
-    let consistency = match consistency(p.get("consistency")) {
+    let wait = match consistency(p.get("consistency")) {
         Ok(c) => c,
-        Err(e) => return e.into(),
+        Err(e) => return e.into_response(),
     };
     let target = Target {
         rp: p.get("rp").cloned().unwrap_or_default(),
         params: p,
         db,
         precision,
-        consistency,
+        wait,
     };
-    write(gw, req, target).await
+    write(&w, req, target).await
 }
 
 /// The 2.x write API as InfluxDB 1.8 serves it: `bucket` is `db` or `db/rp`, `org` is
 /// accepted and ignored.
-pub async fn v2(gw: &Arc<Gateway>, req: Request<Incoming>) -> Resp {
+pub async fn v2(State(w): State<Writer>, req: Request) -> Resp {
     let p = params(req.uri().query());
     if let Err(e) = reject_unknown(&p, &["bucket", "org", "orgID", "precision"]) {
-        return e.into();
+        return e.into_response();
     }
     let bucket = p.get("bucket").cloned().unwrap_or_default();
     let (db, rp) = match bucket.split_once('/') {
@@ -97,21 +109,21 @@ pub async fn v2(gw: &Arc<Gateway>, req: Request<Incoming>) -> Resp {
     }
     let precision = match Precision::from_v2(p.get("precision").map(String::as_str)) {
         Ok(pr) => pr,
-        Err(e) => return error(StatusCode::BAD_REQUEST, e),
+        Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
     };
     let target = Target {
         params: p,
         db,
         rp,
         precision,
-        consistency: Consistency::Applied,
+        wait: Wait::Applied,
     };
-    write(gw, req, target).await
+    write(&w, req, target).await
 }
 
-async fn write(gw: &Arc<Gateway>, req: Request<Incoming>, t: Target) -> Resp {
+async fn write(w: &Writer, req: Request, t: Target) -> Resp {
     let started = Instant::now();
-    let deadline = wait::deadline(gw);
+    let deadline = w.replicator.deadline();
     if t.db == RESERVED_DB {
         return error(
             StatusCode::BAD_REQUEST,
@@ -119,21 +131,21 @@ async fn write(gw: &Arc<Gateway>, req: Request<Incoming>, t: Target) -> Resp {
         );
     }
     // Refuse before reading the body: a client that gets a 503 moves on to another node.
-    if let Some(r) = unavailable(gw, t.consistency) {
-        return r;
+    if let Err(e) = w.replicator.readiness(t.wait) {
+        return ApiError::from(e).into_response();
     }
-    if let Err(e) = gw
+    if let Err(e) = w
         .auth
         .check(req.headers(), &t.params, Need::Write(&t.db))
         .await
     {
-        return e.into();
+        return ApiError::from(e).into_response();
     }
 
     let (parts, incoming) = req.into_parts();
-    let body = match body::read(&parts.headers, incoming, gw.config.max_body_size).await {
+    let body = match body::read(&parts.headers, incoming, w.limits.max_body_size).await {
         Ok(b) => b,
-        Err(e) => return e.into(),
+        Err(e) => return e.into_response(),
     };
     let now = SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -159,30 +171,19 @@ async fn write(gw: &Arc<Gateway>, req: Request<Incoming>, t: Target) -> Resp {
             None => no_content(),
         };
     }
-    gw.metrics.points_written.inc_by(batch.points as u64);
+    let metrics = &w.node.metrics;
+    metrics.points_written.inc_by(batch.points as u64);
 
     let command = Command::write(t.db, t.rp, batch.lines.into()).encode();
-    let mut ticket = gw.pending.register();
-    if let Err(e) = gw.raft.propose(ticket.origin.to_context(), command).await {
-        return refused(e);
-    }
-
-    // From here on the entry may commit whatever happens to this request: every failure is
-    // an unknown outcome, never a definite one.
-    let committed = match wait::committed(gw, &mut ticket, deadline, "write").await {
-        Ok(index) => index,
-        Err(r) => return r,
+    let outcome = match w
+        .replicator
+        .replicate("write", command, t.wait, deadline)
+        .await
+    {
+        Ok(o) => o,
+        Err(e) => return ApiError::from(e).into_response(),
     };
-    let outcome = match t.consistency {
-        Consistency::Any => None,
-        Consistency::Applied => {
-            match wait::applied(gw, &mut ticket, committed, deadline, "write").await {
-                Ok(o) => Some(o),
-                Err(r) => return r,
-            }
-        }
-    };
-    gw.metrics
+    metrics
         .write_seconds
         .observe(started.elapsed().as_secs_f64());
 
@@ -197,45 +198,4 @@ async fn write(gw: &Arc<Gateway>, req: Request<Incoming>, t: Target) -> Resp {
             None => no_content(),
         },
     }
-}
-
-/// Why this node cannot take a write right now, if it cannot.
-fn unavailable(gw: &Gateway, consistency: Consistency) -> Option<Resp> {
-    let raft = gw.raft.status();
-    if !raft.member && raft.commit > 0 {
-        return Some(error(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "this node is not a member of the cluster",
-        ));
-    }
-    if raft.leader == 0 {
-        return Some(refused(ProposeError::NoLeader));
-    }
-    if consistency == Consistency::Applied {
-        let applier = gw.applier.borrow();
-        if !applier.influxd_up {
-            return Some(error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "local influxd unavailable: {}; writes with consistency=any are still accepted",
-                    applier.influxd_error.as_deref().unwrap_or("not answering")
-                ),
-            ));
-        }
-        if let Some(r) = applier.rebuilding {
-            return Some(error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!(
-                    "local influxd is being rebuilt from the log (applied {} of {}); writes with consistency=any are still accepted",
-                    applier.applied, r.target
-                ),
-            ));
-        }
-    }
-    None
-}
-
-/// A proposal raft-rs did not take: nothing entered the log.
-fn refused(e: ProposeError) -> Resp {
-    error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
 }

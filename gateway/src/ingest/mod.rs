@@ -28,11 +28,19 @@ pub enum Precision {
     Hours,
 }
 
+/// A `precision` parameter the endpoint does not accept.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("invalid precision {given:?} (use {accepted})")]
+pub struct PrecisionError {
+    given: String,
+    accepted: &'static str,
+}
+
 impl Precision {
     /// The `precision` of `/write`. influxd 1.x silently treats an unknown value as
     /// nanoseconds; a typo there would shift every timestamp by orders of magnitude, so it is
     /// refused instead.
-    pub fn from_v1(param: Option<&str>) -> Result<Precision, String> {
+    pub fn from_v1(param: Option<&str>) -> Result<Precision, PrecisionError> {
         Ok(match param.unwrap_or("") {
             "" | "n" | "ns" => Precision::Nanoseconds,
             "u" | "us" | "µ" => Precision::Microseconds,
@@ -41,21 +49,27 @@ impl Precision {
             "m" => Precision::Minutes,
             "h" => Precision::Hours,
             other => {
-                return Err(format!(
-                    "invalid precision {other:?} (use n, ns, u, us, ms, s, m or h)"
-                ))
+                return Err(PrecisionError {
+                    given: other.to_owned(),
+                    accepted: "n, ns, u, us, ms, s, m or h",
+                })
             }
         })
     }
 
     /// The `precision` of `/api/v2/write`.
-    pub fn from_v2(param: Option<&str>) -> Result<Precision, String> {
+    pub fn from_v2(param: Option<&str>) -> Result<Precision, PrecisionError> {
         Ok(match param.unwrap_or("") {
             "" | "ns" => Precision::Nanoseconds,
             "us" => Precision::Microseconds,
             "ms" => Precision::Milliseconds,
             "s" => Precision::Seconds,
-            other => return Err(format!("invalid precision {other:?} (use ns, us, ms or s)")),
+            other => {
+                return Err(PrecisionError {
+                    given: other.to_owned(),
+                    accepted: "ns, us, ms or s",
+                })
+            }
         })
     }
 

@@ -1,9 +1,12 @@
 //! A new cluster's first entries: one membership change per initial member, at term 1, the
 //! same bytes on every initial node (as etcd bootstraps). Every node starts from an identical
 //! log prefix, so a node added later learns the initial membership simply by replaying the log
-//! from index 1, like everything else.
+//! from index 1, like everything else. The cluster id derived from those entries is what
+//! peers show each other before they exchange anything.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
 
 use hybrid_log::{HybridLog, LogBatch, LogError};
 use prost::Message as _;
@@ -81,6 +84,46 @@ pub fn bootstrap_if_new(
     book.persist(&mut batch);
     log.commit(batch, true)?;
     Ok(true)
+}
+
+/// The cluster this node belongs to, checked on every peer connection. Nodes bootstrapped
+/// from different member lists have different first entries; letting them exchange messages
+/// would corrupt both logs.
+#[derive(Clone)]
+pub struct ClusterId {
+    id: Arc<AtomicU64>,
+    log: HybridLog,
+}
+
+impl ClusterId {
+    pub fn load(log: &HybridLog) -> ClusterId {
+        ClusterId {
+            id: Arc::new(AtomicU64::new(read_u64(log, CLUSTER_KEY))),
+            log: log.clone(),
+        }
+    }
+
+    /// 0 until a joining node has heard from its cluster.
+    pub fn get(&self) -> u64 {
+        self.id.load(Relaxed)
+    }
+
+    /// Whether a peer announcing `theirs` may talk to this node. A joining node adopts, for
+    /// good, the cluster of the first member that contacts it.
+    pub fn admit(&self, theirs: u64) -> Result<bool, LogError> {
+        let ours = self.get();
+        if theirs == 0 || theirs == ours {
+            return Ok(true);
+        }
+        if ours != 0 {
+            return Ok(false);
+        }
+        let mut batch = LogBatch::new();
+        batch.put_meta(CLUSTER_KEY, theirs.to_be_bytes().to_vec());
+        self.log.commit(batch, true)?;
+        self.id.store(theirs, Relaxed);
+        Ok(true)
+    }
 }
 
 pub fn read_u64(log: &HybridLog, key: &str) -> u64 {

@@ -1,18 +1,105 @@
 //! The Raft node: one thread runs raft-rs's `RawNode` over the hybrid log (node.rs), peers
 //! exchange messages over long-lived TCP connections (transport.rs), and a new cluster's
-//! first entries name its members (bootstrap.rs). The rest of the gateway talks to the node
-//! through a [`RaftHandle`].
+//! first entries name its members (bootstrap.rs), and each member's peer address is kept in
+//! the address book (members.rs). The rest of the gateway starts it with [`start`] and talks
+//! to it through a [`RaftHandle`].
 
 pub mod bootstrap;
 pub mod members;
 pub mod node;
 pub mod transport;
 
-use std::sync::mpsc::{SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::Arc;
 
+use hybrid_log::HybridLog;
 use raft::prelude::{ConfChange, Message};
 use serde::Serialize;
+use tokio::net::TcpListener;
 use tokio::sync::{oneshot, watch};
+
+use crate::config::Config;
+use crate::pending::Pending;
+use bootstrap::ClusterId;
+use members::AddressBook;
+use node::{Node, NodeConfig, Wiring};
+use transport::{Transport, TransportStats};
+
+/// Proposals, read-index requests and peer messages waiting for the Raft thread. Bounded so
+/// that overload turns into prompt 503s, not unbounded memory.
+const INBOX: usize = 65_536;
+
+/// A running Raft node, as the rest of the gateway sees it.
+pub struct Started {
+    pub handle: RaftHandle,
+    /// How far the committed, locally durable log reaches: what the applier may apply.
+    pub commits: watch::Receiver<u64>,
+    pub peers: Arc<TransportStats>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot write the initial membership: {0}")]
+    Bootstrap(#[from] hybrid_log::LogError),
+    #[error("cannot start the Raft node: {0}")]
+    Node(#[from] raft::Error),
+    #[error("cannot start the Raft thread: {0}")]
+    Thread(#[from] std::io::Error),
+}
+
+/// Bootstraps a new cluster's log if needed, then starts the peer transport on `peers` and
+/// the Raft thread. Must run inside the tokio runtime (the transport's tasks live there).
+pub fn start(
+    config: &Config,
+    log: &HybridLog,
+    pending: Arc<Pending>,
+    peers: TcpListener,
+) -> Result<Started, StartError> {
+    let members = config.members();
+    let book = AddressBook::load(log, &members);
+    if bootstrap::bootstrap_if_new(log, &members, config.join, &book)? {
+        tracing::info!(members = ?members, "new cluster: wrote the initial membership");
+    }
+    let (inbox_tx, inbox_rx) = sync_channel(INBOX);
+    let transport = Transport::new(
+        config.node_id(),
+        config.advertise(),
+        ClusterId::load(log),
+        book.clone(),
+        inbox_tx.clone(),
+        tokio::runtime::Handle::current(),
+    );
+    tokio::spawn(transport.clone().serve(peers));
+
+    let (commit_tx, commits) = watch::channel(0);
+    let (status_tx, status_rx) = watch::channel(RaftStatus::default());
+    let node_config = NodeConfig {
+        id: config.node_id(),
+        tick: config.raft_tick,
+        election_ticks: 10,
+        heartbeat_ticks: 1,
+    };
+    let stats = transport.stats.clone();
+    let wiring = Wiring {
+        book,
+        transport,
+        pending,
+        commit_tx,
+        status_tx,
+    };
+    let node = Node::new(node_config, log.clone(), wiring)?;
+    std::thread::Builder::new()
+        .name("raft".into())
+        .spawn(move || node.run(inbox_rx))?;
+    Ok(Started {
+        handle: RaftHandle::new(inbox_tx, status_rx),
+        commits,
+        peers: stats,
+    })
+}
+
+/// Whether raft-rs took a proposal.
+pub type Reply = oneshot::Sender<Result<(), ProposeError>>;
 
 /// What the node thread is asked to do.
 pub enum Input {
@@ -21,13 +108,13 @@ pub enum Input {
     Propose {
         context: Vec<u8>,
         data: Vec<u8>,
-        reply: oneshot::Sender<Result<(), ProposeError>>,
+        reply: Reply,
     },
     /// Propose a membership change.
     ConfChange {
         context: Vec<u8>,
         change: ConfChange,
-        reply: oneshot::Sender<Result<(), ProposeError>>,
+        reply: Reply,
     },
     /// Ask for a read index; it arrives through `Pending::read_index`.
     ReadIndex { request: u64 },
@@ -37,7 +124,7 @@ pub enum Input {
     Unreachable(u64),
 }
 
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ProposeError {
     #[error("no quorum: this node knows no leader (it may be cut off from the majority)")]
     NoLeader,
@@ -121,25 +208,33 @@ impl RaftHandle {
         self.status.clone()
     }
 
+    /// Hands `input` to the Raft thread without blocking: a full inbox is an overload, not a
+    /// wait. Refused at once when no leader is known, as raft-rs would refuse it.
     fn submit(&self, input: Input) -> Result<(), ProposeError> {
+        if self.leader() == 0 {
+            return Err(ProposeError::NoLeader);
+        }
         self.tx.try_send(input).map_err(|e| match e {
             TrySendError::Full(_) => ProposeError::Overloaded,
             TrySendError::Disconnected(_) => ProposeError::Stopped,
         })
     }
 
-    /// Proposes an entry; returns once raft-rs accepted it (not committed yet).
-    pub async fn propose(&self, context: Vec<u8>, data: Vec<u8>) -> Result<(), ProposeError> {
-        if self.leader() == 0 {
-            return Err(ProposeError::NoLeader);
-        }
+    /// Submits a proposal and waits for raft-rs to accept it (not to commit it).
+    async fn accepted(&self, input: impl FnOnce(Reply) -> Input) -> Result<(), ProposeError> {
         let (reply, rx) = oneshot::channel();
-        self.submit(Input::Propose {
+        self.submit(input(reply))?;
+        rx.await.map_err(|_| ProposeError::Stopped)?
+    }
+
+    /// Proposes an entry; returns once raft-rs accepted it (a follower forwards it).
+    pub async fn propose(&self, context: Vec<u8>, data: Vec<u8>) -> Result<(), ProposeError> {
+        self.accepted(|reply| Input::Propose {
             context,
             data,
             reply,
-        })?;
-        rx.await.map_err(|_| ProposeError::Stopped)?
+        })
+        .await
     }
 
     pub async fn propose_conf_change(
@@ -147,22 +242,15 @@ impl RaftHandle {
         context: Vec<u8>,
         change: ConfChange,
     ) -> Result<(), ProposeError> {
-        if self.leader() == 0 {
-            return Err(ProposeError::NoLeader);
-        }
-        let (reply, rx) = oneshot::channel();
-        self.submit(Input::ConfChange {
+        self.accepted(|reply| Input::ConfChange {
             context,
             change,
             reply,
-        })?;
-        rx.await.map_err(|_| ProposeError::Stopped)?
+        })
+        .await
     }
 
     pub fn read_index(&self, request: u64) -> Result<(), ProposeError> {
-        if self.leader() == 0 {
-            return Err(ProposeError::NoLeader);
-        }
         self.submit(Input::ReadIndex { request })
     }
 }

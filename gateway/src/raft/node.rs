@@ -45,15 +45,21 @@ pub struct NodeConfig {
     pub heartbeat_ticks: usize,
 }
 
+/// Where the node's decisions go: peers, waiting requests, the applier, status readers.
+pub struct Wiring {
+    pub book: AddressBook,
+    pub transport: Arc<Transport>,
+    pub pending: Arc<Pending>,
+    /// How far the committed, locally durable log reaches (the applier follows it).
+    pub commit_tx: watch::Sender<u64>,
+    pub status_tx: watch::Sender<RaftStatus>,
+}
+
 pub struct Node {
     id: u64,
     raw: RawNode<HybridLog>,
     log: HybridLog,
-    book: AddressBook,
-    transport: Arc<Transport>,
-    pending: Arc<Pending>,
-    commit_tx: watch::Sender<u64>,
-    status_tx: watch::Sender<RaftStatus>,
+    out: Wiring,
     tick: Duration,
     /// Index of the last committed entry this loop handled.
     applied: u64,
@@ -61,15 +67,7 @@ pub struct Node {
 }
 
 impl Node {
-    pub fn new(
-        cfg: NodeConfig,
-        log: HybridLog,
-        book: AddressBook,
-        transport: Arc<Transport>,
-        pending: Arc<Pending>,
-        commit_tx: watch::Sender<u64>,
-        status_tx: watch::Sender<RaftStatus>,
-    ) -> Result<Node, raft::Error> {
+    pub fn new(cfg: NodeConfig, log: HybridLog, out: Wiring) -> Result<Node, raft::Error> {
         // Membership changes up to here were applied (and their ConfState persisted) before
         // the restart; raft-rs must hand us only what comes after.
         let applied = read_u64(&log, APPLIED_KEY);
@@ -91,16 +89,12 @@ impl Node {
         };
         config.validate()?;
         let raw = RawNode::new(&config, log.clone(), &crate::logging::raft_logger())?;
-        commit_tx.send_replace(applied);
+        out.commit_tx.send_replace(applied);
         Ok(Node {
             id: cfg.id,
             raw,
             log,
-            book,
-            transport,
-            pending,
-            commit_tx,
-            status_tx,
+            out,
             tick: cfg.tick,
             applied,
             leader: 0,
@@ -179,7 +173,7 @@ impl Node {
         if msgs.is_empty() {
             return;
         }
-        for id in self.transport.send(msgs) {
+        for id in self.out.transport.send(msgs) {
             self.raw.report_unreachable(id);
         }
     }
@@ -209,7 +203,9 @@ impl Node {
 
         for rs in rd.read_states() {
             if let Ok(ctx) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) {
-                self.pending.read_index(u64::from_be_bytes(ctx), rs.index);
+                self.out
+                    .pending
+                    .read_index(u64::from_be_bytes(ctx), rs.index);
             }
         }
         if let Some(ss) = rd.ss() {
@@ -236,7 +232,7 @@ impl Node {
         if let Err(e) = self.log.commit(batch, false) {
             fail_stop(&format!("cannot persist the Raft state: {e}"));
         }
-        self.commit_tx.send_if_modified(|c| {
+        self.out.commit_tx.send_if_modified(|c| {
             let changed = *c != self.applied;
             *c = self.applied;
             changed
@@ -248,7 +244,7 @@ impl Node {
             tracing::info!(leader, role = ?state, term = self.raw.raft.term, "leader changed");
         }
         if leader == raft::INVALID_ID && self.leader != raft::INVALID_ID {
-            self.pending.leader_lost();
+            self.out.pending.leader_lost();
         }
         self.leader = leader;
     }
@@ -274,7 +270,7 @@ impl Node {
             }
             if let Some(origin) = Origin::from_context(&e.context) {
                 if origin.node == self.id {
-                    self.pending.committed(origin.request, e.index);
+                    self.out.pending.committed(origin.request, e.index);
                 }
             }
             self.applied = e.index;
@@ -309,13 +305,13 @@ impl Node {
             match change.change_type() {
                 ConfChangeType::AddNode | ConfChangeType::AddLearnerNode => {
                     if let Some(addr) = addr {
-                        self.book.set(change.node_id, addr);
+                        self.out.book.set(change.node_id, addr);
                     }
                     tracing::info!(node = change.node_id, kind = ?change.change_type(), "member added");
                 }
                 ConfChangeType::RemoveNode => {
-                    self.book.remove(change.node_id);
-                    self.transport.forget(change.node_id);
+                    self.out.book.remove(change.node_id);
+                    self.out.transport.forget(change.node_id);
                     tracing::info!(node = change.node_id, "member removed");
                     if change.node_id == self.id {
                         tracing::warn!("this node was removed from the cluster; it no longer takes part in Raft");
@@ -326,7 +322,7 @@ impl Node {
         }
         let mut batch = LogBatch::new();
         batch.set_conf_state(cs);
-        self.book.persist(&mut batch);
+        self.out.book.persist(&mut batch);
         if let Err(e) = self.log.commit(batch, true) {
             fail_stop(&format!("cannot persist the membership: {e}"));
         }
@@ -380,7 +376,7 @@ impl Node {
                 let cc = ConfChange {
                     change_type: ConfChangeType::AddNode as i32,
                     node_id: id,
-                    context: self.book.get(id).unwrap_or_default().into_bytes(),
+                    context: self.out.book.get(id).unwrap_or_default().into_bytes(),
                     ..Default::default()
                 };
                 match self.raw.propose_conf_change(vec![], cc) {
@@ -404,7 +400,7 @@ impl Node {
             .chain(learners.iter().map(|&id| (id, "learner")))
             .map(|(id, kind)| MemberStatus {
                 id,
-                peer_addr: self.book.get(id),
+                peer_addr: self.out.book.get(id),
                 kind,
                 matched: if leader {
                     raft.prs().get(id).map(|p| p.matched)
@@ -429,7 +425,7 @@ impl Node {
             member: voters.contains(&self.id) || learners.contains(&self.id),
             members,
         };
-        self.status_tx.send_if_modified(|s| {
+        self.out.status_tx.send_if_modified(|s| {
             if *s != status {
                 *s = status;
                 true

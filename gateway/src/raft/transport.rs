@@ -9,8 +9,9 @@
 //! and Raft is told the peer is unreachable (it retries from its own state, as it would after
 //! any network loss). A dead or slow peer only ever fills its own queues.
 //!
-//! Wire format: frames of a 4-byte big-endian length and a prost payload. The first frame on
-//! a connection is a `Hello` (sender id, its peer address, cluster id), then `Batch`es.
+//! Wire format: frames of a 4-byte big-endian length and a prost payload
+//! (`LengthDelimitedCodec`). The first frame on a connection is a `Hello` (sender id, its peer
+//! address, cluster id), then `Batch`es.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -18,16 +19,18 @@ use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hybrid_log::{HybridLog, LogBatch};
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
 use parking_lot::Mutex;
 use prost::Message as _;
 use raft::prelude::{Message, MessageType};
-use tokio::io::{AsyncReadExt, AsyncWriteExt, BufReader, BufWriter};
+use tokio::io::AsyncReadExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, Notify};
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
-use super::bootstrap::CLUSTER_KEY;
+use super::bootstrap::ClusterId;
 use super::members::AddressBook;
 use super::Input;
 
@@ -35,7 +38,7 @@ const CONTROL_QUEUE: usize = 4096;
 const BULK_QUEUE: usize = 32;
 /// A batch is cut after this many bytes of messages (one message may exceed it alone).
 const BATCH_BYTES: usize = 4 << 20;
-/// Refuse frames larger than this: a corrupt length must not make us allocate gigabytes.
+/// Refuse frames larger than this.
 const MAX_FRAME: usize = 512 << 20;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long sent data may go unacknowledged before a peer connection is given up. Without it
@@ -83,8 +86,7 @@ struct Lanes {
 pub struct Transport {
     id: u64,
     advertise: String,
-    cluster: AtomicU64,
-    log: HybridLog,
+    cluster: ClusterId,
     book: AddressBook,
     inbox: SyncSender<Input>,
     lanes: Mutex<HashMap<u64, Lanes>>,
@@ -96,17 +98,15 @@ impl Transport {
     pub fn new(
         id: u64,
         advertise: String,
-        log: HybridLog,
+        cluster: ClusterId,
         book: AddressBook,
         inbox: SyncSender<Input>,
         runtime: tokio::runtime::Handle,
     ) -> Arc<Transport> {
-        let cluster = super::bootstrap::read_u64(&log, CLUSTER_KEY);
         Arc::new(Transport {
             id,
             advertise,
-            cluster: AtomicU64::new(cluster),
-            log,
+            cluster,
             book,
             inbox,
             lanes: Mutex::new(HashMap::new()),
@@ -198,7 +198,7 @@ impl Transport {
         Hello {
             from: self.id,
             addr: self.advertise.clone(),
-            cluster: self.cluster.load(Relaxed),
+            cluster: self.cluster.get(),
         }
     }
 
@@ -224,8 +224,8 @@ impl Transport {
 
     async fn receive(&self, stream: TcpStream) -> std::io::Result<()> {
         tune(&stream)?;
-        let mut stream = BufReader::with_capacity(256 << 10, stream);
-        let hello: Hello = tokio::time::timeout(Duration::from_secs(5), read_frame(&mut stream))
+        let mut frames = FramedRead::with_capacity(stream, codec(), 256 << 10);
+        let hello: Hello = tokio::time::timeout(Duration::from_secs(5), read_frame(&mut frames))
             .await
             .map_err(|_| invalid("no hello within 5s"))??;
         self.check_cluster(&hello)?;
@@ -238,7 +238,7 @@ impl Transport {
             lanes.peer_is_back.notify_waiters();
         }
         loop {
-            let batch: Batch = read_frame(&mut stream).await?;
+            let batch: Batch = read_frame(&mut frames).await?;
             for m in batch.msgs {
                 if m.to != self.id {
                     continue;
@@ -259,18 +259,11 @@ impl Transport {
     /// Nodes bootstrapped from different member lists have different first entries; letting
     /// them exchange messages would corrupt both logs, so they refuse each other loudly.
     fn check_cluster(&self, hello: &Hello) -> std::io::Result<()> {
-        let ours = self.cluster.load(Relaxed);
-        if hello.cluster == 0 || hello.cluster == ours {
-            return Ok(());
-        }
-        if ours == 0 {
-            // A joining node adopts the cluster of the first member that contacts it.
-            let mut batch = LogBatch::new();
-            batch.put_meta(CLUSTER_KEY, hello.cluster.to_be_bytes().to_vec());
-            self.log
-                .commit(batch, true)
-                .map_err(|e| std::io::Error::other(e.to_string()))?;
-            self.cluster.store(hello.cluster, Relaxed);
+        if self
+            .cluster
+            .admit(hello.cluster)
+            .map_err(std::io::Error::other)?
+        {
             return Ok(());
         }
         tracing::error!(
@@ -299,7 +292,7 @@ struct Lane {
 /// The two halves of a lane's connection: frames go out on one; the other only tells when the
 /// connection died (the peer never sends anything on it).
 struct Connection {
-    out: BufWriter<OwnedWriteHalf>,
+    out: FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>,
     watch: OwnedReadHalf,
 }
 
@@ -375,9 +368,8 @@ impl Lane {
             .map_err(|_| invalid("connect timed out"))??;
         tune(&stream)?;
         let (watch, out) = stream.into_split();
-        let mut out = BufWriter::with_capacity(256 << 10, out);
-        write_frame(&mut out, &self.hello).await?;
-        out.flush().await?;
+        let mut out = FramedWrite::new(out, codec());
+        out.send(frame(&self.hello)).await?;
         Ok(Connection { out, watch })
     }
 
@@ -393,11 +385,7 @@ impl Lane {
     ) -> Result<(), (std::io::Error, Option<Batch>)> {
         let mut probe = [0u8; 64];
         loop {
-            let written = async {
-                write_frame(&mut conn.out, &batch).await?;
-                conn.out.flush().await
-            };
-            if let Err(e) = written.await {
+            if let Err(e) = conn.out.send(frame(&batch)).await {
                 return Err((e, Some(batch)));
             }
             self.stats.sent.fetch_add(batch.msgs.len() as u64, Relaxed);
@@ -449,27 +437,27 @@ fn tune(stream: &TcpStream) -> std::io::Result<()> {
     )
 }
 
-async fn write_frame<M: prost::Message>(
-    w: &mut BufWriter<OwnedWriteHalf>,
-    m: &M,
-) -> std::io::Result<()> {
-    let len = m.encoded_len();
-    let mut buf = Vec::with_capacity(4 + len);
-    buf.extend_from_slice(&(len as u32).to_be_bytes());
-    m.encode(&mut buf).expect("Vec grows as needed");
-    w.write_all(&buf).await
+/// Frames of a 4-byte big-endian length and a payload; a corrupt length must not make us
+/// allocate gigabytes.
+fn codec() -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .length_field_length(4)
+        .max_frame_length(MAX_FRAME)
+        .new_codec()
+}
+
+fn frame<M: prost::Message>(m: &M) -> Bytes {
+    Bytes::from(m.encode_to_vec())
 }
 
 async fn read_frame<M: prost::Message + Default>(
-    r: &mut BufReader<TcpStream>,
+    frames: &mut FramedRead<TcpStream, LengthDelimitedCodec>,
 ) -> std::io::Result<M> {
-    let len = r.read_u32().await? as usize;
-    if len > MAX_FRAME {
-        return Err(invalid(format!("frame of {len} bytes exceeds {MAX_FRAME}")));
-    }
-    let mut buf = vec![0; len];
-    r.read_exact(&mut buf).await?;
-    M::decode(buf.as_slice()).map_err(|e| invalid(format!("undecodable frame: {e}")))
+    let bytes = frames
+        .next()
+        .await
+        .ok_or_else(|| invalid("the peer closed the connection"))??;
+    M::decode(bytes.freeze()).map_err(|e| invalid(format!("undecodable frame: {e}")))
 }
 
 fn invalid(msg: impl Into<String>) -> std::io::Error {

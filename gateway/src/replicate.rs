@@ -1,0 +1,300 @@
+//! The life of a replicated request, in one place: can this node take it (readiness), propose
+//! it, wait for its commit, wait for the local applier's outcome. Writes, state-changing
+//! queries, linearizable reads, membership changes and `/health` all ask here, so they cannot
+//! disagree about whether the node is ready.
+//!
+//! Once proposed, an entry may commit whatever happens to the request, so every failure past
+//! the proposal is an unknown or a pending outcome, never a definite one.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use raft::prelude::ConfChange;
+use snapshotless::{ApplierStatus, Outcome};
+use tokio::sync::watch;
+use tokio::time::{sleep_until, timeout_at, Instant};
+
+use crate::pending::{Pending, Ticket};
+use crate::raft::{ProposeError, RaftHandle, RaftStatus};
+
+/// What a request waits for before it is answered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    /// Committed on a quorum only: answered even while the local influxd is down.
+    Committed,
+    /// Committed on a quorum and applied to this node's influxd (read-your-writes here).
+    Applied,
+}
+
+/// Why this node cannot take a request now. Nothing was proposed: safe to retry elsewhere.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum Unavailable {
+    #[error("this node is not a member of the cluster")]
+    NotMember,
+    #[error(transparent)]
+    Refused(#[from] ProposeError),
+    #[error("local influxd unavailable: {0}; writes with consistency=any are still accepted")]
+    InfluxdDown(String),
+    #[error(
+        "local influxd is being rebuilt from the log (applied {applied} of {target}); writes with consistency=any are still accepted"
+    )]
+    Rebuilding { applied: u64, target: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ReplicateError {
+    /// Nothing was proposed (503).
+    #[error(transparent)]
+    Unavailable(#[from] Unavailable),
+    /// Proposed, and not known to be committed (500).
+    #[error("{what} outcome unknown: {why}; it may or may not have been committed")]
+    Unknown { what: &'static str, why: String },
+    /// Committed, and not known to be applied here (500).
+    #[error(
+        "{why}: the {what} was committed at index {index} and will be applied when possible, \
+         but influxd's verdict on it is unknown"
+    )]
+    NotApplied {
+        what: &'static str,
+        index: u64,
+        why: String,
+    },
+    /// No read index could be had, or the local influxd did not reach it in time (503).
+    #[error("linearizable read unavailable: {0}")]
+    NoReadIndex(String),
+}
+
+/// Cheap to clone: every handler that replicates holds one.
+#[derive(Clone)]
+pub struct Replicator {
+    raft: RaftHandle,
+    pending: Arc<Pending>,
+    applier: watch::Receiver<ApplierStatus>,
+    timeout: Duration,
+}
+
+impl Replicator {
+    pub fn new(
+        raft: RaftHandle,
+        pending: Arc<Pending>,
+        applier: watch::Receiver<ApplierStatus>,
+        timeout: Duration,
+    ) -> Replicator {
+        Replicator {
+            raft,
+            pending,
+            applier,
+            timeout: timeout.max(Duration::from_millis(1)),
+        }
+    }
+
+    pub fn raft(&self) -> RaftStatus {
+        self.raft.status()
+    }
+
+    pub fn applier(&self) -> ApplierStatus {
+        self.applier.borrow().clone()
+    }
+
+    pub fn pending_requests(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// The version clients see: the local influxd's, as it reported it.
+    pub fn influxd_version(&self) -> String {
+        self.applier
+            .borrow()
+            .influxd_version
+            .clone()
+            .unwrap_or_else(|| "1.6.7".into())
+    }
+
+    /// When a request arriving now must be answered.
+    pub fn deadline(&self) -> Instant {
+        Instant::now() + self.timeout
+    }
+
+    /// The one decision on whether this node can take a request that waits for `wait`.
+    pub fn readiness(&self, wait: Wait) -> Result<(), Unavailable> {
+        let raft = self.raft.status();
+        if !raft.member && raft.commit > 0 {
+            return Err(Unavailable::NotMember);
+        }
+        if raft.leader == 0 {
+            return Err(ProposeError::NoLeader.into());
+        }
+        if wait == Wait::Committed {
+            return Ok(());
+        }
+        let applier = self.applier.borrow();
+        if !applier.influxd_up {
+            let why = applier.influxd_error.as_deref().unwrap_or("not answering");
+            return Err(Unavailable::InfluxdDown(why.to_owned()));
+        }
+        if let Some(r) = applier.rebuilding {
+            return Err(Unavailable::Rebuilding {
+                applied: applier.applied,
+                target: r.target,
+            });
+        }
+        Ok(())
+    }
+
+    /// Proposes `command` and waits as asked; with [`Wait::Applied`], returns influxd's
+    /// outcome for it. `what` names the request in messages ("write", "query").
+    pub async fn replicate(
+        &self,
+        what: &'static str,
+        command: Vec<u8>,
+        wait: Wait,
+        deadline: Instant,
+    ) -> Result<Option<Outcome>, ReplicateError> {
+        self.readiness(wait)?;
+        let mut ticket = self.pending.register();
+        self.raft
+            .propose(ticket.origin.to_context(), command)
+            .await
+            .map_err(Unavailable::from)?;
+        let index = committed(&mut ticket, deadline, what, self.timeout).await?;
+        match wait {
+            Wait::Committed => Ok(None),
+            Wait::Applied => self
+                .applied(&mut ticket, index, deadline, what)
+                .await
+                .map(Some),
+        }
+    }
+
+    /// Waits for the outcome of the entry committed at `index` on this node's influxd. If that
+    /// influxd becomes unavailable meanwhile, the answer comes at once: the entry is durable
+    /// and will be applied when influxd returns, but influxd's verdict on it is not known now.
+    async fn applied(
+        &self,
+        ticket: &mut Ticket,
+        index: u64,
+        deadline: Instant,
+        what: &'static str,
+    ) -> Result<Outcome, ReplicateError> {
+        let not_applied = |why: String| ReplicateError::NotApplied { what, index, why };
+        let mut status = self.applier.clone();
+        tokio::select! {
+            outcome = timeout_at(deadline, &mut ticket.applied) => match outcome {
+                Ok(Ok(o)) => Ok(o),
+                Ok(Err(_)) => Err(not_applied("its local apply was abandoned".into())),
+                Err(_) => Err(not_applied(format!(
+                    "timeout: not applied to this node's influxd within {:?}",
+                    self.timeout
+                ))),
+            },
+            _ = status.wait_for(|s| !s.influxd_up) => Err(not_applied(
+                "this node's influxd became unavailable before applying it".into(),
+            )),
+        }
+    }
+
+    /// Waits for a read index from the leader, then for the local applier to reach it: a read
+    /// after this sees every write acknowledged anywhere before it started.
+    pub async fn linearizable(&self) -> Result<(), ReplicateError> {
+        let deadline = self.deadline();
+        let mut ticket = self.pending.register();
+        self.raft
+            .read_index(ticket.origin.request)
+            .map_err(|e| ReplicateError::NoReadIndex(e.to_string()))?;
+        let index = match timeout_at(deadline, &mut ticket.read_index).await {
+            Ok(Ok(i)) => i,
+            Ok(Err(_)) => {
+                return Err(ReplicateError::NoReadIndex(
+                    "this node lost its leader".into(),
+                ))
+            }
+            Err(_) => {
+                return Err(ReplicateError::NoReadIndex(
+                    "no read index from a quorum in time".into(),
+                ))
+            }
+        };
+        let mut status = self.applier.clone();
+        let reached = timeout_at(deadline, status.wait_for(|s| s.applied >= index))
+            .await
+            .is_ok_and(|r| r.is_ok());
+        if !reached {
+            return Err(ReplicateError::NoReadIndex(format!(
+                "the local influxd has not applied up to the read index {index} in time"
+            )));
+        }
+        Ok(())
+    }
+
+    /// Proposes a membership change and returns once the membership shows it (`done`).
+    /// Operators change the membership precisely when a node died, and that node may have
+    /// been the leader: a change forwarded to it is lost with it. So a change whose leader was
+    /// lost before it committed is proposed again once a new leader is known, until the
+    /// timeout. That is safe because `done` is checked first and the Raft node skips a change
+    /// that would be a no-op or a demotion.
+    pub async fn change_membership(
+        &self,
+        cc: ConfChange,
+        done: impl Fn(&RaftStatus) -> bool,
+    ) -> Result<(), ReplicateError> {
+        let deadline = self.deadline();
+        let mut status = self.raft.status_watch();
+        loop {
+            // Wait for a leader (and return if the change already shows).
+            let waited = timeout_at(deadline, status.wait_for(|s| done(s) || s.leader != 0))
+                .await
+                .map(|r| r.map(|s| done(&s)));
+            match waited {
+                Ok(Ok(true)) => return Ok(()),
+                Ok(Ok(false)) => {}
+                Ok(Err(_)) => return Err(Unavailable::from(ProposeError::Stopped).into()),
+                Err(_) => return Err(Unavailable::from(ProposeError::NoLeader).into()),
+            }
+            let mut ticket = self.pending.register();
+            match self
+                .raft
+                .propose_conf_change(ticket.origin.to_context(), cc.clone())
+                .await
+            {
+                Ok(()) => {}
+                // The leader went away between the check and the proposal: wait for the next.
+                Err(ProposeError::NoLeader) => continue,
+                Err(e) => return Err(Unavailable::from(e).into()),
+            }
+            let committed = tokio::select! {
+                c = &mut ticket.committed => c.is_ok(),
+                Ok(_) = status.wait_for(|s| done(s)) => return Ok(()),
+                _ = sleep_until(deadline) => {
+                    return Err(ReplicateError::Unknown {
+                        what: "membership change",
+                        why: "not confirmed in time (another change may be in progress); check with GET /admin/members".into(),
+                    })
+                }
+            };
+            if committed {
+                // Answer once this node applied the change.
+                let _ = timeout_at(deadline, status.wait_for(|s| done(s))).await;
+                return Ok(());
+            }
+            // The leader was lost before the change committed here: it may be lost, or commit
+            // under the next leader. The loop finds out from the membership, or proposes again.
+        }
+    }
+}
+
+async fn committed(
+    ticket: &mut Ticket,
+    deadline: Instant,
+    what: &'static str,
+    timeout: Duration,
+) -> Result<u64, ReplicateError> {
+    let unknown = |why: String| ReplicateError::Unknown { what, why };
+    match timeout_at(deadline, &mut ticket.committed).await {
+        Ok(Ok(index)) => Ok(index),
+        Ok(Err(_)) => Err(unknown(
+            "this node lost its leader before the entry was confirmed committed".into(),
+        )),
+        Err(_) => Err(unknown(format!(
+            "timeout: not confirmed committed within {timeout:?}"
+        ))),
+    }
+}

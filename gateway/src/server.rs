@@ -1,0 +1,113 @@
+//! Start-up: opens the log, starts the Raft node, the applier and the API, and serves until
+//! the process is told to stop. The wiring, in data-path order, fits on this screen.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hybrid_log::HybridLog;
+use snapshotless::{Applier, ApplierConfig, Influxd};
+use tokio::net::TcpListener;
+
+use crate::auth::Auth;
+use crate::config::Config;
+use crate::metrics::Metrics;
+use crate::pending::Pending;
+use crate::replicate::Replicator;
+use crate::state::{AppState, Limits, LocalInfluxd, NodeView};
+use crate::{http, raft};
+
+#[derive(Debug, thiserror::Error)]
+pub enum StartError {
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Log(#[from] hybrid_log::LogError),
+    #[error("cannot listen for {what} on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Raft(#[from] raft::StartError),
+}
+
+pub async fn run(config: Config) -> Result<(), StartError> {
+    let data_dir = &config.data_dir;
+    std::fs::create_dir_all(data_dir).map_err(|source| StartError::DataDir {
+        path: data_dir.clone(),
+        source,
+    })?;
+    let log = HybridLog::open(data_dir.join("raft-log"), config.memory_budget())?;
+    // Bind before starting anything, so a busy port is a prompt, clear failure.
+    let api = bind("the API", config.listen).await?;
+    let peers = bind("peers", config.peer_listen()).await?;
+
+    let pending = Pending::new(config.node_id());
+    let raft = raft::start(&config, &log, pending.clone(), peers)?;
+
+    let admin = config.influxd_credentials();
+    let admin_ref = admin.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));
+    let influxd = Influxd::new(&config.influxd_url, Duration::from_secs(30), admin_ref);
+    let auth = Auth::new(config.auth_enabled, influxd.clone(), &config.influxd_url);
+    let applier_config = ApplierConfig {
+        node_id: config.node_id(),
+        admin,
+        ..ApplierConfig::default()
+    };
+    let (applier, applied) = Applier::new(
+        applier_config,
+        log.clone(),
+        influxd,
+        raft.commits,
+        pending.clone(),
+    );
+    tokio::spawn(applier.run());
+
+    let replicator = Replicator::new(raft.handle, pending, applied, config.write_timeout);
+    let state = AppState {
+        replicator: replicator.clone(),
+        auth: Arc::new(auth),
+        influxd: LocalInfluxd::new(&config.influxd_url),
+        node: NodeView {
+            id: config.node_id(),
+            replicator,
+            log: log.clone(),
+            memory_budget: config.memory_budget(),
+            peers: raft.peers,
+            metrics: Arc::new(Metrics::new()),
+        },
+        limits: Limits {
+            max_body_size: config.max_body_size(),
+        },
+    };
+    tracing::info!(id = config.node_id(), api = %config.listen, peers = %config.peer_listen(),
+        influxd = %config.influxd_url, log = %log.path().display(), "gateway started");
+    tokio::select! {
+        _ = http::serve(api, http::router(state)) => {}
+        _ = shutdown_signal() => tracing::info!("shutting down"),
+    }
+    Ok(())
+}
+
+async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| StartError::Bind { what, addr, source })
+}
+
+/// SIGINT or SIGTERM. Nothing needs flushing: every acknowledged write is already synced in
+/// the log, and the applier resumes from influxd's marker on the next start.
+async fn shutdown_signal() {
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("install SIGTERM handler");
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+}

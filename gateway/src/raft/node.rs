@@ -27,9 +27,9 @@ use snapshotless::Origin;
 use tokio::sync::watch;
 
 use super::bootstrap::{read_u64, APPLIED_KEY};
+use super::handle::{Input, MemberStatus, ProposeError, RaftStatus, Role};
 use super::members::AddressBook;
 use super::transport::Transport;
-use super::{Input, MemberStatus, ProposeError, RaftStatus, Role};
 use crate::pending::Pending;
 
 /// Inputs handled per loop turn before the next Ready: large enough to batch many proposals

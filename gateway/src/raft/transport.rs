@@ -31,8 +31,8 @@ use tokio::sync::{mpsc, Notify};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 
 use super::bootstrap::ClusterId;
+use super::handle::Input;
 use super::members::AddressBook;
-use super::Input;
 
 const CONTROL_QUEUE: usize = 4096;
 const BULK_QUEUE: usize = 32;

@@ -1,0 +1,165 @@
+//! The rest of the gateway's way into the Raft thread: what it can be asked ([`Input`]), what
+//! it publishes ([`RaftStatus`]), and the handle that does both without blocking.
+
+use std::sync::mpsc::{SyncSender, TrySendError};
+
+use raft::prelude::{ConfChange, Message};
+use serde::Serialize;
+use tokio::sync::{oneshot, watch};
+
+/// Whether raft-rs took a proposal.
+pub type Reply = oneshot::Sender<Result<(), ProposeError>>;
+
+/// What the node thread is asked to do.
+pub enum Input {
+    /// Propose a normal entry; the reply says whether raft-rs accepted it (a follower
+    /// forwards it to the leader).
+    Propose {
+        context: Vec<u8>,
+        data: Vec<u8>,
+        reply: Reply,
+    },
+    /// Propose a membership change.
+    ConfChange {
+        context: Vec<u8>,
+        change: ConfChange,
+        reply: Reply,
+    },
+    /// Ask for a read index; it arrives through `Pending::read_index`.
+    ReadIndex { request: u64 },
+    /// A message from a peer.
+    Peer(Box<Message>),
+    /// The transport could not deliver to this peer.
+    Unreachable(u64),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ProposeError {
+    #[error("no quorum: this node knows no leader (it may be cut off from the majority)")]
+    NoLeader,
+    #[error("the Raft node is overloaded; retry")]
+    Overloaded,
+    #[error("the proposal was dropped by Raft: {0}")]
+    Dropped(String),
+    #[error("the Raft node has stopped")]
+    Stopped,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "kebab-case")]
+pub enum Role {
+    #[default]
+    Follower,
+    Candidate,
+    PreCandidate,
+    Leader,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Follower => "follower",
+            Role::Candidate => "candidate",
+            Role::PreCandidate => "pre-candidate",
+            Role::Leader => "leader",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct MemberStatus {
+    pub id: u64,
+    pub peer_addr: Option<String>,
+    /// "voter" or "learner".
+    pub kind: &'static str,
+    /// Highest index known replicated to it (only known on the leader).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub matched: Option<u64>,
+}
+
+/// A snapshot of the node's Raft state, published after every change.
+#[derive(Debug, Clone, Serialize, Default, PartialEq)]
+pub struct RaftStatus {
+    pub id: u64,
+    pub role: Role,
+    /// 0 when no leader is known.
+    pub leader: u64,
+    pub term: u64,
+    /// Highest index committed and durable on this node (what the applier may apply).
+    pub commit: u64,
+    pub last_index: u64,
+    pub members: Vec<MemberStatus>,
+    /// Whether this node is part of the configuration at all.
+    pub member: bool,
+}
+
+/// The rest of the gateway's way into the Raft node. Cheap to clone.
+#[derive(Clone)]
+pub struct RaftHandle {
+    tx: SyncSender<Input>,
+    status: watch::Receiver<RaftStatus>,
+}
+
+impl RaftHandle {
+    pub fn new(tx: SyncSender<Input>, status: watch::Receiver<RaftStatus>) -> RaftHandle {
+        RaftHandle { tx, status }
+    }
+
+    pub fn status(&self) -> RaftStatus {
+        self.status.borrow().clone()
+    }
+
+    pub fn leader(&self) -> u64 {
+        self.status.borrow().leader
+    }
+
+    pub fn status_watch(&self) -> watch::Receiver<RaftStatus> {
+        self.status.clone()
+    }
+
+    /// Hands `input` to the Raft thread without blocking: a full inbox is an overload, not a
+    /// wait. Refused at once when no leader is known, as raft-rs would refuse it.
+    fn submit(&self, input: Input) -> Result<(), ProposeError> {
+        if self.leader() == 0 {
+            return Err(ProposeError::NoLeader);
+        }
+        self.tx.try_send(input).map_err(|e| match e {
+            TrySendError::Full(_) => ProposeError::Overloaded,
+            TrySendError::Disconnected(_) => ProposeError::Stopped,
+        })
+    }
+
+    /// Submits a proposal and waits for raft-rs to accept it (not to commit it).
+    async fn accepted(&self, input: impl FnOnce(Reply) -> Input) -> Result<(), ProposeError> {
+        let (reply, rx) = oneshot::channel();
+        self.submit(input(reply))?;
+        rx.await.map_err(|_| ProposeError::Stopped)?
+    }
+
+    /// Proposes an entry; returns once raft-rs accepted it (a follower forwards it).
+    pub async fn propose(&self, context: Vec<u8>, data: Vec<u8>) -> Result<(), ProposeError> {
+        self.accepted(|reply| Input::Propose {
+            context,
+            data,
+            reply,
+        })
+        .await
+    }
+
+    pub async fn propose_conf_change(
+        &self,
+        context: Vec<u8>,
+        change: ConfChange,
+    ) -> Result<(), ProposeError> {
+        self.accepted(|reply| Input::ConfChange {
+            context,
+            change,
+            reply,
+        })
+        .await
+    }
+
+    pub fn read_index(&self, request: u64) -> Result<(), ProposeError> {
+        self.submit(Input::ReadIndex { request })
+    }
+}

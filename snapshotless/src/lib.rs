@@ -16,5 +16,5 @@ pub mod status;
 pub use applier::{Applier, ApplierConfig, Outcome, OutcomeSink};
 pub use command::{Command, Origin};
 pub use influxd::Influxd;
-pub use log::CommittedLog;
+pub use log::{CommittedLog, LogReadError, MetaKey};
 pub use status::ApplierStatus;

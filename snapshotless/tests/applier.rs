@@ -14,8 +14,8 @@ use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use raft::prelude::{Entry, EntryType};
 use snapshotless::{
-    Applier, ApplierConfig, ApplierStatus, Command, CommittedLog, Influxd, Origin, Outcome,
-    OutcomeSink,
+    Applier, ApplierConfig, ApplierStatus, Command, CommittedLog, Influxd, LogReadError, Origin,
+    Outcome, OutcomeSink,
 };
 use tokio::sync::watch;
 
@@ -145,10 +145,10 @@ struct FakeLog {
 }
 
 impl CommittedLog for FakeLog {
-    fn read(&self, lo: u64, hi: u64, _max_bytes: u64) -> Result<Vec<Entry>, String> {
+    fn read(&self, lo: u64, hi: u64, _max_bytes: u64) -> Result<Vec<Entry>, LogReadError> {
         Ok(self.entries.lock()[(lo - 1) as usize..(hi - 1) as usize].to_vec())
     }
-    fn term(&self, index: u64) -> Result<u64, String> {
+    fn term(&self, index: u64) -> Result<u64, LogReadError> {
         Ok(self.entries.lock()[(index - 1) as usize].term)
     }
     fn load_applied(&self) -> u64 {

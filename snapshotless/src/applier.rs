@@ -18,7 +18,7 @@ use bytes::{Bytes, BytesMut};
 use raft::prelude::{Entry, EntryType};
 use tokio::sync::watch;
 
-use crate::command::{Command, Kind, Origin, Query, Write};
+use crate::entry::{Command, Kind, Origin, Query, Write};
 use crate::influxd::{Influxd, Response};
 use crate::log::CommittedLog;
 use crate::marker::{self, Marker, MarkerError, Written};

@@ -7,14 +7,17 @@
 //! index 1 if there is none.
 
 pub mod applier;
-pub mod command;
+pub mod entry;
 pub mod influxd;
 pub mod log;
 pub mod marker;
 pub mod status;
 
+/// The entry format's earlier name.
+pub use entry as command;
+
 pub use applier::{Applier, ApplierConfig, Outcome, OutcomeSink};
-pub use command::{Command, Origin};
+pub use entry::{Command, Origin};
 pub use influxd::Influxd;
 pub use log::{CommittedLog, LogReadError, MetaKey};
 pub use status::ApplierStatus;

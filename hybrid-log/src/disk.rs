@@ -80,41 +80,7 @@ impl DiskTier {
             });
         }
 
-        let mut db_opts = Options::default();
-        db_opts.create_if_missing(fresh);
-        db_opts.create_missing_column_families(fresh);
-        db_opts.set_paranoid_checks(true);
-        db_opts.set_max_background_jobs(2);
-        // Flushes write SST files in small synced steps rather than one large fsync at the
-        // end, which would stall the WAL syncs that acknowledge writes behind it.
-        db_opts.set_bytes_per_sync(1 << 20);
-
-        let mut entries_opts = Options::default();
-        // Line protocol compresses several times over; LZ4 costs little on the flush path.
-        entries_opts.set_compression_type(DBCompressionType::Lz4);
-        // Keys are appended in order and never rewritten, so flushed files never overlap:
-        // compacting each one as soon as it lands lets RocksDB move it down a level without
-        // rewriting it. Batching several level-0 files would make it merge (decompress,
-        // recompress) data that only needed to move.
-        entries_opts.set_level_zero_file_num_compaction_trigger(1);
-        // Every write is synced to the WAL, and recent entries are read from the memory tier,
-        // so a large memtable buys nothing but memory.
-        entries_opts.set_write_buffer_size(16 << 20);
-        entries_opts.set_max_write_buffer_number(2);
-        // XXH3 block checksums: fast in software, where the system library's CRC32c is not
-        // (it is built without SSE4.2).
-        let mut table = BlockBasedOptions::default();
-        table.set_checksum_type(ChecksumType::XXH3);
-        entries_opts.set_block_based_table_factory(&table);
-        let mut state_opts = Options::default();
-        // A few small keys overwritten on every Ready: flush often so old versions (and the
-        // WAL files they pin) do not pile up.
-        state_opts.set_write_buffer_size(1 << 20);
-        let cfs = vec![
-            ColumnFamilyDescriptor::new(CF_ENTRIES, entries_opts),
-            ColumnFamilyDescriptor::new(CF_STATE, state_opts),
-        ];
-
+        let (db_opts, cfs) = options(fresh);
         let db = DB::open_cf_descriptors(&db_opts, path, cfs).map_err(|e| LogError::Open {
             path: path.to_path_buf(),
             source: e,
@@ -125,26 +91,7 @@ impl DiskTier {
             values: Values::Tagged,
         };
 
-        if fresh {
-            let mut batch = WriteBatch::default();
-            batch.put_cf(disk.state_cf(), KEY_FORMAT, FORMAT_V2);
-            disk.write(batch, true)?;
-        }
-        match disk.get_state(KEY_FORMAT)? {
-            Some(f) if f == FORMAT_V2 => {}
-            // A log created by an earlier version keeps its format: every value in one
-            // directory is stored the same way.
-            Some(f) if f == FORMAT_V1 => disk.values = Values::Plain,
-            other => {
-                return Err(LogError::NotALog {
-                    path: path.to_path_buf(),
-                    reason: match other {
-                        Some(f) => format!("unknown format {:?}", String::from_utf8_lossy(&f)),
-                        None => "the RocksDB database has no hybrid-log format marker".into(),
-                    },
-                })
-            }
-        }
+        disk.check_format(fresh)?;
 
         let hard_state = disk
             .get_state(KEY_HARD_STATE)?
@@ -169,6 +116,32 @@ impl DiskTier {
 
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Writes the format marker into a new log; takes the format of an existing one, and
+    /// refuses a directory with no marker or an unknown one.
+    fn check_format(&mut self, fresh: bool) -> Result<(), LogError> {
+        if fresh {
+            let mut batch = WriteBatch::default();
+            batch.put_cf(self.state_cf(), KEY_FORMAT, FORMAT_V2);
+            self.write(batch, true)?;
+        }
+        match self.get_state(KEY_FORMAT)? {
+            Some(f) if f == FORMAT_V2 => {}
+            // A log created by an earlier version keeps its format: every value in one
+            // directory is stored the same way.
+            Some(f) if f == FORMAT_V1 => self.values = Values::Plain,
+            other => {
+                return Err(LogError::NotALog {
+                    path: self.path.clone(),
+                    reason: match other {
+                        Some(f) => format!("unknown format {:?}", String::from_utf8_lossy(&f)),
+                        None => "the RocksDB database has no hybrid-log format marker".into(),
+                    },
+                })
+            }
+        }
+        Ok(())
     }
 
     fn entries_cf(&self) -> &ColumnFamily {
@@ -360,6 +333,46 @@ impl DiskTier {
             .flatten()
             .unwrap_or(0)
     }
+}
+
+/// The options of the database and of its two column families, where they differ from
+/// RocksDB's defaults and why.
+fn options(fresh: bool) -> (Options, Vec<ColumnFamilyDescriptor>) {
+    let mut db_opts = Options::default();
+    db_opts.create_if_missing(fresh);
+    db_opts.create_missing_column_families(fresh);
+    db_opts.set_paranoid_checks(true);
+    db_opts.set_max_background_jobs(2);
+    // Flushes write SST files in small synced steps rather than one large fsync at the
+    // end, which would stall the WAL syncs that acknowledge writes behind it.
+    db_opts.set_bytes_per_sync(1 << 20);
+
+    let mut entries_opts = Options::default();
+    // Line protocol compresses several times over; LZ4 costs little on the flush path.
+    entries_opts.set_compression_type(DBCompressionType::Lz4);
+    // Keys are appended in order and never rewritten, so flushed files never overlap:
+    // compacting each one as soon as it lands lets RocksDB move it down a level without
+    // rewriting it. Batching several level-0 files would make it merge (decompress,
+    // recompress) data that only needed to move.
+    entries_opts.set_level_zero_file_num_compaction_trigger(1);
+    // Every write is synced to the WAL, and recent entries are read from the memory tier,
+    // so a large memtable buys nothing but memory.
+    entries_opts.set_write_buffer_size(16 << 20);
+    entries_opts.set_max_write_buffer_number(2);
+    // XXH3 block checksums: fast in software, where the system library's CRC32c is not
+    // (it is built without SSE4.2).
+    let mut table = BlockBasedOptions::default();
+    table.set_checksum_type(ChecksumType::XXH3);
+    entries_opts.set_block_based_table_factory(&table);
+    let mut state_opts = Options::default();
+    // A few small keys overwritten on every Ready: flush often so old versions (and the
+    // WAL files they pin) do not pile up.
+    state_opts.set_write_buffer_size(1 << 20);
+    let cfs = vec![
+        ColumnFamilyDescriptor::new(CF_ENTRIES, entries_opts),
+        ColumnFamilyDescriptor::new(CF_STATE, state_opts),
+    ];
+    (db_opts, cfs)
 }
 
 fn is_missing_or_empty(path: &Path) -> Result<bool, LogError> {

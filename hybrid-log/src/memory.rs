@@ -121,11 +121,18 @@ mod tests {
         }
     }
 
+    /// A tier with room for `fits` entries of `size` bytes, holding what is left of
+    /// entries 1 to 5 (term 1, `size` bytes each).
+    fn five_appended(fits: usize, size: usize) -> MemoryTier {
+        let mut m = MemoryTier::new(entry_cost(&entry(1, 1, size)) * fits, 0);
+        m.append((1..=5).map(|i| entry(i, 1, size)).collect());
+        m
+    }
+
     #[test]
     fn evicts_oldest_to_stay_within_budget() {
         let cost = entry_cost(&entry(1, 1, 100));
-        let mut m = MemoryTier::new(cost * 3, 0);
-        m.append((1..=5).map(|i| entry(i, 1, 100)).collect());
+        let m = five_appended(3, 100);
         assert_eq!(m.first_index(), 3);
         assert_eq!(m.len(), 3);
         assert!(m.bytes() <= cost * 3);
@@ -145,8 +152,7 @@ mod tests {
 
     #[test]
     fn conflicting_append_truncates() {
-        let mut m = MemoryTier::new(1 << 20, 0);
-        m.append((1..=5).map(|i| entry(i, 1, 1)).collect());
+        let mut m = five_appended(1 << 10, 1);
         m.append(vec![entry(3, 2, 1)]);
         assert_eq!(m.first_index(), 1);
         assert_eq!(m.term(3), Some(2));
@@ -156,9 +162,7 @@ mod tests {
 
     #[test]
     fn conflicting_append_below_window_restarts_window() {
-        let cost = entry_cost(&entry(1, 1, 1));
-        let mut m = MemoryTier::new(cost * 2, 0);
-        m.append((1..=5).map(|i| entry(i, 1, 1)).collect());
+        let mut m = five_appended(2, 1);
         assert_eq!(m.first_index(), 4);
         m.append(vec![entry(2, 3, 1)]);
         assert_eq!(m.first_index(), 2);

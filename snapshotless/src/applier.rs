@@ -1,75 +1,31 @@
-//! The applier: committed entries, strictly in index order, into the local influxd.
-//!
-//! Outcomes fall in three classes. 2xx: applied. 4xx: a deterministic rejection (parse error,
-//! field type conflict, database not found...): every replica rejects the same points, the
-//! outcome goes to the waiting client and the applier moves on. Anything else (5xx, refused
-//! connection, timeout) means influxd is unavailable: wait for it, then resume from the marker
-//! it holds, never skip an entry.
+//! The applier: committed entries, strictly in index order, into the local influxd. This
+//! file is the loop and its state; where it starts is `applier/resume.rs`, and what
+//! influxd's answers mean is [`crate::outcome`].
 //!
 //! A 4xx is only trusted once the marker shows influxd still holds everything it held before:
 //! a "database not found" from an influxd that was just wiped is not a verdict on the write,
 //! and handing it to a client would make an error answer for a write that the rebuild then
 //! applies.
 
+mod backoff;
+mod coalesce;
+mod decode;
+mod resume;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::{Bytes, BytesMut};
-use raft::prelude::{Entry, EntryType};
+use bytes::Bytes;
+use raft::prelude::Entry;
 use tokio::sync::watch;
 
-use crate::command::{Command, Kind, Origin, Query, Write};
+use self::decode::{At, Item, Op};
+use crate::entry::{Origin, Query, Write};
 use crate::influxd::{Influxd, Response};
 use crate::log::CommittedLog;
-use crate::marker::{self, Marker, MarkerError, Written};
-use crate::status::{ApplierStatus, Rebuild};
-
-/// The answer influxd gave for one entry, handed to the client that proposed it.
-#[derive(Debug, Clone)]
-pub struct Outcome {
-    pub status: u16,
-    pub body: Bytes,
-    pub content_type: Option<String>,
-}
-
-impl Outcome {
-    fn from_response(r: &Response) -> Outcome {
-        Outcome {
-            status: r.status.as_u16(),
-            body: r.body.clone(),
-            content_type: r
-                .content_type
-                .as_ref()
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned),
-        }
-    }
-
-    pub fn error_text(&self) -> String {
-        crate::influxd::error_text(&self.body)
-    }
-
-    fn refused(message: &str) -> Outcome {
-        Outcome {
-            status: 403,
-            body: Bytes::from(serde_json::json!({ "error": message }).to_string()),
-            content_type: Some("application/json".into()),
-        }
-    }
-
-    fn no_content() -> Outcome {
-        Outcome {
-            status: 204,
-            body: Bytes::new(),
-            content_type: None,
-        }
-    }
-}
-
-/// Receives the outcome of every entry this node proposed (the entry's context names it).
-pub trait OutcomeSink: Send + Sync + 'static {
-    fn applied(&self, origin: Origin, index: u64, outcome: Outcome);
-}
+use crate::marker::{self, Marker, Written};
+use crate::outcome::{classify, Interrupt, Outcome, OutcomeSink};
+use crate::status::ApplierStatus;
 
 #[derive(Debug, Clone)]
 pub struct ApplierConfig {
@@ -109,15 +65,6 @@ impl Default for ApplierConfig {
     }
 }
 
-/// Why applying stopped and must start again from influxd's marker.
-#[derive(Debug)]
-enum Interrupt {
-    /// influxd did not answer or answered 5xx.
-    Unavailable(String),
-    /// influxd no longer holds what the marker said it held.
-    LostData(String),
-}
-
 pub struct Applier<L: CommittedLog> {
     config: ApplierConfig,
     log: L,
@@ -131,6 +78,9 @@ pub struct Applier<L: CommittedLog> {
     marker: Marker,
     marker_written_at: Instant,
     progress_logged_at: Instant,
+    /// When an idle applier last pinged influxd, and last checked its marker.
+    pinged_at: Instant,
+    marker_checked_at: Instant,
 }
 
 /// How often a rebuild logs its progress.
@@ -145,6 +95,7 @@ impl<L: CommittedLog> Applier<L> {
         sink: Arc<dyn OutcomeSink>,
     ) -> (Self, watch::Receiver<ApplierStatus>) {
         let (status, status_rx) = watch::channel(ApplierStatus::default());
+        let now = Instant::now();
         let applier = Applier {
             config,
             log,
@@ -153,9 +104,11 @@ impl<L: CommittedLog> Applier<L> {
             sink,
             status,
             pos: 0,
-            marker: Marker { index: 0, term: 0 },
-            marker_written_at: Instant::now(),
-            progress_logged_at: Instant::now(),
+            marker: Marker::ZERO,
+            marker_written_at: now,
+            progress_logged_at: now,
+            pinged_at: now,
+            marker_checked_at: now,
         };
         (applier, status_rx)
     }
@@ -167,18 +120,15 @@ impl<L: CommittedLog> Applier<L> {
         loop {
             self.resume(first).await;
             first = false;
-            let interrupt = self.apply_loop().await;
+            let why = self.apply_loop().await;
             self.status.send_modify(|s| s.resumes += 1);
-            match interrupt {
-                Interrupt::Unavailable(why) => {
-                    tracing::warn!(%why, applied = self.pos, "influxd unavailable; will resume from its marker");
-                    self.set_down(why);
-                }
-                Interrupt::LostData(why) => {
-                    tracing::warn!(%why, applied = self.pos, "influxd lost data; replaying the log from its marker");
-                    // Never a hot loop, whatever influxd keeps answering.
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
+            if why.lost_data() {
+                tracing::warn!(%why, applied = self.pos, "influxd lost data; replaying the log from its marker");
+                // Never a hot loop, whatever influxd keeps answering.
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            } else {
+                tracing::warn!(%why, applied = self.pos, "influxd unavailable; will resume from its marker");
+                self.set_down(why.to_string());
             }
         }
     }
@@ -200,186 +150,71 @@ impl<L: CommittedLog> Applier<L> {
         });
     }
 
-    /// Waits for influxd, reads its marker and positions the applier after it.
-    async fn resume(&mut self, first: bool) {
-        let mut backoff = Backoff::new();
-        let marker = loop {
-            match self.influxd.ping().await {
-                Err(e) => {
-                    self.set_down(e.to_string());
-                    backoff.wait().await;
-                    continue;
-                }
-                Ok(version) => self.set_up(Some(version)),
-            }
-            match marker::read(&self.influxd).await {
-                Ok(m) => break m,
-                Err(MarkerError::Unexpected { body, .. })
-                    if body.contains("create admin user first") && self.config.admin.is_some() =>
-                {
-                    let (user, password) = self.config.admin.clone().expect("checked");
-                    tracing::warn!(%user, "influxd has no users (fresh or wiped): creating the gateway's admin user");
-                    if let Err(e) = marker::create_admin(&self.influxd, &user, &password).await {
-                        tracing::warn!(error = %e, "cannot create the admin user");
-                        backoff.wait().await;
-                    }
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot read the applied marker from influxd");
-                    if let MarkerError::Unavailable(u) = &e {
-                        self.set_down(u.to_string());
-                    }
-                    backoff.wait().await;
-                }
-            }
-        };
-
-        // What this node knows it had applied to influxd: the persisted hint, or the marker
-        // it wrote itself before this interruption.
-        let written_before = self.log.load_applied().max(self.marker.index);
-        let start = match marker {
-            None => {
-                // A marker at 0 right away: from now on a missing marker always means influxd
-                // lost data, even before the first real marker is written.
-                let zero = Marker { index: 0, term: 0 };
-                loop {
-                    let created = match marker::create_database(&self.influxd).await {
-                        Ok(()) => marker::write(&self.influxd, zero).await,
-                        Err(e) => Err(e),
-                    };
-                    match created {
-                        Ok(marker::Written::Ok) => break,
-                        Ok(marker::Written::DatabaseMissing) => {}
-                        Err(e) => tracing::warn!(error = %e, "cannot create the marker"),
-                    }
-                    backoff.wait().await;
-                }
-                zero
-            }
-            Some(m) => self.check_marker_term(m).await,
-        };
-        if start.index < written_before {
-            let target = (*self.committed.borrow()).max(written_before);
-            tracing::warn!(
-                marker = start.index,
-                applied_before = written_before,
-                target,
-                "influxd holds less than this node applied to it (wiped, restored or replaced); rebuilding from the log"
-            );
-            self.status.send_modify(|s| {
-                s.rebuilding = Some(Rebuild {
-                    from: start.index,
-                    target,
-                })
-            });
-        } else if first {
-            tracing::info!(
-                marker = start.index,
-                "resuming from influxd's applied marker"
-            );
-        }
-        self.pos = start.index;
-        self.marker = start;
-        self.marker_written_at = Instant::now();
-        self.status.send_modify(|s| {
-            s.applied = start.index;
-            s.marker = start.index;
-            s.resumed_from = start.index;
-        });
-    }
-
-    /// A marker whose term differs from our log's entry at that index was written from another
-    /// log (influxd reused across clusters): its index means nothing here, replay everything.
-    async fn check_marker_term(&mut self, m: Marker) -> Marker {
-        if m.index == 0 {
-            return m;
-        }
-        // The log may not reach the marker yet (a node with a fresh log and an old influxd).
-        while *self.committed.borrow() < m.index {
-            if self.committed.changed().await.is_err() {
-                return m;
-            }
-        }
-        match self.log.term(m.index) {
-            Ok(t) if t == m.term => m,
-            Ok(t) => {
-                tracing::error!(
-                    index = m.index,
-                    marker_term = m.term,
-                    log_term = t,
-                    "influxd's marker was written from a different log; replaying from index 1"
-                );
-                Marker { index: 0, term: 0 }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot read the log at the marker; replaying from index 1");
-                Marker { index: 0, term: 0 }
-            }
-        }
-    }
-
+    /// Applies what is committed, waits when there is nothing, until something interrupts.
     async fn apply_loop(&mut self) -> Interrupt {
-        let mut last_check = Instant::now();
-        let mut last_marker_check = Instant::now();
+        self.pinged_at = Instant::now();
+        self.marker_checked_at = Instant::now();
         loop {
             let committed = *self.committed.borrow_and_update();
             self.status.send_modify(|s| s.committed = committed);
-            if self.pos >= committed {
-                let check_in = self
-                    .config
-                    .check_interval
-                    .saturating_sub(last_check.elapsed());
-                // Caught up with a marker behind: write it once the log has been quiet for a
-                // moment, not after every entry, which would double influxd's requests under
-                // a steady trickle of writes.
-                let marker_behind = self.pos > self.marker.index;
-                tokio::select! {
-                    changed = self.committed.changed() => {
-                        if changed.is_err() {
-                            // The raft loop is gone: the process is shutting down.
-                            std::future::pending::<()>().await;
-                        }
-                    }
-                    _ = tokio::time::sleep(self.config.idle_marker_delay), if marker_behind => {
-                        if let Err(i) = self.write_marker().await {
-                            return i;
-                        }
-                    }
-                    _ = tokio::time::sleep(check_in) => {
-                        last_check = Instant::now();
-                        let with_marker = last_marker_check.elapsed() >= self.config.marker_check_interval;
-                        if with_marker {
-                            last_marker_check = Instant::now();
-                        }
-                        if let Err(i) = self.check_influxd(with_marker).await {
-                            return i;
-                        }
-                    }
-                }
-                continue;
-            }
-
-            let entries = match self.log.read(
-                self.pos + 1,
-                committed + 1,
-                self.config.batch_bytes as u64,
-            ) {
-                Ok(e) => e,
-                Err(e) => {
-                    // The log is on this node's own disk; if it cannot be read nothing can be
-                    // applied, and skipping is never an option.
-                    tracing::error!(error = %e, from = self.pos + 1, "cannot read committed entries");
-                    tokio::time::sleep(Duration::from_secs(1)).await;
-                    continue;
-                }
+            let step = if self.pos >= committed {
+                self.idle().await
+            } else {
+                self.apply_committed(committed).await
             };
-            if let Err(i) = self.apply_entries(entries).await {
-                return i;
-            }
-            if let Err(i) = self.marker_if_due().await {
-                return i;
+            if let Err(why) = step {
+                return why;
             }
         }
+    }
+
+    /// Caught up: waits for the next commit, and meanwhile keeps an eye on influxd.
+    async fn idle(&mut self) -> Result<(), Interrupt> {
+        let check_in = self
+            .config
+            .check_interval
+            .saturating_sub(self.pinged_at.elapsed());
+        // Caught up with a marker behind: write it once the log has been quiet for a
+        // moment, not after every entry, which would double influxd's requests under
+        // a steady trickle of writes.
+        let marker_behind = self.pos > self.marker.index;
+        tokio::select! {
+            changed = self.committed.changed() => {
+                if changed.is_err() {
+                    // The raft loop is gone: the process is shutting down.
+                    std::future::pending::<()>().await;
+                }
+            }
+            _ = tokio::time::sleep(self.config.idle_marker_delay), if marker_behind => {
+                self.write_marker().await?;
+            }
+            _ = tokio::time::sleep(check_in) => {
+                self.pinged_at = Instant::now();
+                let with_marker =
+                    self.marker_checked_at.elapsed() >= self.config.marker_check_interval;
+                if with_marker {
+                    self.marker_checked_at = Instant::now();
+                }
+                self.check_influxd(with_marker).await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn apply_committed(&mut self, committed: u64) -> Result<(), Interrupt> {
+        let max_bytes = self.config.batch_bytes as u64;
+        let entries = match self.log.read(self.pos + 1, committed + 1, max_bytes) {
+            Ok(e) => e,
+            Err(e) => {
+                // The log is on this node's own disk; if it cannot be read nothing can be
+                // applied, and skipping is never an option.
+                tracing::error!(error = %e, from = self.pos + 1, "cannot read committed entries");
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                return Ok(());
+            }
+        };
+        self.apply_entries(entries).await?;
+        self.marker_if_due().await
     }
 
     async fn apply_entries(&mut self, entries: Vec<Entry>) -> Result<(), Interrupt> {
@@ -390,29 +225,7 @@ impl<L: CommittedLog> Applier<L> {
                 Op::Query(q) => self.apply_query(&at, &q).await?,
                 Op::Write(w) => {
                     // Gather the following writes to the same db/rp into one influxd request.
-                    let mut bytes = w.lines.len();
-                    let mut group = vec![(at, w)];
-                    while let Some(Item {
-                        op: Op::Write(next),
-                        ..
-                    }) = items.peek()
-                    {
-                        let first = &group[0].1;
-                        if next.db != first.db
-                            || next.rp != first.rp
-                            || bytes + next.lines.len() > self.config.batch_bytes
-                        {
-                            break;
-                        }
-                        bytes += next.lines.len();
-                        if let Some(Item {
-                            at,
-                            op: Op::Write(next),
-                        }) = items.next()
-                        {
-                            group.push((at, next));
-                        }
-                    }
+                    let group = coalesce::gather((at, w), &mut items, self.config.batch_bytes);
                     self.apply_writes(&group).await?;
                 }
             }
@@ -422,16 +235,8 @@ impl<L: CommittedLog> Applier<L> {
 
     async fn apply_writes(&mut self, group: &[(At, Write)]) -> Result<(), Interrupt> {
         if group.len() > 1 {
-            let total: usize = group.iter().map(|(_, w)| w.lines.len() + 1).sum();
-            let mut body = BytesMut::with_capacity(total);
-            for (_, w) in group {
-                body.extend_from_slice(&w.lines);
-                if !w.lines.ends_with(b"\n") {
-                    body.extend_from_slice(b"\n");
-                }
-            }
             let (db, rp) = (&group[0].1.db, &group[0].1.rp);
-            let r = self.send_write(db, rp, body.freeze()).await?;
+            let r = self.send_write(db, rp, coalesce::body(group)).await?;
             if r.status.is_success() {
                 for (e, _) in group {
                     self.report(e, Outcome::no_content());
@@ -461,12 +266,7 @@ impl<L: CommittedLog> Applier<L> {
     /// Sends a write; a 4xx comes back as a response, anything else interrupts.
     async fn send_write(&self, db: &str, rp: &str, lines: Bytes) -> Result<Response, Interrupt> {
         self.status.send_modify(|s| s.requests += 1);
-        let r = self
-            .influxd
-            .write(db, rp, lines)
-            .await
-            .map_err(|e| Interrupt::Unavailable(e.to_string()))?;
-        classify(r)
+        classify(self.influxd.write(db, rp, lines).await?)
     }
 
     async fn apply_query(&mut self, e: &At, q: &Query) -> Result<(), Interrupt> {
@@ -486,12 +286,7 @@ impl<L: CommittedLog> Applier<L> {
             return Ok(());
         }
         self.status.send_modify(|s| s.requests += 1);
-        let r = self
-            .influxd
-            .query(&q.q, &q.db, &q.rp, &q.params)
-            .await
-            .map_err(|e| Interrupt::Unavailable(e.to_string()))?;
-        let r = classify(r)?;
+        let r = classify(self.influxd.query(&q.q, &q.db, &q.rp, &q.params).await?)?;
         // The marker goes right after every state change, before its outcome is handed out:
         // a replay then never starts before a schema change that later entries depend on,
         // and writing it proves influxd was not wiped under the statement.
@@ -549,22 +344,15 @@ impl<L: CommittedLog> Applier<L> {
     }
 
     async fn write_marker(&mut self) -> Result<(), Interrupt> {
-        let term = self.log.term(self.pos).map_err(|e| {
-            Interrupt::Unavailable(format!("reading the log term at {}: {e}", self.pos))
-        })?;
-        let m = Marker {
-            index: self.pos,
-            term,
-        };
-        match marker::write(&self.influxd, m).await {
-            Ok(Written::Ok) => {}
-            Ok(Written::DatabaseMissing) => {
-                return Err(Interrupt::LostData(
-                    "the marker database disappeared".into(),
-                ))
-            }
-            Err(MarkerError::Unavailable(u)) => return Err(Interrupt::Unavailable(u.to_string())),
-            Err(e) => return Err(Interrupt::Unavailable(e.to_string())),
+        let index = self.pos;
+        let term = self
+            .log
+            .term(index)
+            .map_err(|source| Interrupt::LogTerm { index, source })?;
+        let m = Marker { index, term };
+        match marker::write(&self.influxd, m).await? {
+            Written::Ok => {}
+            Written::DatabaseMissing => return Err(Interrupt::MarkerDatabaseGone),
         }
         self.marker = m;
         self.marker_written_at = Instant::now();
@@ -575,117 +363,21 @@ impl<L: CommittedLog> Applier<L> {
 
     /// influxd still holds the marker we last wrote: it has not lost data under us.
     async fn verify_marker(&self) -> Result<(), Interrupt> {
-        match marker::read(&self.influxd).await {
-            Ok(Some(m)) if m.index >= self.marker.index => Ok(()),
-            Ok(found) => Err(Interrupt::LostData(format!(
-                "influxd's marker is {} but {} was written",
-                found.map_or("missing".to_owned(), |m| m.index.to_string()),
-                self.marker.index
-            ))),
-            Err(MarkerError::Unavailable(u)) => Err(Interrupt::Unavailable(u.to_string())),
-            Err(e) => Err(Interrupt::Unavailable(e.to_string())),
+        match marker::read(&self.influxd).await? {
+            Some(m) if m.index >= self.marker.index => Ok(()),
+            found => Err(Interrupt::MarkerBehind {
+                found: found.map(|m| m.index),
+                written: self.marker.index,
+            }),
         }
     }
 
     /// The idle check: influxd answers and still holds its marker.
     async fn check_influxd(&self, with_marker: bool) -> Result<(), Interrupt> {
-        self.influxd
-            .ping()
-            .await
-            .map_err(|e| Interrupt::Unavailable(e.to_string()))?;
+        self.influxd.ping().await?;
         if with_marker {
             self.verify_marker().await?;
         }
         Ok(())
-    }
-}
-
-/// 2xx and 4xx are answers about the request; 401/403 are about our credentials and 5xx
-/// about influxd, so those interrupt and are retried.
-fn classify(r: Response) -> Result<Response, Interrupt> {
-    match r.status.as_u16() {
-        200..=299 => Ok(r),
-        401 | 403 => Err(Interrupt::Unavailable(format!(
-            "influxd refused the gateway's credentials ({}): {}",
-            r.status,
-            r.error_text()
-        ))),
-        400..=499 => Ok(r),
-        _ => Err(Interrupt::Unavailable(format!(
-            "influxd answered {}: {}",
-            r.status,
-            r.error_text()
-        ))),
-    }
-}
-
-/// Where an entry sits and who proposed it: what advancing and reporting need.
-struct At {
-    index: u64,
-    context: Vec<u8>,
-}
-
-enum Op {
-    /// Leader no-ops and membership changes: nothing for influxd.
-    Skip,
-    Write(Write),
-    Query(Query),
-}
-
-struct Item {
-    at: At,
-    op: Op,
-}
-
-impl Item {
-    /// Takes the entry apart; the payload moves into `Bytes`, so the lines are never copied
-    /// on their way to influxd.
-    fn decode(e: Entry) -> Item {
-        let op = if e.entry_type() != EntryType::EntryNormal || e.data.is_empty() {
-            Op::Skip
-        } else {
-            match Command::decode_bytes(Bytes::from(e.data)) {
-                Ok(Command {
-                    kind: Some(Kind::Write(w)),
-                }) => Op::Write(w),
-                Ok(Command {
-                    kind: Some(Kind::Query(q)),
-                }) => Op::Query(q),
-                Ok(Command { kind: None }) => {
-                    tracing::error!(index = e.index, "entry with an empty command; skipping it");
-                    Op::Skip
-                }
-                Err(err) => {
-                    // Only this program writes entries, so this is a bug or a newer version's
-                    // entry; it is the same on every replica, so skipping keeps them identical.
-                    tracing::error!(index = e.index, error = %err, "undecodable entry; skipping it");
-                    Op::Skip
-                }
-            }
-        };
-        Item {
-            at: At {
-                index: e.index,
-                context: e.context,
-            },
-            op,
-        }
-    }
-}
-
-struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    fn new() -> Self {
-        Backoff {
-            next: Duration::from_millis(50),
-        }
-    }
-
-    async fn wait(&mut self) {
-        tokio::time::sleep(self.next).await;
-        self.next = (self.next * 2).min(Duration::from_secs(2));
     }
 }

@@ -5,16 +5,33 @@
 //! resumes from the marker it keeps in influxd; a node whose influxd lost data (wiped, restored
 //! from an old backup) or a brand-new node replays the log from wherever its marker says,
 //! index 1 if there is none.
+//!
+//! Layout:
+//! - [`entry`]: the format of a normal Raft entry, its data ([`Command`]) and its context
+//!   ([`Origin`]);
+//! - [`log`]: the log as the gateway and the applier use it: committed entries, and every key
+//!   kept in the log's meta space ([`log::MetaKey`]);
+//! - [`applier`]: the loop that applies entries in order, with where it resumes, how it
+//!   coalesces writes and how it backs off;
+//! - [`outcome`]: what influxd's answers mean and how they reach the waiting client;
+//! - [`marker`]: the applier's progress, kept in influxd itself;
+//! - [`influxd`]: the HTTP client for the local influxd;
+//! - [`status`]: what the applier reports about itself.
 
 pub mod applier;
-pub mod command;
+pub mod entry;
 pub mod influxd;
 pub mod log;
 pub mod marker;
+pub mod outcome;
 pub mod status;
 
-pub use applier::{Applier, ApplierConfig, Outcome, OutcomeSink};
-pub use command::{Command, Origin};
+/// The entry format's earlier name.
+pub use entry as command;
+
+pub use applier::{Applier, ApplierConfig};
+pub use entry::{Command, Origin};
 pub use influxd::Influxd;
-pub use log::CommittedLog;
+pub use log::{CommittedLog, LogReadError, MetaKey};
+pub use outcome::{Outcome, OutcomeSink};
 pub use status::ApplierStatus;

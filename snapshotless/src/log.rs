@@ -1,44 +1,168 @@
-//! The applier's view of the Raft log: committed entries to read, and a place to remember how
-//! far it got (a hint only; influxd's own marker is the truth).
+//! The Raft log as the gateway and the applier use it: committed entries to read, and the
+//! small values they keep in the log's meta space. Every meta key is declared here, in one
+//! place, because the keys are on disk: two spellings of one key, or one key used for two
+//! things, would lose a value across a restart.
 
-use hybrid_log::{HybridLog, LogBatch};
+use hybrid_log::{HybridLog, LogBatch, LogError};
+use raft::prelude::Entry;
 use raft::{GetEntriesContext, Storage};
 
+/// A value kept in the log's meta space. It is written in a [`LogBatch`], so it becomes
+/// durable in the same atomic write as the Raft state it goes with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum MetaKey {
+    /// The Raft loop's applied index (big-endian u64). Written by the Raft loop after every
+    /// Ready it handled, and at bootstrap just past the bootstrap entries; read at start as
+    /// `raft::Config::applied`, so raft-rs hands over only the entries that come after it
+    /// (membership changes up to there were applied, their ConfState persisted).
+    RaftApplied,
+    /// The cluster id (big-endian u64): a hash of the bootstrap entries. Written at bootstrap,
+    /// or by a joining node when the first member contacts it; exchanged when peers connect,
+    /// so that nodes bootstrapped with different member lists refuse to talk.
+    ClusterId,
+    /// The address book (JSON, member id -> peer address). Written with each membership
+    /// change that alters it and at bootstrap; read at start, so the transport knows where to
+    /// connect before the log is replayed.
+    Addresses,
+    /// The applier's last marker index (big-endian u64): how far this node knows it applied
+    /// the log to its influxd. Written by the applier after each marker it writes to influxd,
+    /// not synced; read when it resumes, where a marker in influxd below this value means
+    /// influxd lost data. A hint only: influxd's own marker is the truth.
+    ApplierMarker,
+}
+
+impl MetaKey {
+    /// Every key, for checks over all of them.
+    pub const ALL: [MetaKey; 4] = [
+        MetaKey::RaftApplied,
+        MetaKey::ClusterId,
+        MetaKey::Addresses,
+        MetaKey::ApplierMarker,
+    ];
+
+    /// The key as stored. Never change one: logs written by earlier versions use these.
+    pub const fn key(self) -> &'static str {
+        match self {
+            MetaKey::RaftApplied => "raft.applied",
+            MetaKey::ClusterId => "raft.cluster",
+            MetaKey::Addresses => "raft.addresses",
+            MetaKey::ApplierMarker => "applier.marker",
+        }
+    }
+}
+
+/// The bytes stored under `key`, `None` if nothing is.
+pub fn read_bytes(log: &HybridLog, key: MetaKey) -> Result<Option<Vec<u8>>, LogError> {
+    log.meta(key.key())
+}
+
+/// Stores `value` under `key` when `batch` is committed.
+pub fn put_bytes(batch: &mut LogBatch, key: MetaKey, value: impl Into<Vec<u8>>) {
+    batch.put_meta(key.key(), value);
+}
+
+/// The u64 stored under `key`; 0 when there is none, or it cannot be read or is not 8 bytes
+/// (every u64 key counts from 0, which is what a new log holds).
+pub fn read_u64(log: &HybridLog, key: MetaKey) -> u64 {
+    read_bytes(log, key)
+        .ok()
+        .flatten()
+        .and_then(|v| v.try_into().ok())
+        .map_or(0, u64::from_be_bytes)
+}
+
+/// Stores `value` under `key`, big-endian, when `batch` is committed.
+pub fn put_u64(batch: &mut LogBatch, key: MetaKey, value: u64) {
+    put_bytes(batch, key, value.to_be_bytes().to_vec());
+}
+
+/// The committed log could not be read. It is on this node's own disk, so nothing can be
+/// applied until it reads again, and nothing is ever skipped.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct LogReadError(#[from] pub raft::Error);
+
+/// The applier's view of the log: committed entries to read, and a place to remember how far
+/// it got (a hint only; influxd's own marker is the truth).
 pub trait CommittedLog: Send + Sync + 'static {
     /// Entries `[lo, hi)`, as many as fit in `max_bytes` (at least one).
-    fn read(&self, lo: u64, hi: u64, max_bytes: u64) -> Result<Vec<raft::prelude::Entry>, String>;
-    fn term(&self, index: u64) -> Result<u64, String>;
+    fn read(&self, lo: u64, hi: u64, max_bytes: u64) -> Result<Vec<Entry>, LogReadError>;
+    fn term(&self, index: u64) -> Result<u64, LogReadError>;
     /// The last marker index this node wrote to influxd, persisted with the log.
     fn load_applied(&self) -> u64;
     fn save_applied(&self, index: u64);
 }
 
-const APPLIED_KEY: &str = "applier.marker";
-
 impl CommittedLog for HybridLog {
-    fn read(&self, lo: u64, hi: u64, max_bytes: u64) -> Result<Vec<raft::prelude::Entry>, String> {
-        self.entries(lo, hi, max_bytes, GetEntriesContext::empty(false))
-            .map_err(|e| e.to_string())
+    fn read(&self, lo: u64, hi: u64, max_bytes: u64) -> Result<Vec<Entry>, LogReadError> {
+        Ok(self.entries(lo, hi, max_bytes, GetEntriesContext::empty(false))?)
     }
 
-    fn term(&self, index: u64) -> Result<u64, String> {
-        Storage::term(self, index).map_err(|e| e.to_string())
+    fn term(&self, index: u64) -> Result<u64, LogReadError> {
+        Ok(Storage::term(self, index)?)
     }
 
     fn load_applied(&self) -> u64 {
-        self.meta(APPLIED_KEY)
-            .ok()
-            .flatten()
-            .and_then(|v| v.try_into().ok())
-            .map_or(0, u64::from_be_bytes)
+        read_u64(self, MetaKey::ApplierMarker)
     }
 
     fn save_applied(&self, index: u64) {
         let mut batch = LogBatch::new();
-        batch.put_meta(APPLIED_KEY, index.to_be_bytes().to_vec());
+        put_u64(&mut batch, MetaKey::ApplierMarker, index);
         // Not synced: losing the latest value only makes a later wipe check less precise.
         if let Err(e) = self.commit(batch, false) {
             tracing::warn!(error = %e, "cannot record the applied marker in the log directory");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashSet;
+
+    use super::*;
+
+    /// The keys are on disk: a log written by an earlier version must still be read.
+    #[test]
+    fn keys_are_the_stored_strings_and_distinct() {
+        let keys: Vec<&str> = MetaKey::ALL.iter().map(|k| k.key()).collect();
+        assert_eq!(
+            keys,
+            [
+                "raft.applied",
+                "raft.cluster",
+                "raft.addresses",
+                "applier.marker"
+            ]
+        );
+        assert_eq!(keys.iter().collect::<HashSet<_>>().len(), keys.len());
+    }
+
+    #[test]
+    fn values_round_trip_and_absent_u64_is_zero() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = HybridLog::open(dir.path(), 1 << 20).unwrap();
+        assert_eq!(read_u64(&log, MetaKey::RaftApplied), 0);
+        let mut batch = LogBatch::new();
+        put_u64(&mut batch, MetaKey::RaftApplied, 7);
+        put_u64(&mut batch, MetaKey::ClusterId, u64::MAX);
+        put_bytes(&mut batch, MetaKey::Addresses, b"{}".to_vec());
+        log.commit(batch, true).unwrap();
+        assert_eq!(read_u64(&log, MetaKey::RaftApplied), 7);
+        assert_eq!(read_u64(&log, MetaKey::ClusterId), u64::MAX);
+        assert_eq!(
+            read_bytes(&log, MetaKey::Addresses).unwrap().as_deref(),
+            Some(&b"{}"[..])
+        );
+        // Not a u64: read as 0, as a missing value.
+        assert_eq!(read_u64(&log, MetaKey::Addresses), 0);
+        // What the gateway wrote with the bare strings is what these read.
+        assert_eq!(
+            log.meta("raft.applied").unwrap(),
+            Some(7u64.to_be_bytes().to_vec())
+        );
+        log.save_applied(42);
+        assert_eq!(log.load_applied(), 42);
+        assert_eq!(read_u64(&log, MetaKey::ApplierMarker), 42);
     }
 }

@@ -30,6 +30,11 @@ pub struct Marker {
     pub term: u64,
 }
 
+impl Marker {
+    /// Nothing applied yet: applying starts at index 1.
+    pub const ZERO: Marker = Marker { index: 0, term: 0 };
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum MarkerError {
     #[error(transparent)]

@@ -14,8 +14,8 @@ use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use raft::prelude::{Entry, EntryType};
 use snapshotless::{
-    Applier, ApplierConfig, ApplierStatus, Command, CommittedLog, Influxd, Origin, Outcome,
-    OutcomeSink,
+    Applier, ApplierConfig, ApplierStatus, Command, CommittedLog, Influxd, LogReadError, Origin,
+    Outcome, OutcomeSink,
 };
 use tokio::sync::watch;
 
@@ -145,10 +145,10 @@ struct FakeLog {
 }
 
 impl CommittedLog for FakeLog {
-    fn read(&self, lo: u64, hi: u64, _max_bytes: u64) -> Result<Vec<Entry>, String> {
+    fn read(&self, lo: u64, hi: u64, _max_bytes: u64) -> Result<Vec<Entry>, LogReadError> {
         Ok(self.entries.lock()[(lo - 1) as usize..(hi - 1) as usize].to_vec())
     }
-    fn term(&self, index: u64) -> Result<u64, String> {
+    fn term(&self, index: u64) -> Result<u64, LogReadError> {
         Ok(self.entries.lock()[(index - 1) as usize].term)
     }
     fn load_applied(&self) -> u64 {
@@ -165,6 +165,17 @@ struct Outcomes(Mutex<Vec<(u64, u16)>>);
 impl OutcomeSink for Outcomes {
     fn applied(&self, _origin: Origin, index: u64, outcome: Outcome) {
         self.0.lock().push((index, outcome.status));
+    }
+}
+
+/// A normal entry at term 1 that no request waits for.
+fn entry(index: u64, command: &Command) -> Entry {
+    Entry {
+        entry_type: EntryType::EntryNormal as i32,
+        index,
+        term: 1,
+        data: command.encode(),
+        ..Default::default()
     }
 }
 
@@ -185,17 +196,13 @@ impl Rig {
         let influxd = Influxd::new(&format!("http://{addr}"), Duration::from_secs(5), None);
         let (commit, commit_rx) = watch::channel(log.entries.lock().len() as u64);
         let outcomes = Arc::new(Outcomes::default());
-        let (applier, status) = Applier::new(
-            ApplierConfig {
-                node_id: NODE,
-                idle_marker_delay: Duration::from_millis(20),
-                ..ApplierConfig::default()
-            },
-            log.clone(),
-            influxd,
-            commit_rx,
-            outcomes.clone(),
-        );
+        let config = ApplierConfig {
+            node_id: NODE,
+            idle_marker_delay: Duration::from_millis(20),
+            ..ApplierConfig::default()
+        };
+        let (applier, status) =
+            Applier::new(config, log.clone(), influxd, commit_rx, outcomes.clone());
         tokio::spawn(applier.run());
         Rig {
             state,
@@ -206,44 +213,30 @@ impl Rig {
         }
     }
 
-    fn push_write(&self, lines: &str) -> u64 {
+    /// Appends an entry proposed by this node; returns its index.
+    fn push(&self, command: Command) -> u64 {
         let mut entries = self.log.entries.lock();
         let index = entries.len() as u64 + 1;
+        let origin = Origin {
+            node: NODE,
+            request: index,
+        };
         entries.push(Entry {
-            entry_type: EntryType::EntryNormal as i32,
-            index,
-            term: 1,
-            data: Command::write("db", "", Bytes::from(lines.to_owned())).encode(),
-            context: Origin {
-                node: NODE,
-                request: index,
-            }
-            .to_context(),
-            ..Default::default()
+            context: origin.to_context(),
+            ..entry(index, &command)
         });
         index
     }
 
+    fn push_write(&self, lines: &str) -> u64 {
+        self.push(Command::write("db", "", Bytes::from(lines.to_owned())))
+    }
+
     fn push_query(&self, q: &str) -> u64 {
-        let mut entries = self.log.entries.lock();
-        let index = entries.len() as u64 + 1;
-        entries.push(Entry {
-            entry_type: EntryType::EntryNormal as i32,
-            index,
-            term: 1,
-            data: Command::query(snapshotless::command::Query {
-                q: q.into(),
-                ..Default::default()
-            })
-            .encode(),
-            context: Origin {
-                node: NODE,
-                request: index,
-            }
-            .to_context(),
+        self.push(Command::query(snapshotless::command::Query {
+            q: q.into(),
             ..Default::default()
-        });
-        index
+        }))
     }
 
     fn commit_all(&self) {
@@ -337,13 +330,8 @@ async fn resumes_after_the_marker_and_rebuilds_when_it_is_missing() {
     {
         let mut entries = log.entries.lock();
         for i in 1..=5u64 {
-            entries.push(Entry {
-                entry_type: EntryType::EntryNormal as i32,
-                index: i,
-                term: 1,
-                data: Command::write("db", "", Bytes::from(format!("m v={i} {i}\n"))).encode(),
-                ..Default::default()
-            });
+            let write = Command::write("db", "", Bytes::from(format!("m v={i} {i}\n")));
+            entries.push(entry(i, &write));
         }
     }
     let mut rig = Rig::start(state, log.clone()).await;

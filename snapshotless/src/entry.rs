@@ -1,4 +1,5 @@
-//! What a normal Raft entry carries: a write or a state-changing query, ready to replay.
+//! The format of a normal Raft entry: its data (a [`Command`]: a write or a state-changing
+//! query, ready to replay) and its context (the [`Origin`] of the request waiting for it).
 //!
 //! The encoding is prost, and everything in a command is already deterministic: timestamps
 //! were converted to nanoseconds and missing ones stamped by the node that received the

@@ -1,7 +1,7 @@
 //! Append and read throughput of the hybrid log, next to TiKV's raft-engine doing the same
 //! synced appends and to a plain file with `fdatasync` (what the disk allows), all in one run.
 //!
-//!   cargo run --release -p hybrid-log --bin log-bench -- --quick
+//!   cargo run --release -p hybrid-log --example log-bench -- --quick
 //!
 //! One JSON object per line on stdout; progress on stderr.
 
@@ -94,28 +94,34 @@ impl Measured {
     }
 }
 
-/// Runs `append(first_index, count)` (one synced write of `count` entries) for `time`.
-fn measure(
+/// One append case: entries of about `size` bytes (cycling through `data`), `batch` of them
+/// per synced write, for `time`.
+struct Case<'a> {
     time: Duration,
+    size: usize,
     batch: usize,
-    entry_bytes: usize,
-    mut append: impl FnMut(u64, usize),
-) -> Measured {
-    let mut next = 1u64;
-    let mut sync_us = Vec::new();
-    let start = Instant::now();
-    while start.elapsed() < time || sync_us.len() < 10 {
-        let t = Instant::now();
-        append(next, batch);
-        sync_us.push(t.elapsed().as_micros() as u64);
-        next += batch as u64;
-    }
-    let entries = next - 1;
-    Measured {
-        entries,
-        bytes: entries * entry_bytes as u64,
-        elapsed: start.elapsed(),
-        sync_us,
+    data: &'a [Vec<u8>],
+}
+
+impl Case<'_> {
+    /// Runs `append(first_index, count)` (one synced write of `count` entries) for `time`.
+    fn measure(&self, mut append: impl FnMut(u64, usize)) -> Measured {
+        let mut next = 1u64;
+        let mut sync_us = Vec::new();
+        let start = Instant::now();
+        while start.elapsed() < self.time || sync_us.len() < 10 {
+            let t = Instant::now();
+            append(next, self.batch);
+            sync_us.push(t.elapsed().as_micros() as u64);
+            next += self.batch as u64;
+        }
+        let entries = next - 1;
+        Measured {
+            entries,
+            bytes: entries * self.size as u64,
+            elapsed: start.elapsed(),
+            sync_us,
+        }
     }
 }
 
@@ -130,11 +136,11 @@ fn entries(first: u64, count: usize, data: &[Vec<u8>]) -> Vec<Entry> {
         .collect()
 }
 
-fn hybrid(dir: &Path, time: Duration, size: usize, batch: usize, data: &[Vec<u8>]) -> Measured {
+fn hybrid(dir: &Path, case: &Case) -> Measured {
     let log = HybridLog::open(dir, 64 << 20).expect("open hybrid log");
-    measure(time, batch, size, |first, count| {
+    case.measure(|first, count| {
         let mut b = LogBatch::new();
-        b.append(entries(first, count, data))
+        b.append(entries(first, count, case.data))
             .set_hard_state(HardState {
                 term: 1,
                 vote: 1,
@@ -175,17 +181,11 @@ fn raft_engine_entries(first: u64, count: usize, data: &[Vec<u8>]) -> Vec<BytesV
         .collect()
 }
 
-fn raft_engine(
-    dir: &Path,
-    time: Duration,
-    size: usize,
-    batch: usize,
-    data: &[Vec<u8>],
-) -> Measured {
+fn raft_engine(dir: &Path, case: &Case) -> Measured {
     let engine = raft_engine_open(dir);
-    measure(time, batch, size, |first, count| {
+    case.measure(|first, count| {
         let mut b = raft_engine::LogBatch::default();
-        b.add_entries::<RaftEngineEntry>(1, &raft_engine_entries(first, count, data))
+        b.add_entries::<RaftEngineEntry>(1, &raft_engine_entries(first, count, case.data))
             .expect("add entries");
         // The HardState, as a raft Ready carries it.
         b.put(1, b"hard_state".to_vec(), first.to_be_bytes().to_vec())
@@ -194,23 +194,17 @@ fn raft_engine(
     })
 }
 
-fn file_fdatasync(
-    dir: &Path,
-    time: Duration,
-    size: usize,
-    batch: usize,
-    data: &[Vec<u8>],
-) -> Measured {
+fn file_fdatasync(dir: &Path, case: &Case) -> Measured {
     let mut f: File = OpenOptions::new()
         .create(true)
         .append(true)
         .open(dir.join("log"))
         .expect("open file");
-    let mut buf = Vec::with_capacity(batch * (size + 16));
-    measure(time, batch, size, |first, count| {
+    let mut buf = Vec::with_capacity(case.batch * (case.size + 16));
+    case.measure(|first, count| {
         buf.clear();
         for index in first..first + count as u64 {
-            let d = &data[index as usize % data.len()];
+            let d = &case.data[index as usize % case.data.len()];
             buf.extend_from_slice(&index.to_be_bytes());
             buf.extend_from_slice(&(d.len() as u32).to_be_bytes());
             buf.extend_from_slice(d);
@@ -293,11 +287,15 @@ fn main() {
                 let _ = std::fs::remove_dir_all(&dir);
                 r
             };
-            let h = rate("hybrid-log", &|d| hybrid(d, time, size, batch, &data));
-            let r = rate("raft-engine", &|d| raft_engine(d, time, size, batch, &data));
-            let f = rate("file-fdatasync", &|d| {
-                file_fdatasync(d, time, size, batch, &data)
-            });
+            let case = Case {
+                time,
+                size,
+                batch,
+                data: &data,
+            };
+            let h = rate("hybrid-log", &|d| hybrid(d, &case));
+            let r = rate("raft-engine", &|d| raft_engine(d, &case));
+            let f = rate("file-fdatasync", &|d| file_fdatasync(d, &case));
             ratios.push((size, batch, h / r, h / f));
         }
     }

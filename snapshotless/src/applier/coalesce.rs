@@ -1,0 +1,124 @@
+//! Coalescing: consecutive writes to one database and retention policy become one influxd
+//! request, up to a byte bound. A node catching up sends a few large requests instead of one
+//! per entry; the bound keeps each within what influxd takes in one go.
+
+use std::iter::Peekable;
+
+use bytes::{Bytes, BytesMut};
+
+use super::decode::{At, Item, Op};
+use crate::entry::Write;
+
+/// `first` and the writes that directly follow it in `items` to the same db/rp, as long as
+/// their lines stay within `max_bytes` together (`first` alone may exceed it).
+pub(super) fn gather(
+    first: (At, Write),
+    items: &mut Peekable<impl Iterator<Item = Item>>,
+    max_bytes: usize,
+) -> Vec<(At, Write)> {
+    let mut bytes = first.1.lines.len();
+    let mut group = vec![first];
+    let joins = |next: &Item, bytes: usize, group: &[(At, Write)]| match &next.op {
+        Op::Write(w) => {
+            let target = &group[0].1;
+            w.db == target.db && w.rp == target.rp && bytes + w.lines.len() <= max_bytes
+        }
+        _ => false,
+    };
+    while let Some(Item {
+        at,
+        op: Op::Write(next),
+    }) = items.next_if(|next| joins(next, bytes, &group))
+    {
+        bytes += next.lines.len();
+        group.push((at, next));
+    }
+    group
+}
+
+/// The lines of a group as one request body; each entry's lines end with a newline.
+pub(super) fn body(group: &[(At, Write)]) -> Bytes {
+    let total: usize = group.iter().map(|(_, w)| w.lines.len() + 1).sum();
+    let mut body = BytesMut::with_capacity(total);
+    for (_, w) in group {
+        body.extend_from_slice(&w.lines);
+        if !w.lines.ends_with(b"\n") {
+            body.extend_from_slice(b"\n");
+        }
+    }
+    body.freeze()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::entry::Query;
+
+    fn item(index: u64, op: Op) -> Item {
+        let context = Vec::new();
+        Item {
+            at: At { index, context },
+            op,
+        }
+    }
+
+    fn write(index: u64, db: &str, lines: &'static str) -> Item {
+        let (db, rp, lines) = (
+            db.into(),
+            String::new(),
+            Bytes::from_static(lines.as_bytes()),
+        );
+        item(index, Op::Write(Write { db, rp, lines }))
+    }
+
+    /// Gathers from the first item, as the applier does: the group, and the index of the
+    /// item left next.
+    fn gathered(items: Vec<Item>, max_bytes: usize) -> (Vec<(At, Write)>, Option<u64>) {
+        let mut items = items.into_iter().peekable();
+        let Some(Item {
+            at,
+            op: Op::Write(w),
+        }) = items.next()
+        else {
+            panic!("the first item must be a write");
+        };
+        let group = gather((at, w), &mut items, max_bytes);
+        (group, items.next().map(|i| i.at.index))
+    }
+
+    fn indexes(items: Vec<Item>, max_bytes: usize) -> (Vec<u64>, Option<u64>) {
+        let (group, next) = gathered(items, max_bytes);
+        (group.iter().map(|(at, _)| at.index).collect(), next)
+    }
+
+    #[test]
+    fn stops_at_another_database_a_query_or_a_skip() {
+        let (w1, w2) = (|| write(1, "a", "m v=1\n"), || write(2, "a", "m v=2\n"));
+        let other_db = vec![w1(), w2(), write(3, "b", "m v=3\n")];
+        assert_eq!(indexes(other_db, 1 << 20), (vec![1, 2], Some(3)));
+        let query = item(2, Op::Query(Query::default()));
+        assert_eq!(indexes(vec![w1(), query], 1 << 20), (vec![1], Some(2)));
+        assert_eq!(
+            indexes(vec![w1(), item(2, Op::Skip)], 1 << 20),
+            (vec![1], Some(2))
+        );
+    }
+
+    #[test]
+    fn stays_within_the_byte_bound() {
+        let items = || {
+            (1..=4)
+                .map(|i| write(i, "a", "m v=1\n"))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(indexes(items(), 12), (vec![1, 2], Some(3)));
+        // One entry larger than the bound still goes, on its own.
+        assert_eq!(indexes(items(), 1), (vec![1], Some(2)));
+    }
+
+    #[test]
+    fn every_entry_ends_its_own_line() {
+        let (group, _) = gathered(vec![write(1, "a", "m v=1"), write(2, "a", "m v=2\n")], 100);
+        assert_eq!(body(&group), "m v=1\nm v=2\n");
+    }
+}

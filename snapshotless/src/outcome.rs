@@ -1,0 +1,166 @@
+//! What influxd's answer to an entry means, and where it goes.
+//!
+//! Outcomes fall in three classes. 2xx: applied. 4xx: a deterministic rejection (parse error,
+//! field type conflict, database not found...): every replica rejects the same points, the
+//! outcome goes to the waiting client and the applier moves on. Anything else (5xx, refused
+//! connection, timeout) means influxd is unavailable: an [`Interrupt`]; the applier waits for
+//! influxd, then resumes from the marker it holds, never skipping an entry.
+
+use bytes::Bytes;
+use hyper::StatusCode;
+
+use crate::entry::Origin;
+use crate::influxd::{Response, Unavailable};
+use crate::log::LogReadError;
+use crate::marker::MarkerError;
+
+/// The answer influxd gave for one entry, handed to the client that proposed it.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub status: u16,
+    pub body: Bytes,
+    pub content_type: Option<String>,
+}
+
+impl Outcome {
+    pub(crate) fn from_response(r: &Response) -> Outcome {
+        Outcome {
+            status: r.status.as_u16(),
+            body: r.body.clone(),
+            content_type: r
+                .content_type
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned),
+        }
+    }
+
+    pub fn error_text(&self) -> String {
+        crate::influxd::error_text(&self.body)
+    }
+
+    pub(crate) fn refused(message: &str) -> Outcome {
+        Outcome {
+            status: 403,
+            body: Bytes::from(serde_json::json!({ "error": message }).to_string()),
+            content_type: Some("application/json".into()),
+        }
+    }
+
+    pub(crate) fn no_content() -> Outcome {
+        Outcome {
+            status: 204,
+            body: Bytes::new(),
+            content_type: None,
+        }
+    }
+}
+
+/// Receives the outcome of every entry this node proposed (the entry's context names it).
+pub trait OutcomeSink: Send + Sync + 'static {
+    fn applied(&self, origin: Origin, index: u64, outcome: Outcome);
+}
+
+/// Why applying stopped and must start again from influxd's marker.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum Interrupt {
+    /// influxd did not answer at all.
+    #[error(transparent)]
+    NoAnswer(#[from] Unavailable),
+    /// 401/403: about the gateway's credentials, not the request.
+    #[error("influxd refused the gateway's credentials ({status}): {error}")]
+    Credentials { status: StatusCode, error: String },
+    /// 5xx, or anything else that is no verdict on the request.
+    #[error("influxd answered {status}: {error}")]
+    Failed { status: StatusCode, error: String },
+    /// Reading or writing the marker failed.
+    #[error(transparent)]
+    Marker(#[from] MarkerError),
+    /// The marker cannot be written without the term of its entry.
+    #[error("reading the log term at {index}: {source}")]
+    LogTerm { index: u64, source: LogReadError },
+    /// influxd lost data: the marker database is gone.
+    #[error("the marker database disappeared")]
+    MarkerDatabaseGone,
+    /// influxd lost data: it no longer holds the marker last written.
+    #[error("influxd's marker is {} but {written} was written", shown(.found))]
+    MarkerBehind { found: Option<u64>, written: u64 },
+}
+
+impl Interrupt {
+    /// influxd answers but no longer holds what the marker said it held; otherwise it is
+    /// unavailable.
+    pub(crate) fn lost_data(&self) -> bool {
+        matches!(
+            self,
+            Interrupt::MarkerDatabaseGone | Interrupt::MarkerBehind { .. }
+        )
+    }
+}
+
+fn shown(marker: &Option<u64>) -> String {
+    marker.map_or_else(|| "missing".to_owned(), |index| index.to_string())
+}
+
+/// 2xx and 4xx are answers about the request; 401/403 are about our credentials and 5xx
+/// about influxd, so those interrupt and are retried.
+pub(crate) fn classify(r: Response) -> Result<Response, Interrupt> {
+    match r.status.as_u16() {
+        200..=299 => Ok(r),
+        401 | 403 => Err(Interrupt::Credentials {
+            status: r.status,
+            error: r.error_text(),
+        }),
+        400..=499 => Ok(r),
+        _ => Err(Interrupt::Failed {
+            status: r.status,
+            error: r.error_text(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(status: u16) -> Response {
+        Response {
+            status: StatusCode::from_u16(status).unwrap(),
+            body: Bytes::from_static(br#"{"error":"boom"}"#),
+            content_type: None,
+        }
+    }
+
+    #[test]
+    fn answers_fall_in_three_classes() {
+        for applied_or_rejected in [200, 204, 400, 404, 413, 422] {
+            assert!(classify(answer(applied_or_rejected)).is_ok());
+        }
+        for unavailable in [401, 403, 500, 503, 302] {
+            let i = classify(answer(unavailable)).unwrap_err();
+            assert!(!i.lost_data(), "{i}");
+        }
+        assert_eq!(
+            classify(answer(503)).unwrap_err().to_string(),
+            "influxd answered 503 Service Unavailable: boom"
+        );
+        assert_eq!(
+            classify(answer(401)).unwrap_err().to_string(),
+            "influxd refused the gateway's credentials (401 Unauthorized): boom"
+        );
+    }
+
+    #[test]
+    fn lost_data_says_what_the_marker_was() {
+        let behind = Interrupt::MarkerBehind {
+            found: None,
+            written: 9,
+        };
+        assert!(behind.lost_data());
+        assert_eq!(
+            behind.to_string(),
+            "influxd's marker is missing but 9 was written"
+        );
+        assert!(Interrupt::MarkerDatabaseGone.lost_data());
+    }
+}

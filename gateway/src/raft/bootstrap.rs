@@ -12,13 +12,9 @@ use hybrid_log::{HybridLog, LogBatch, LogError};
 use prost::Message as _;
 use raft::prelude::{ConfChange, ConfChangeType, ConfState, Entry, EntryType, HardState};
 
-use super::members::AddressBook;
+use snapshotless::log::{put_u64, read_u64, MetaKey};
 
-/// Meta key of the raft loop's applied index (`raft::Config::applied` after a restart).
-pub const APPLIED_KEY: &str = "raft.applied";
-/// Meta key of the cluster id: a hash of the bootstrap entries, exchanged when peers connect
-/// so that nodes bootstrapped with different member lists refuse to talk.
-pub const CLUSTER_KEY: &str = "raft.cluster";
+use super::members::AddressBook;
 
 /// The bootstrap entries for `peers`, in id order.
 pub fn entries(peers: &BTreeMap<u64, String>) -> Vec<Entry> {
@@ -78,9 +74,9 @@ pub fn bootstrap_if_new(
             vote: 0,
             commit: n,
         })
-        .set_conf_state(ConfState::from((peers.keys().copied(), std::iter::empty())))
-        .put_meta(APPLIED_KEY, n.to_be_bytes().to_vec())
-        .put_meta(CLUSTER_KEY, cluster.to_be_bytes().to_vec());
+        .set_conf_state(ConfState::from((peers.keys().copied(), std::iter::empty())));
+    put_u64(&mut batch, MetaKey::RaftApplied, n);
+    put_u64(&mut batch, MetaKey::ClusterId, cluster);
     book.persist(&mut batch);
     log.commit(batch, true)?;
     Ok(true)
@@ -98,7 +94,7 @@ pub struct ClusterId {
 impl ClusterId {
     pub fn load(log: &HybridLog) -> ClusterId {
         ClusterId {
-            id: Arc::new(AtomicU64::new(read_u64(log, CLUSTER_KEY))),
+            id: Arc::new(AtomicU64::new(read_u64(log, MetaKey::ClusterId))),
             log: log.clone(),
         }
     }
@@ -119,19 +115,11 @@ impl ClusterId {
             return Ok(false);
         }
         let mut batch = LogBatch::new();
-        batch.put_meta(CLUSTER_KEY, theirs.to_be_bytes().to_vec());
+        put_u64(&mut batch, MetaKey::ClusterId, theirs);
         self.log.commit(batch, true)?;
         self.id.store(theirs, Relaxed);
         Ok(true)
     }
-}
-
-pub fn read_u64(log: &HybridLog, key: &str) -> u64 {
-    log.meta(key)
-        .ok()
-        .flatten()
-        .and_then(|v| v.try_into().ok())
-        .map_or(0, u64::from_be_bytes)
 }
 
 #[cfg(test)]
@@ -158,6 +146,6 @@ mod tests {
         assert!(!bootstrap_if_new(&log, &peers, false, &book).unwrap());
         assert_eq!(log.last_index(), 2);
         assert_eq!(log.conf_state().voters, vec![1, 2]);
-        assert_eq!(read_u64(&log, APPLIED_KEY), 2);
+        assert_eq!(read_u64(&log, MetaKey::RaftApplied), 2);
     }
 }

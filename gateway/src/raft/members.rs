@@ -7,8 +7,7 @@ use std::sync::Arc;
 
 use hybrid_log::{HybridLog, LogBatch};
 use parking_lot::RwLock;
-
-const META_KEY: &str = "raft.addresses";
+use snapshotless::log::{put_bytes, read_bytes, MetaKey};
 
 #[derive(Clone, Default)]
 pub struct AddressBook {
@@ -19,8 +18,7 @@ impl AddressBook {
     /// The book kept with the log, completed by the configured peers (which win for ids the
     /// log does not know yet: a node restarted with a corrected address).
     pub fn load(log: &HybridLog, configured: &BTreeMap<u64, String>) -> AddressBook {
-        let mut map: BTreeMap<u64, String> = log
-            .meta(META_KEY)
+        let mut map: BTreeMap<u64, String> = read_bytes(log, MetaKey::Addresses)
             .ok()
             .flatten()
             .and_then(|v| serde_json::from_slice(&v).ok())
@@ -58,6 +56,6 @@ impl AddressBook {
     /// Adds the book to a batch, so it is made durable with the change that altered it.
     pub fn persist(&self, batch: &mut LogBatch) {
         let json = serde_json::to_vec(&*self.inner.read()).expect("a map serializes");
-        batch.put_meta(META_KEY, json);
+        put_bytes(batch, MetaKey::Addresses, json);
     }
 }

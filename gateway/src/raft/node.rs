@@ -23,10 +23,10 @@ use prost::Message as _;
 use raft::prelude::{ConfChange, ConfChangeType, ConfChangeV2, Entry, EntryType, Message};
 use raft::{Config, RawNode, StateRole};
 use raft_proto::ConfChangeI;
+use snapshotless::log::{put_u64, read_u64, MetaKey};
 use snapshotless::Origin;
 use tokio::sync::watch;
 
-use super::bootstrap::{read_u64, APPLIED_KEY};
 use super::handle::{Input, MemberStatus, ProposeError, RaftStatus, Role};
 use super::members::AddressBook;
 use super::transport::Transport;
@@ -70,7 +70,7 @@ impl Node {
     pub fn new(cfg: NodeConfig, log: HybridLog, out: Wiring) -> Result<Node, raft::Error> {
         // Membership changes up to here were applied (and their ConfState persisted) before
         // the restart; raft-rs must hand us only what comes after.
-        let applied = read_u64(&log, APPLIED_KEY);
+        let applied = read_u64(&log, MetaKey::RaftApplied);
         let config = Config {
             id: cfg.id,
             election_tick: cfg.election_ticks,
@@ -228,7 +228,7 @@ impl Node {
             hs.commit = commit;
             batch.set_hard_state(hs);
         }
-        batch.put_meta(APPLIED_KEY, self.applied.to_be_bytes().to_vec());
+        put_u64(&mut batch, MetaKey::RaftApplied, self.applied);
         if let Err(e) = self.log.commit(batch, false) {
             fail_stop(&format!("cannot persist the Raft state: {e}"));
         }

@@ -280,6 +280,22 @@ mod tests {
     }
 
     #[test]
+    fn the_verdict_cache_is_bounded_in_entries() {
+        let influxd = Influxd::new("http://127.0.0.1:1", Duration::from_secs(1), None);
+        let auth = Auth::new(true, influxd, "http://127.0.0.1:1");
+        for i in 0..3 * CACHE_ENTRIES {
+            let verdict = Err(AuthError::Unauthorized("authorization failed".into()));
+            auth.cache.insert((format!("user{i}"), i), verdict);
+        }
+        auth.cache.run_pending_tasks();
+        assert!(
+            auth.cache.entry_count() <= CACHE_ENTRIES,
+            "{} cached verdicts",
+            auth.cache.entry_count()
+        );
+    }
+
+    #[test]
     fn reads_every_form_of_credentials() {
         let none = HashMap::new();
         let basic = credentials(&headers("Basic dTpwOnc="), &none)

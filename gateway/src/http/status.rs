@@ -98,3 +98,102 @@ pub async fn metrics(State(node): State<NodeView>) -> Resp {
     );
     r
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pending::Pending;
+    use crate::raft::{RaftHandle, RaftStatus};
+    use snapshotless::status::Rebuild;
+    use snapshotless::ApplierStatus;
+    use std::time::Duration;
+    use tokio::sync::watch;
+
+    fn replicator(raft: RaftStatus, applier: ApplierStatus) -> Replicator {
+        let (tx, _rx) = std::sync::mpsc::sync_channel(1);
+        let (_raft_tx, raft_rx) = watch::channel(raft);
+        let (_applier_tx, applier_rx) = watch::channel(applier);
+        // The senders may go: a watch receiver keeps the last value.
+        Replicator::new(
+            RaftHandle::new(tx, raft_rx),
+            Pending::new(1),
+            applier_rx,
+            Duration::from_secs(1),
+        )
+    }
+
+    /// `/health` is what load balancers route by: it must call a node ready exactly when the
+    /// write path would take a write that waits for the local influxd.
+    #[tokio::test]
+    async fn health_answers_what_the_write_path_decides() {
+        let led = RaftStatus {
+            id: 1,
+            leader: 2,
+            commit: 10,
+            member: true,
+            ..RaftStatus::default()
+        };
+        let up = ApplierStatus {
+            influxd_up: true,
+            applied: 10,
+            ..ApplierStatus::default()
+        };
+        let cases = [
+            (led.clone(), up.clone(), true),
+            (
+                RaftStatus {
+                    leader: 0,
+                    ..led.clone()
+                },
+                up.clone(),
+                false,
+            ),
+            (
+                RaftStatus {
+                    member: false,
+                    ..led.clone()
+                },
+                up.clone(),
+                false,
+            ),
+            (
+                led.clone(),
+                ApplierStatus {
+                    influxd_up: false,
+                    ..up.clone()
+                },
+                false,
+            ),
+            (
+                led.clone(),
+                ApplierStatus {
+                    rebuilding: Some(Rebuild {
+                        from: 0,
+                        target: 10,
+                    }),
+                    ..up.clone()
+                },
+                false,
+            ),
+        ];
+        for (raft, applier, ready) in cases {
+            let r = replicator(raft.clone(), applier.clone());
+            let decided = r.readiness(Wait::Applied);
+            assert_eq!(decided.is_ok(), ready, "{raft:?} {applier:?}");
+            let answer = health(State(r)).await;
+            let expected = if ready {
+                StatusCode::OK
+            } else {
+                StatusCode::SERVICE_UNAVAILABLE
+            };
+            assert_eq!(answer.status(), expected, "{raft:?} {applier:?}");
+            let body = axum::body::to_bytes(answer.into_body(), 1 << 20)
+                .await
+                .unwrap();
+            let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+            if let Err(why) = decided {
+                assert_eq!(body["message"], why.to_string());
+            }
+        }
+    }
+}

@@ -1,22 +1,117 @@
-//! Request bodies and query parameters, with influxd's limits and errors.
+//! Request bodies and query parameters, with influxd's limits and errors; and the lingering
+//! read that lets a client whose request was refused early see the answer.
 
 use std::collections::HashMap;
 use std::io::Read;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
 
 use axum::body::Body;
+use axum::extract::Request;
 use bytes::{Bytes, BytesMut};
 use http_body_util::BodyExt;
+use hyper::body::{Frame, SizeHint};
 use hyper::header::{CONTENT_ENCODING, CONTENT_LENGTH};
 use hyper::{HeaderMap, StatusCode};
+use parking_lot::Mutex;
 
 use super::response::ApiError;
 
 /// influxd's own message for an oversized body.
 pub const TOO_LARGE: &str = "http: request body too large";
 
-/// Past the limit, how much more of a body is read and thrown away before answering 413: a
-/// client still sending when we answer would see a broken pipe instead of the answer.
+/// How much of a refused body is read and thrown away, and for how long, before the
+/// connection is given up instead.
 const DRAIN_LIMIT: usize = 64 << 20;
+const DRAIN_TIME: Duration = Duration::from_secs(10);
+
+/// What a handler left of its request body.
+pub type Rest = Arc<Mutex<Option<Body>>>;
+
+/// A request body that, dropped before its end (the handler answered without reading it, or
+/// stopped at the size limit), leaves the rest in [`Rest`] to be drained.
+struct Tracked {
+    inner: Option<Body>,
+    rest: Rest,
+    ended: bool,
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        let Some(inner) = self.inner.as_mut() else {
+            return Poll::Ready(None);
+        };
+        let polled = Pin::new(inner).poll_frame(cx);
+        if let Poll::Ready(None) = polled {
+            self.ended = true;
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.as_ref().is_none_or(|b| b.is_end_stream())
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner
+            .as_ref()
+            .map_or_else(|| SizeHint::with_exact(0), |b| b.size_hint())
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        if !self.ended {
+            *self.rest.lock() = self.inner.take();
+        }
+    }
+}
+
+/// Gives the request a body whose unread rest can be drained after the handler answered.
+pub fn track(req: Request) -> (Request, Rest) {
+    let rest = Rest::default();
+    let req = req.map(|body| {
+        Body::new(Tracked {
+            inner: Some(body),
+            rest: rest.clone(),
+            ended: false,
+        })
+    });
+    (req, rest)
+}
+
+/// Reads and discards what the handler left of the body, within [`DRAIN_LIMIT`] and
+/// [`DRAIN_TIME`]. A client sends its whole request before it reads the answer: closing the
+/// connection under a client still sending makes its kernel reset the connection, and the
+/// answer (a 413, an early 400 or 503) is lost with it. Returns false when the limits ran
+/// out first: the connection must then be closed after the answer.
+pub async fn drain(rest: Rest) -> bool {
+    let Some(mut body) = rest.lock().take() else {
+        return true;
+    };
+    let mut seen = 0usize;
+    let reading = async {
+        while let Some(frame) = body.frame().await {
+            let Ok(frame) = frame else { return false };
+            seen += frame.data_ref().map_or(0, Bytes::len);
+            if seen > DRAIN_LIMIT {
+                return false;
+            }
+        }
+        true
+    };
+    tokio::time::timeout(DRAIN_TIME, reading)
+        .await
+        .unwrap_or(false)
+}
 
 /// Reads the whole body, refusing more than `max` bytes before and after gzip decompression:
 /// a small gzip body may inflate to gigabytes, and must be stopped at the limit, not after.
@@ -38,15 +133,11 @@ pub async fn read(headers: &HeaderMap, mut body: Body, max: usize) -> Result<Byt
             continue; // trailers
         };
         seen += data.len();
-        if seen > max + DRAIN_LIMIT {
-            break;
+        if seen > max {
+            // The rest is drained once the answer is ready (see `drain`).
+            return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE));
         }
-        if seen <= max {
-            raw.extend_from_slice(&data);
-        }
-    }
-    if seen > max {
-        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, TOO_LARGE));
+        raw.extend_from_slice(&data);
     }
     let raw = raw.freeze();
 

@@ -16,7 +16,7 @@ use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::routing::{any, get, post};
 use axum::Router;
-use hyper::header::HeaderValue;
+use hyper::header::{HeaderValue, CONNECTION};
 use hyper::{Method, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
@@ -38,6 +38,7 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/members", any(admin::members))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not found") })
+        .layer(middleware::from_fn(linger))
         .layer(middleware::from_fn_with_state(state.node.clone(), decorate))
         .with_state(state)
 }
@@ -71,6 +72,18 @@ async fn method_not_allowed(method: Method) -> Resp {
         StatusCode::METHOD_NOT_ALLOWED,
         format!("method {method} not allowed"),
     )
+}
+
+/// Drains what the handler left of the request body before the answer goes out, so a client
+/// still sending sees the answer rather than a reset connection.
+async fn linger(req: Request, next: Next) -> Resp {
+    let (req, rest) = body::track(req);
+    let mut resp = next.run(req).await;
+    if !body::drain(rest).await {
+        resp.headers_mut()
+            .insert(CONNECTION, HeaderValue::from_static("close"));
+    }
+    resp
 }
 
 /// Counts the request and gives its answer the headers every influxd answer carries, with

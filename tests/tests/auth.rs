@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use tests::{wait_until, Cluster};
+use tests::{wait_until, Cluster, HttpError};
 
 const ADMIN: (&str, &str) = ("gw-admin", "s3cret'\"x");
 const CONVERGE: Duration = Duration::from_secs(30);
@@ -98,7 +98,7 @@ fn credentials_and_privileges_are_checked_and_users_survive_a_wipe() {
     n3.influxd.wipe();
     n3.influxd.start_again();
     wait_until("node 3's users rebuilt", CONVERGE, || {
-        let now = users(&c, 3)?;
+        let now = users(&c, 3).map_err(|e| e.to_string())?;
         if now == reference {
             Ok(())
         } else {
@@ -117,15 +117,11 @@ fn credentials_and_privileges_are_checked_and_users_survive_a_wipe() {
 }
 
 /// Users and the writer's grants on a node's influxd, as its admin sees them.
-fn users(c: &Cluster, id: u64) -> Result<String, String> {
+fn users(c: &Cluster, id: u64) -> Result<String, HttpError> {
     let http = c.node(id).influx();
     let mut out = String::new();
     for q in ["SHOW USERS", "SHOW GRANTS FOR writer"] {
-        let r = http.query("", q)?;
-        if r.status != 200 {
-            return Err(r.body);
-        }
-        out += &r.json()["results"][0].to_string();
+        out += &http.try_query("", q)?["results"][0].to_string();
     }
     Ok(out)
 }

@@ -178,7 +178,23 @@ impl Http {
 
     /// POST /write with line protocol.
     pub fn write(&self, query: &str, lines: &str) -> Result<Response, HttpError> {
-        self.send("POST", &format!("/write?{query}"), &[], lines.as_bytes())
+        self.write_bytes(query, &[], lines.as_bytes())
+    }
+
+    /// POST /write with any body and headers (gzip, other credentials).
+    pub fn write_bytes(
+        &self,
+        query: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Response, HttpError> {
+        self.send("POST", &format!("/write?{query}"), headers, body)
+    }
+
+    /// A write that must be acknowledged (204).
+    pub fn write_ok(&self, query: &str, lines: &str) {
+        let r = self.write(query, lines).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.status, 204, "write to {}?{query}: {}", self.base, r.body);
     }
 
     /// POST /query with the statement form-encoded, as the influx CLI does.

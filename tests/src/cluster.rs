@@ -8,7 +8,7 @@ use std::sync::OnceLock;
 use std::time::Duration;
 
 use harness::gateway::{self, Peers, Profile};
-use harness::{wait_until, Http, HttpError, Process};
+use harness::{wait_until, Http, HttpError, Process, Response};
 
 use crate::influxd::Influxd;
 
@@ -223,6 +223,21 @@ impl Cluster {
 
     pub fn peer_addr(&self, id: u64) -> String {
         format!("{}:{PEER_PORT}", self.slot.ip(id))
+    }
+
+    /// Asks node `via` to add node `id`, at its peer address, as a member (the admin API's
+    /// POST /admin/members); its answer.
+    pub fn add_member(&self, via: u64, id: u64) -> Response {
+        let body = serde_json::json!({"id": id, "peer_addr": self.peer_addr(id)});
+        self.node(via)
+            .api()
+            .send(
+                "POST",
+                "/admin/members",
+                &[("Content-Type", "application/json")],
+                body.to_string().as_bytes(),
+            )
+            .expect("POST /admin/members")
     }
 
     /// The node's /health JSON (any status code), if it answers.

@@ -25,9 +25,7 @@ fn credentials_and_privileges_are_checked_and_users_survive_a_wipe() {
         "CREATE USER reader WITH PASSWORD 'rpass'",
         "GRANT READ ON db TO reader",
     ] {
-        let r = admin.query("", q).unwrap();
-        assert_eq!(r.status, 200, "{q}: {}", r.body);
-        assert!(r.json()["results"][0]["error"].is_null(), "{q}: {}", r.body);
+        admin.query_ok("", q);
     }
     let r = c
         .node(2)
@@ -38,39 +36,25 @@ fn credentials_and_privileges_are_checked_and_users_survive_a_wipe() {
     assert_eq!(r.status, 403, "{}", r.body);
 
     // Writes: the right user, a wrong password, no credentials, a user without WRITE, and the
-    // u/p parameters influxd also accepts.
+    // u/p parameters and `Token` scheme influxd also accepts.
     let api3 = c.node(3).api();
-    let r = api3
-        .clone()
-        .with_auth("writer", "wpass")
-        .write("db=db", "m v=1 1")
-        .unwrap();
-    assert_eq!(r.status, 204, "{}", r.body);
-    let r = api3
-        .clone()
-        .with_auth("writer", "nope")
-        .write("db=db", "m v=2 2")
-        .unwrap();
-    assert_eq!(r.status, 401, "{}", r.body);
-    assert_eq!(r.error(), "authorization failed");
-    let r = api3.write("db=db", "m v=3 3").unwrap();
-    assert_eq!(r.status, 401, "{}", r.body);
-    let r = api3
-        .clone()
-        .with_auth("reader", "rpass")
-        .write("db=db", "m v=4 4")
-        .unwrap();
-    assert_eq!(r.status, 403, "{}", r.body);
-    let r = api3.write("db=db&u=writer&p=wpass", "m v=5 5").unwrap();
-    assert_eq!(r.status, 204, "{}", r.body);
-    let r = api3
-        .send(
-            "POST",
-            "/write?db=db",
-            &[("Authorization", "Token writer:wpass")],
-            b"m v=6 6",
-        )
-        .unwrap();
+    let as_user = |user, password| api3.clone().with_auth(user, password);
+    let failed = Some("authorization failed");
+    for (api, query, lines, status, error) in [
+        (as_user("writer", "wpass"), "db=db", "m v=1 1", 204, None),
+        (as_user("writer", "nope"), "db=db", "m v=2 2", 401, failed),
+        (api3.clone(), "db=db", "m v=3 3", 401, None),
+        (as_user("reader", "rpass"), "db=db", "m v=4 4", 403, None),
+        (api3.clone(), "db=db&u=writer&p=wpass", "m v=5 5", 204, None),
+    ] {
+        let r = api.write(query, lines).unwrap();
+        assert_eq!(r.status, status, "{lines}: {}", r.body);
+        if let Some(error) = error {
+            assert_eq!(r.error(), error);
+        }
+    }
+    let token = [("Authorization", "Token writer:wpass")];
+    let r = api3.write_bytes("db=db", &token, b"m v=6 6").unwrap();
     assert_eq!(r.status, 204, "{}", r.body);
     c.wait_converged("db", "m", 3, CONVERGE);
 

@@ -44,7 +44,7 @@ pub struct Quantiles {
     pub max: f64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Visibility {
     /// Milliseconds from a write's invocation until every replica's periodic read showed its
     /// element (set-full's stable latency; the resolution is the read interval).
@@ -83,7 +83,7 @@ pub struct Gap {
     pub during_fault: bool,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Recovery {
     pub target_s: f64,
     pub heals: Vec<HealRecovery>,
@@ -97,7 +97,7 @@ pub struct Recovery {
     pub longest_gap_without_fault_s: f64,
 }
 
-#[derive(Debug, Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct CheckResult {
     pub valid: bool,
     /// Why not, in words.
@@ -171,42 +171,62 @@ fn write_ops(history: &[Event]) -> Vec<WriteOp<'_>> {
         .collect()
 }
 
+/// Checks the history against the final reads of every replica.
 pub fn check(history: &[Event], reads: &[FinalRead], recovery_target_s: f64) -> CheckResult {
     let ops = write_ops(history);
     let mut r = CheckResult {
-        valid: false,
-        problems: Vec::new(),
-        attempted: 0,
-        acknowledged: 0,
-        failed: 0,
-        indeterminate: 0,
-        write_ops: BTreeMap::new(),
-        lost: 0,
-        lost_elements: Vec::new(),
-        lost_by_node: BTreeMap::new(),
-        unexpected: 0,
-        unexpected_elements: Vec::new(),
-        unexpected_points: Vec::new(),
-        failed_present: 0,
-        failed_present_elements: Vec::new(),
-        duplicated: 0,
-        duplicated_elements: Vec::new(),
-        divergent: 0,
-        divergent_points: Vec::new(),
-        corrupted: 0,
-        corrupted_elements: Vec::new(),
-        torn: 0,
-        torn_ops: Vec::new(),
-        indeterminate_present: 0,
-        indeterminate_absent: 0,
         points_by_node: reads.iter().map(|f| (f.node, f.points.len())).collect(),
-        databases_differ: false,
         visibility: visibility(history, &ops),
         recovery: recovery(history, recovery_target_s),
+        ..CheckResult::default()
     };
+    let expected = expected_points(&ops, &mut r);
+    let mut offenders = Offenders::default();
+    let by_node = held_by_node(reads, &expected, &mut r, &mut offenders);
+    compare_writes(&ops, &by_node, &mut r, &mut offenders);
+    offenders.record(&mut r);
+    divergence(reads, &mut r);
+    if let Some(first) = reads.first() {
+        r.databases_differ = reads.iter().any(|f| f.databases != first.databases);
+    }
+    r.problems = problems(&r, reads.len());
+    r.valid = r.problems.is_empty();
+    r
+}
 
-    let mut expected: HashMap<u64, Point> = HashMap::new();
-    for op in &ops {
+/// Per replica: element -> the points holding it.
+type Held<'a> = HashMap<u64, Vec<&'a Point>>;
+
+/// Elements found where they must not be, or not as written, each counted once however many
+/// replicas show it.
+#[derive(Default)]
+struct Offenders {
+    lost: BTreeSet<u64>,
+    unexpected: BTreeSet<u64>,
+    failed_present: BTreeSet<u64>,
+    duplicated: BTreeSet<u64>,
+    corrupted: BTreeSet<u64>,
+}
+
+impl Offenders {
+    /// Into the result: the counts complete, the lists cut at `LIST_LIMIT`.
+    fn record(self, r: &mut CheckResult) {
+        let counted = |s: BTreeSet<u64>| (s.len(), s.into_iter().take(LIST_LIMIT).collect());
+        (r.lost, r.lost_elements) = counted(self.lost);
+        let (unexpected, unexpected_elements) = counted(self.unexpected);
+        // On top of the points that carry no element of ours at all.
+        r.unexpected += unexpected;
+        r.unexpected_elements = unexpected_elements;
+        (r.failed_present, r.failed_present_elements) = counted(self.failed_present);
+        (r.duplicated, r.duplicated_elements) = counted(self.duplicated);
+        (r.corrupted, r.corrupted_elements) = counted(self.corrupted);
+    }
+}
+
+/// The point each attempted element must be, counting elements and writes by outcome.
+fn expected_points(ops: &[WriteOp<'_>], r: &mut CheckResult) -> HashMap<u64, Point> {
+    let mut expected = HashMap::new();
+    for op in ops {
         let w = op.invoke.write.as_ref().expect("filtered on write");
         *r.write_ops
             .entry(format!("{:?}", op.outcome).to_lowercase())
@@ -225,14 +245,20 @@ pub fn check(history: &[Event], reads: &[FinalRead], recovery_target_s: f64) -> 
             }
         }
     }
+    expected
+}
 
-    // Per replica: element -> points holding it.
-    let mut by_node: Vec<(u8, HashMap<u64, Vec<&Point>>)> = Vec::new();
-    let mut unexpected = BTreeSet::new();
-    let mut duplicated = BTreeSet::new();
-    let mut corrupted = BTreeSet::new();
+/// What each replica holds, by element; on the way, points without an element of ours, and
+/// elements never attempted, held twice or not as written.
+fn held_by_node<'a>(
+    reads: &'a [FinalRead],
+    expected: &HashMap<u64, Point>,
+    r: &mut CheckResult,
+    offenders: &mut Offenders,
+) -> Vec<(u8, Held<'a>)> {
+    let mut by_node = Vec::new();
     for read in reads {
-        let mut held: HashMap<u64, Vec<&Point>> = HashMap::new();
+        let mut held = Held::new();
         for p in &read.points {
             match p.element().filter(|_| p.measurement == MEASUREMENT) {
                 Some(e) => held.entry(e).or_default().push(p),
@@ -248,29 +274,38 @@ pub fn check(history: &[Event], reads: &[FinalRead], recovery_target_s: f64) -> 
         for (e, points) in &held {
             match expected.get(e) {
                 None => {
-                    unexpected.insert(*e);
+                    offenders.unexpected.insert(*e);
                 }
                 Some(want) => {
                     if points.len() > 1 {
-                        duplicated.insert(*e);
+                        offenders.duplicated.insert(*e);
                     }
                     if points.iter().any(|p| *p != want) {
-                        corrupted.insert(*e);
+                        offenders.corrupted.insert(*e);
                     }
                 }
             }
         }
         by_node.push((read.node, held));
     }
+    by_node
+}
 
-    let mut lost = BTreeSet::new();
-    let mut failed_present = BTreeSet::new();
-    for op in &ops {
+/// Each write against every replica: acknowledged elements missing, elements of failed writes
+/// present, batches partly applied, and whether an indeterminate write took effect
+/// everywhere or nowhere.
+fn compare_writes(
+    ops: &[WriteOp<'_>],
+    by_node: &[(u8, Held<'_>)],
+    r: &mut CheckResult,
+    offenders: &mut Offenders,
+) {
+    for op in ops {
         let w = op.invoke.write.as_ref().expect("filtered on write");
         let mut any_present = false;
         let mut all_present_everywhere = true;
         let mut torn = false;
-        for (node, held) in &by_node {
+        for (node, held) in by_node {
             let present = w.elements.iter().filter(|e| held.contains_key(e)).count();
             torn |= present != 0 && present != w.elements.len();
             any_present |= present > 0;
@@ -279,11 +314,11 @@ pub fn check(history: &[Event], reads: &[FinalRead], recovery_target_s: f64) -> 
                 let here = held.contains_key(e);
                 match op.outcome {
                     Type::Ok if !here => {
-                        lost.insert(*e);
+                        offenders.lost.insert(*e);
                         *r.lost_by_node.entry(*node).or_default() += 1;
                     }
                     Type::Fail if here => {
-                        failed_present.insert(*e);
+                        offenders.failed_present.insert(*e);
                     }
                     _ => {}
                 }
@@ -302,22 +337,10 @@ pub fn check(history: &[Event], reads: &[FinalRead], recovery_target_s: f64) -> 
             }
         }
     }
-    r.lost = lost.len();
-    r.lost_elements = lost.into_iter().take(LIST_LIMIT).collect();
-    r.unexpected += unexpected.len();
-    r.unexpected_elements = unexpected.into_iter().take(LIST_LIMIT).collect();
-    r.failed_present = failed_present.len();
-    r.failed_present_elements = failed_present.into_iter().take(LIST_LIMIT).collect();
-    r.duplicated = duplicated.len();
-    r.duplicated_elements = duplicated.into_iter().take(LIST_LIMIT).collect();
-    r.corrupted = corrupted.len();
-    r.corrupted_elements = corrupted.into_iter().take(LIST_LIMIT).collect();
+}
 
-    divergence(reads, &mut r);
-    if let Some(first) = reads.first() {
-        r.databases_differ = reads.iter().any(|f| f.databases != first.databases);
-    }
-
+/// Why the run is not valid, in words; none when it is. `replicas`: how many were read.
+fn problems(r: &CheckResult, replicas: usize) -> Vec<String> {
     let mut problems = Vec::new();
     for (n, what) in [
         (r.lost, "acknowledged elements lost"),
@@ -341,16 +364,13 @@ pub fn check(history: &[Event], reads: &[FinalRead], recovery_target_s: f64) -> 
     if r.acknowledged == 0 {
         problems.push("no write was acknowledged: nothing was tested".into());
     }
-    if reads.len() < usize::from(crate::netns::NODES) {
+    if replicas < usize::from(crate::netns::NODES) {
         problems.push(format!(
-            "final reads of {} replicas only, of {}",
-            reads.len(),
+            "final reads of {replicas} replicas only, of {}",
             crate::netns::NODES
         ));
     }
-    r.valid = problems.is_empty();
-    r.problems = problems;
-    r
+    problems
 }
 
 /// Every point (series, time) must be on every replica, with the same fields.

@@ -1,23 +1,27 @@
 //! The cluster under test: in each node namespace an influxd (on the namespace's loopback)
-//! and a gateway (API and peer port on the namespace's address). Processes can be killed,
-//! paused, resumed and restarted; anything that dies on its own is noticed.
+//! and a gateway (API and peer port on the namespace's address), run by the shared process
+//! harness behind `ip netns exec`. Processes can be killed, paused, resumed and restarted;
+//! anything that dies on its own is noticed.
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{bail, Context};
-use nix::sys::signal::{kill, Signal};
-use nix::unistd::Pid;
+use harness::gateway::{self, Peers};
+use harness::{influxd, poll, process, Http, Process, Response};
+use nix::sys::signal::Signal;
+use parking_lot::Mutex;
 use serde::Serialize;
 
-use crate::netns::{self, ip, nodes, ns, Network};
+use crate::netns::{self, exec_prefix, ip, nodes, Network};
 
 pub const API_PORT: u16 = 8086;
 pub const PEER_PORT: u16 = 8089;
-const INFLUXD_ADDR: &str = "127.0.0.1:18086";
+/// influxd listens on its namespace's own loopback: only its gateway, and the final reads
+/// from inside the namespace, reach it.
+const INFLUXD_HOST: &str = "127.0.0.1";
+const INFLUXD_PORT: u16 = 18086;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -35,12 +39,19 @@ impl Proc {
     }
 }
 
-#[derive(Default)]
 struct Managed {
-    child: Option<Child>,
+    process: Process,
     paused: bool,
-    /// The exit status of a death we did not cause, until someone asks.
-    crashed: Option<String>,
+}
+
+impl Managed {
+    fn start(&mut self, n: u8, p: Proc) -> anyhow::Result<()> {
+        self.process
+            .start()
+            .with_context(|| format!("cannot start {} of node {n}", p.name()))?;
+        self.paused = false;
+        Ok(())
+    }
 }
 
 struct NodeProcs {
@@ -49,6 +60,35 @@ struct NodeProcs {
 }
 
 impl NodeProcs {
+    /// Node `n`'s two processes, not started: each in the node's namespace and in a process
+    /// group of its own, so a Ctrl-C on the terminal stays away from them (the harness
+    /// decides when the cluster stops).
+    fn new(n: u8, gateway_bin: &Path, work: &Path, logs: &Path) -> anyhow::Result<NodeProcs> {
+        let influxd = influxd::Config::new(INFLUXD_HOST, INFLUXD_PORT, work.join("influxd"))
+            .process(logs.join("influxd.log"))?;
+        let peers = nodes()
+            .map(|m| (u64::from(m), format!("{}:{PEER_PORT}", ip(m))))
+            .collect();
+        let gateway = gateway::Node {
+            id: u64::from(n),
+            api_addr: format!("{}:{API_PORT}", ip(n)),
+            peer_addr: format!("{}:{PEER_PORT}", ip(n)),
+            peers: Peers::Initial(peers),
+            data_dir: work.join("gateway"),
+            influxd_url: format!("http://{INFLUXD_HOST}:{INFLUXD_PORT}"),
+            extra: Vec::new(),
+        }
+        .process(gateway_bin, logs.join("gateway.log"));
+        let managed = |p: Process| Managed {
+            process: p.prefix(exec_prefix(n)).own_process_group(),
+            paused: false,
+        };
+        Ok(NodeProcs {
+            influxd: managed(influxd),
+            gateway: managed(gateway),
+        })
+    }
+
     fn get(&mut self, p: Proc) -> &mut Managed {
         match p {
             Proc::Influxd => &mut self.influxd,
@@ -69,14 +109,37 @@ pub struct Health {
     pub message: String,
 }
 
+impl Health {
+    fn parse(r: Response) -> Option<Health> {
+        let v: serde_json::Value = serde_json::from_str(&r.body).ok()?;
+        let number = |k: &str| v.get(k).and_then(serde_json::Value::as_u64);
+        let text = |k: &str| {
+            v.get(k)
+                .and_then(|r| r.as_str())
+                .unwrap_or_default()
+                .to_owned()
+        };
+        Some(Health {
+            ready: r.status == 200,
+            leader: number("leader"),
+            role: text("role"),
+            term: number("term").unwrap_or(0),
+            applied: number("applied").unwrap_or(0),
+            committed: number("committed").unwrap_or(0),
+            message: text("message"),
+        })
+    }
+}
+
 pub struct Cluster {
-    gateway_bin: PathBuf,
     /// Per node: data of influxd and of the gateway (removed at the end unless kept).
     work_dir: PathBuf,
     /// Per node: logs (kept with the results).
     log_dir: PathBuf,
     procs: Mutex<Vec<NodeProcs>>,
-    http: ureq::Agent,
+    /// Each gateway's API, with short timeouts: a node that does not answer at once is
+    /// reported as not answering.
+    apis: Vec<Http>,
     network: Mutex<Option<Network>>,
 }
 
@@ -85,28 +148,26 @@ impl Cluster {
     /// ready with an agreed leader.
     pub fn start(gateway_bin: &Path, work_dir: &Path, log_dir: &Path) -> anyhow::Result<Cluster> {
         let network = Network::setup()?;
-        let cluster = Cluster {
-            gateway_bin: gateway_bin.to_path_buf(),
+        let mut cluster = Cluster {
             work_dir: work_dir.to_path_buf(),
             log_dir: log_dir.to_path_buf(),
-            procs: Mutex::new(
-                nodes()
-                    .map(|_| NodeProcs {
-                        influxd: Managed::default(),
-                        gateway: Managed::default(),
-                    })
-                    .collect(),
-            ),
-            http: ureq::AgentBuilder::new()
-                .timeout_connect(Duration::from_secs(1))
-                .timeout(Duration::from_secs(2))
-                .build(),
+            procs: Mutex::new(Vec::new()),
+            apis: nodes()
+                .map(|n| {
+                    Http::new(&format!("{}:{API_PORT}", ip(n)))
+                        .with_timeouts(Duration::from_secs(1), Duration::from_secs(2))
+                })
+                .collect(),
             network: Mutex::new(Some(network)),
         };
         for n in nodes() {
             fs::create_dir_all(cluster.node_work(n))?;
             fs::create_dir_all(cluster.node_logs(n))?;
-            cluster.write_influxd_config(n)?;
+            let procs =
+                NodeProcs::new(n, gateway_bin, &cluster.node_work(n), &cluster.node_logs(n))?;
+            cluster.procs.get_mut().push(procs);
+        }
+        for n in nodes() {
             cluster.spawn(n, Proc::Influxd)?;
         }
         for n in nodes() {
@@ -129,153 +190,31 @@ impl Cluster {
         self.log_dir.join(format!("n{n}"))
     }
 
-    fn write_influxd_config(&self, n: u8) -> anyhow::Result<()> {
-        let d = self.node_work(n).join("influxd");
-        let d = d.display();
-        // The RPC (backup) port is bound too: on the namespace's loopback like the API.
-        let config = format!(
-            r#"reporting-enabled = false
-bind-address = "127.0.0.1:18088"
-[meta]
-  dir = "{d}/meta"
-  logging-enabled = false
-[data]
-  dir = "{d}/data"
-  wal-dir = "{d}/wal"
-  query-log-enabled = false
-[monitor]
-  store-enabled = false
-[http]
-  bind-address = "{INFLUXD_ADDR}"
-  log-enabled = false
-[continuous_queries]
-  log-enabled = false
-"#
-        );
-        fs::write(self.node_work(n).join("influxdb.conf"), config)?;
-        Ok(())
-    }
-
-    fn command(&self, n: u8, p: Proc) -> Command {
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &ns(n)]);
-        match p {
-            Proc::Influxd => {
-                cmd.arg("influxd")
-                    .arg("-config")
-                    .arg(self.node_work(n).join("influxdb.conf"));
-            }
-            Proc::Gateway => {
-                cmd.arg(&self.gateway_bin)
-                    .args(["--id", &n.to_string()])
-                    .args(["--listen", &format!("{}:{API_PORT}", ip(n))])
-                    .args(["--peer-listen", &format!("{}:{PEER_PORT}", ip(n))]);
-                for m in nodes() {
-                    cmd.args(["--peer", &format!("{m}={}:{PEER_PORT}", ip(m))]);
-                }
-                cmd.arg("--data-dir")
-                    .arg(self.node_work(n).join("gateway"))
-                    .args(["--influxd-url", &format!("http://{INFLUXD_ADDR}")]);
-            }
-        }
-        cmd
+    /// Runs `f` on process `p` of node `n`, under the lock.
+    fn with<T>(&self, n: u8, p: Proc, f: impl FnOnce(&mut Managed) -> T) -> T {
+        f(self.procs.lock()[usize::from(n - 1)].get(p))
     }
 
     fn spawn(&self, n: u8, p: Proc) -> anyhow::Result<()> {
-        use std::os::unix::process::CommandExt;
-        let log_path = self.node_logs(n).join(format!("{}.log", p.name()));
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log_path)
-            .with_context(|| format!("cannot open {}", log_path.display()))?;
-        // `ip netns exec` execs the program in place, so the child's pid is the program's.
-        // Its own process group keeps a Ctrl-C on the terminal away from it: the harness
-        // decides when the cluster stops.
-        let child = self
-            .command(n, p)
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log)
-            .process_group(0)
-            .spawn()
-            .with_context(|| format!("cannot start {} of node {n}", p.name()))?;
-        let mut procs = self.procs.lock().unwrap();
-        let m = procs[usize::from(n - 1)].get(p);
-        m.child = Some(child);
-        m.paused = false;
-        Ok(())
+        self.with(n, p, |m| m.start(n, p))
     }
 
     fn wait_influxd(&self, n: u8, limit: Duration) -> anyhow::Result<()> {
-        let deadline = Instant::now() + limit;
-        loop {
-            if self.influxd_get(n, "/ping").is_ok_and(|(s, _)| s == 204) {
-                return Ok(());
-            }
-            if Instant::now() > deadline {
-                bail!(
-                    "influxd of node {n} did not answer /ping within {limit:?} (see {})",
-                    self.node_logs(n).join("influxd.log").display()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(200));
-        }
+        self.with(n, Proc::Influxd, |m| {
+            influxd::wait_answering(&mut m.process, limit, || self.influxd_get(n, "/ping"))
+        })
+        .with_context(|| format!("influxd of node {n}"))
     }
 
     /// GET on node `n`'s influxd, from inside its namespace.
-    pub fn influxd_get(&self, n: u8, path_and_query: &str) -> anyhow::Result<(u16, String)> {
-        let url = format!("http://{INFLUXD_ADDR}{path_and_query}");
-        netns::in_netns(n, move || {
-            let agent = ureq::AgentBuilder::new()
-                .timeout_connect(Duration::from_secs(2))
-                .timeout(Duration::from_secs(300))
-                .build();
-            match agent.get(&url).call() {
-                Ok(r) => Ok((r.status(), r.into_string()?)),
-                Err(ureq::Error::Status(code, r)) => {
-                    Ok((code, r.into_string().unwrap_or_default()))
-                }
-                Err(e) => Err(anyhow::Error::from(e)),
-            }
-        })?
+    pub fn influxd_get(&self, n: u8, path_and_query: &str) -> anyhow::Result<Response> {
+        let influxd = Http::new(&format!("{INFLUXD_HOST}:{INFLUXD_PORT}"))
+            .with_timeouts(Duration::from_secs(2), Duration::from_secs(300));
+        Ok(netns::in_netns(n, move || influxd.get(path_and_query))??)
     }
 
     pub fn health(&self, n: u8) -> Option<Health> {
-        let url = format!("http://{}:{API_PORT}/health", ip(n));
-        let resp = match self.http.get(&url).call() {
-            Ok(r) => r,
-            Err(ureq::Error::Status(_, r)) => r,
-            Err(_) => return None,
-        };
-        let ready = resp.status() == 200;
-        let v: serde_json::Value = serde_json::from_str(&resp.into_string().ok()?).ok()?;
-        Some(Health {
-            ready,
-            leader: v.get("leader").and_then(serde_json::Value::as_u64),
-            role: v
-                .get("role")
-                .and_then(|r| r.as_str())
-                .unwrap_or_default()
-                .to_owned(),
-            term: v
-                .get("term")
-                .and_then(serde_json::Value::as_u64)
-                .unwrap_or(0),
-            applied: v
-                .get("applied")
-                .and_then(serde_json::Value::as_u64)
-                .unwrap_or(0),
-            committed: v
-                .get("committed")
-                .and_then(serde_json::Value::as_u64)
-                .unwrap_or(0),
-            message: v
-                .get("message")
-                .and_then(|r| r.as_str())
-                .unwrap_or_default()
-                .to_owned(),
-        })
+        Health::parse(self.apis[usize::from(n - 1)].get("/health").ok()?)
     }
 
     pub fn healths(&self) -> Vec<Option<Health>> {
@@ -294,8 +233,7 @@ bind-address = "127.0.0.1:18088"
     /// Waits until every gateway is ready and agrees on the leader; with `caught_up`, also
     /// until every applier has applied the whole log and all report the same index.
     pub fn wait_settled(&self, limit: Duration, caught_up: bool) -> anyhow::Result<Vec<Health>> {
-        let deadline = Instant::now() + limit;
-        loop {
+        let settled = poll(limit, Duration::from_millis(250), || {
             let hs = self.healths();
             if let Some(hs) = hs.iter().cloned().collect::<Option<Vec<Health>>>() {
                 let leader = hs[0].leader;
@@ -308,80 +246,52 @@ bind-address = "127.0.0.1:18088"
                     return Ok(hs);
                 }
             }
-            if Instant::now() > deadline {
-                bail!("not settled within {limit:?}; last health: {hs:?}");
-            }
-            std::thread::sleep(Duration::from_millis(250));
-        }
-    }
-
-    fn signal(&self, n: u8, p: Proc, sig: Signal) -> anyhow::Result<()> {
-        let procs = self.procs.lock().unwrap();
-        let m = &procs[usize::from(n - 1)];
-        let m = match p {
-            Proc::Influxd => &m.influxd,
-            Proc::Gateway => &m.gateway,
-        };
-        match &m.child {
-            Some(c) => kill(Pid::from_raw(c.id() as i32), sig)
-                .with_context(|| format!("cannot send {sig} to {} of node {n}", p.name())),
-            None => bail!("{} of node {n} is not running", p.name()),
-        }
+            Err(hs)
+        });
+        settled.or_else(|hs| bail!("not settled within {limit:?}; last health: {hs:?}"))
     }
 
     /// kill -9, and reap it.
     pub fn kill(&self, n: u8, p: Proc) {
-        let mut procs = self.procs.lock().unwrap();
-        let m = procs[usize::from(n - 1)].get(p);
-        if let Some(mut c) = m.child.take() {
-            let _ = kill(Pid::from_raw(c.id() as i32), Signal::SIGKILL);
-            let _ = c.wait();
-        }
-        m.paused = false;
+        self.with(n, p, |m| {
+            m.process.kill();
+            m.paused = false;
+        })
     }
 
     pub fn pause(&self, n: u8, p: Proc) -> anyhow::Result<()> {
-        self.signal(n, p, Signal::SIGSTOP)?;
-        self.procs.lock().unwrap()[usize::from(n - 1)].get(p).paused = true;
-        Ok(())
+        self.with(n, p, |m| {
+            m.process.signal(Signal::SIGSTOP)?;
+            m.paused = true;
+            Ok(())
+        })
     }
 
     pub fn resume(&self, n: u8, p: Proc) {
-        let _ = self.signal(n, p, Signal::SIGCONT);
-        self.procs.lock().unwrap()[usize::from(n - 1)].get(p).paused = false;
+        self.with(n, p, |m| {
+            let _ = m.process.signal(Signal::SIGCONT);
+            m.paused = false;
+        })
     }
 
     /// Starts `p` on node `n` unless it runs.
     pub fn restart(&self, n: u8, p: Proc) -> anyhow::Result<bool> {
-        {
-            let mut procs = self.procs.lock().unwrap();
-            let m = procs[usize::from(n - 1)].get(p);
-            if let Some(c) = m.child.as_mut() {
-                if c.try_wait()?.is_none() {
-                    return Ok(false);
-                }
-                m.child = None;
+        self.with(n, p, |m| {
+            if m.process.is_running() {
+                return Ok(false);
             }
-        }
-        self.spawn(n, p)?;
-        Ok(true)
+            m.start(n, p)?;
+            Ok(true)
+        })
     }
 
     /// Processes that died without being killed by us, since the last call.
     pub fn crashes(&self) -> Vec<(u8, Proc, String)> {
         let mut out = Vec::new();
-        let mut procs = self.procs.lock().unwrap();
-        for (i, np) in procs.iter_mut().enumerate() {
+        for n in nodes() {
             for p in [Proc::Influxd, Proc::Gateway] {
-                let m = np.get(p);
-                if let Some(c) = m.child.as_mut() {
-                    if let Ok(Some(status)) = c.try_wait() {
-                        m.child = None;
-                        m.crashed = Some(status.to_string());
-                    }
-                }
-                if let Some(status) = m.crashed.take() {
-                    out.push((i as u8 + 1, p, status));
+                if let Some(status) = self.with(n, p, |m| m.process.exited()) {
+                    out.push((n, p, status.to_string()));
                 }
             }
         }
@@ -393,8 +303,7 @@ bind-address = "127.0.0.1:18088"
         let mut restarted = Vec::new();
         for n in nodes() {
             for p in [Proc::Influxd, Proc::Gateway] {
-                let paused = self.procs.lock().unwrap()[usize::from(n - 1)].get(p).paused;
-                if paused {
+                if self.with(n, p, |m| m.paused) {
                     self.resume(n, p);
                 }
                 if self.restart(n, p)? {
@@ -408,32 +317,13 @@ bind-address = "127.0.0.1:18088"
     /// Stops every process (SIGTERM, then SIGKILL after a grace period) and removes the
     /// network. Safe to call more than once.
     pub fn teardown(&self) {
-        let mut procs = self.procs.lock().unwrap_or_else(|p| p.into_inner());
-        let mut children: Vec<Child> = procs
+        let mut procs = self.procs.lock();
+        let all = procs
             .iter_mut()
-            .flat_map(|np| [np.gateway.child.take(), np.influxd.child.take()])
-            .flatten()
-            .collect();
-        for c in &children {
-            let pid = Pid::from_raw(c.id() as i32);
-            let _ = kill(pid, Signal::SIGCONT);
-            let _ = kill(pid, Signal::SIGTERM);
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        for c in &mut children {
-            while c.try_wait().ok().flatten().is_none() && Instant::now() < deadline {
-                std::thread::sleep(Duration::from_millis(50));
-            }
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+            .flat_map(|np| [&mut np.gateway.process, &mut np.influxd.process]);
+        process::stop_all(all, Duration::from_secs(10));
         drop(procs);
-        if let Some(mut net) = self
-            .network
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .take()
-        {
+        if let Some(mut net) = self.network.lock().take() {
             net.teardown();
         }
     }

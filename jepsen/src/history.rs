@@ -5,9 +5,9 @@
 use std::io::Write as _;
 use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Mutex;
 use std::time::Instant;
 
+use parking_lot::Mutex;
 use serde::{Deserialize, Serialize};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -138,7 +138,7 @@ impl Recorder {
     }
 
     pub fn record(&self, mut e: Event) -> Event {
-        let mut events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        let mut events = self.events.lock();
         e.time = self.now();
         e.index = events.len() as u64;
         if matches!(e.f, F::Start | F::Stop | F::Crash) {
@@ -150,15 +150,12 @@ impl Recorder {
     }
 
     pub fn snapshot(&self) -> Vec<Event> {
-        self.events
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
+        self.events.lock().clone()
     }
 
     /// Counts of completed writes by outcome: (ok, fail, info), plus completed reads.
     pub fn counts(&self) -> (usize, usize, usize, usize) {
-        let events = self.events.lock().unwrap_or_else(|p| p.into_inner());
+        let events = self.events.lock();
         let (mut ok, mut fail, mut info, mut reads) = (0, 0, 0, 0);
         for e in events.iter() {
             match (e.f, e.kind) {

@@ -102,28 +102,27 @@ fn for_each_series(
     mut f: impl FnMut(&Value) -> anyhow::Result<()>,
 ) -> anyhow::Result<()> {
     let v: Value = serde_json::from_str(doc.trim()).context("influxd's answer is not JSON")?;
-    if let Some(e) = v.get("error").and_then(Value::as_str) {
-        bail!("influxd: {e}");
-    }
-    for result in v
-        .get("results")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
-        if let Some(e) = result.get("error").and_then(Value::as_str) {
-            bail!("influxd: {e}");
-        }
-        for series in result
-            .get("series")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+    no_error(&v)?;
+    for result in array(&v, "results") {
+        no_error(result)?;
+        for series in array(result, "series") {
             f(series)?;
         }
     }
     Ok(())
+}
+
+/// The `error` member of an answer or of one statement's result, as an error.
+fn no_error(v: &Value) -> anyhow::Result<()> {
+    match v.get("error").and_then(Value::as_str) {
+        Some(e) => bail!("influxd: {e}"),
+        None => Ok(()),
+    }
+}
+
+/// The items of the array member `key`; none if there is no such array.
+fn array<'a>(v: &'a Value, key: &str) -> impl Iterator<Item = &'a Value> {
+    v.get(key).and_then(Value::as_array).into_iter().flatten()
 }
 
 fn parse_series(series: &Value, points: &mut Vec<Point>) -> anyhow::Result<()> {
@@ -156,12 +155,7 @@ fn parse_series(series: &Value, points: &mut Vec<Point>) -> anyhow::Result<()> {
         .iter()
         .position(|c| *c == "time")
         .context("series without a time column")?;
-    for row in series
-        .get("values")
-        .and_then(Value::as_array)
-        .into_iter()
-        .flatten()
-    {
+    for row in array(series, "values") {
         let row = row.as_array().context("a row is not an array")?;
         let time = row
             .get(time_col)
@@ -194,12 +188,7 @@ pub fn parse_databases(body: &str) -> anyhow::Result<Vec<String>> {
 fn parse_points_untimed(body: &str) -> anyhow::Result<Vec<String>> {
     let mut out = Vec::new();
     for_each_series(body, |series| {
-        for row in series
-            .get("values")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
+        for row in array(series, "values") {
             if let Some(s) = row.get(0).and_then(Value::as_str) {
                 out.push(s.to_owned());
             }

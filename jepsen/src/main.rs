@@ -16,13 +16,13 @@ mod run;
 mod signals;
 mod workload;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{bail, Context};
+use anyhow::bail;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Parser)]
@@ -127,27 +127,10 @@ fn gateway_bin(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
         }
         return Ok(p);
     }
-    let workspace = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .context("the jepsen crate has no parent directory")?;
-    let target = std::env::var_os("CARGO_TARGET_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace.join("target"));
-    let bin = target.join("release").join("gateway");
-    println!("cargo build --release -p gateway");
-    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
-    let status = std::process::Command::new(cargo)
-        .args(["build", "--release", "-p", "gateway"])
-        .current_dir(workspace)
-        .status()
-        .context("cannot run cargo")?;
-    if !status.success() {
-        bail!("building the gateway failed");
-    }
-    if !bin.is_file() {
-        bail!("no gateway binary at {} after the build", bin.display());
-    }
-    Ok(bin)
+    println!("cargo build --release -p gateway --bin gateway");
+    Ok(harness::gateway::binary(
+        harness::gateway::Profile::Release,
+    )?)
 }
 
 fn test(args: TestArgs, stop: Arc<AtomicBool>) -> anyhow::Result<run::Verdict> {

@@ -4,10 +4,11 @@
 //! history.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
+use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::Rng;
@@ -166,7 +167,7 @@ impl Nemesis {
             let mut ev = Event::new("nemesis", Type::Info, F::Start, self.recorder.op_id());
             ev.nemesis = Some(value.clone());
             self.recorder.record(ev);
-            *self.current.lock().unwrap() = describe(&value);
+            *self.current.lock() = describe(&value);
             self.sleep(self.interval);
             let op = self.recorder.op_id();
             if let Err(e) = self.heal(active) {
@@ -175,7 +176,7 @@ impl Nemesis {
             let mut ev = Event::new("nemesis", Type::Info, F::Stop, op);
             ev.nemesis = Some(value);
             self.recorder.record(ev);
-            *self.current.lock().unwrap() = String::new();
+            *self.current.lock() = String::new();
             if !self.sleep(self.interval) {
                 break;
             }

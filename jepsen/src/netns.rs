@@ -48,12 +48,19 @@ pub fn run(program: &str, args: &[&str]) -> anyhow::Result<String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The command prefix that runs a program inside node `n`'s namespace (`ip netns exec`
+/// execs it in place, so the child's pid is the program's).
+pub fn exec_prefix(n: u8) -> [String; 4] {
+    ["ip".into(), "netns".into(), "exec".into(), ns(n)]
+}
+
 /// Runs a command inside node `n`'s namespace.
 pub fn ns_run(n: u8, program: &str, args: &[&str]) -> anyhow::Result<String> {
-    let ns = ns(n);
-    let mut full = vec!["netns", "exec", ns.as_str(), program];
+    let [ip, rest @ ..] = exec_prefix(n);
+    let mut full: Vec<&str> = rest.iter().map(String::as_str).collect();
+    full.push(program);
     full.extend_from_slice(args);
-    run("ip", &full)
+    run(&ip, &full)
 }
 
 /// Runs `f` on a thread that has entered node `n`'s network namespace: sockets it opens

@@ -5,16 +5,19 @@ use std::fs;
 use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use anyhow::{bail, Context};
+use harness::http::encode;
+use harness::{poll, Http};
+use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde_json::json;
 
 use crate::checker::{self, FinalRead};
-use crate::cluster::{Cluster, Health};
+use crate::cluster::{Cluster, Health, API_PORT};
 use crate::history::{self, Event, Recorder, Type, F};
 use crate::influx::{self, DATABASE};
 use crate::nemesis::{self, Kind, Nemesis};
@@ -167,7 +170,7 @@ fn run_with_cluster(
             .spawn(move || {
                 while !done.load(Ordering::Relaxed) {
                     record_crashes(&cluster, &recorder);
-                    *leader.lock().unwrap() = cluster.leader();
+                    *leader.lock() = cluster.leader();
                     std::thread::sleep(Duration::from_millis(500));
                 }
             })?
@@ -185,13 +188,13 @@ fn run_with_cluster(
         if last_line.elapsed() >= every {
             last_line = Instant::now();
             let (ok, fail, info, reads) = recorder.counts();
-            let nem = current.lock().unwrap().clone();
+            let nem = current.lock().clone();
             let line = format!(
                 "[{:>4.0}/{}s] writes ok {ok} fail {fail} info {info} | reads {reads} | nemesis: {} | leader {}",
                 started.elapsed().as_secs_f64(),
                 opts.time_limit.as_secs(),
                 if nem.is_empty() { "-" } else { &nem },
-                leader.lock().unwrap().map_or("none".into(), |l| format!("n{l}")),
+                leader.lock().map_or("none".into(), |l| format!("n{l}")),
             );
             if tty {
                 print!("\r\x1b[2K{line}");
@@ -420,62 +423,56 @@ fn record_crashes(cluster: &Cluster, recorder: &Recorder) {
 
 /// Replicated through the log like any state change; retried until some node takes it.
 fn create_database(cluster: &Cluster) -> anyhow::Result<()> {
-    let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(10))
-        .build();
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let mut last = String::new();
-    while Instant::now() < deadline {
-        for n in nodes() {
-            let url = format!("http://{}:{}/query", netns::ip(n), crate::cluster::API_PORT);
-            match agent
-                .post(&url)
-                .send_form(&[("q", &format!("CREATE DATABASE {DATABASE}"))])
-            {
-                Ok(r) if r.status() == 200 => {
-                    // Every replica applies it before the workload starts, so no early write
-                    // meets a missing database.
-                    cluster.wait_settled(Duration::from_secs(60), true)?;
-                    return Ok(());
-                }
-                Ok(r) => last = format!("status {}", r.status()),
+    let apis: Vec<Http> = nodes()
+        .map(|n| {
+            Http::new(&format!("{}:{API_PORT}", netns::ip(n)))
+                .with_timeouts(Duration::from_secs(10), Duration::from_secs(10))
+        })
+        .collect();
+    let created = poll(Duration::from_secs(60), Duration::from_millis(500), || {
+        let mut last = String::new();
+        for api in &apis {
+            match api.query("", &format!("CREATE DATABASE {DATABASE}")) {
+                Ok(r) if r.status == 200 => return Ok(()),
+                Ok(r) => last = format!("status {}", r.status),
                 Err(e) => last = e.to_string(),
             }
         }
-        std::thread::sleep(Duration::from_millis(500));
+        Err(last)
+    });
+    if let Err(last) = created {
+        bail!("cannot create database {DATABASE}: {last}");
     }
-    bail!("cannot create database {DATABASE}: {last}")
+    // Every replica applies it before the workload starts, so no early write meets a
+    // missing database.
+    cluster.wait_settled(Duration::from_secs(60), true)?;
+    Ok(())
 }
 
-fn encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
+/// The body of a 200 answer of node `n`'s influxd.
+fn influxd_query(cluster: &Cluster, n: u8, path_and_query: &str) -> anyhow::Result<String> {
+    let r = cluster.influxd_get(n, path_and_query)?;
+    if r.status != 200 {
+        bail!("influxd answered {}: {}", r.status, r.body);
+    }
+    Ok(r.body)
 }
 
 /// Everything node `n`'s influxd holds in the workload's database, read directly from it
 /// (not through the gateway), plus its list of databases (without the gateway's own).
 fn final_read(cluster: &Cluster, n: u8) -> anyhow::Result<FinalRead> {
     let q = encode("SELECT * FROM /.*/ GROUP BY *");
-    let (status, body) = cluster.influxd_get(
+    let points = influx::parse_points(&influxd_query(
+        cluster,
         n,
         &format!("/query?db={DATABASE}&epoch=ns&chunked=true&chunk_size=10000&q={q}"),
+    )?)?;
+    let show = influxd_query(
+        cluster,
+        n,
+        &format!("/query?q={}", encode("SHOW DATABASES")),
     )?;
-    if status != 200 {
-        bail!("influxd answered {status}: {body}");
-    }
-    let points = influx::parse_points(&body)?;
-    let (status, body) =
-        cluster.influxd_get(n, &format!("/query?q={}", encode("SHOW DATABASES")))?;
-    if status != 200 {
-        bail!("influxd answered {status}: {body}");
-    }
-    let databases = influx::parse_databases(&body)?
+    let databases = influx::parse_databases(&show)?
         .into_iter()
         .filter(|d| d != "_gateway" && d != "_internal")
         .collect();

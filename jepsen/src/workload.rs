@@ -6,9 +6,10 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
@@ -77,7 +78,7 @@ impl Workload {
     }
 
     fn allocate(&self, n: usize) -> (Vec<u64>, Vec<i64>) {
-        let mut a = self.alloc.lock().unwrap();
+        let mut a = self.alloc.lock();
         let mut elements = Vec::with_capacity(n);
         let mut timestamps = Vec::with_capacity(n);
         for _ in 0..n {
@@ -128,7 +129,7 @@ impl Workload {
                 timestamps: timestamps.clone(),
                 string_field: self.settings.string_field,
             });
-            self.tracker.lock().unwrap().invoked(&elements, &timestamps);
+            self.tracker.lock().invoked(&elements, &timestamps);
             self.recorder.record(invoke);
 
             let url = format!("http://{}:{API_PORT}/write", ip(node));
@@ -140,7 +141,6 @@ impl Workload {
             let (kind, status, error) = classify(result);
             self.tracker
                 .lock()
-                .unwrap()
                 .completed(&elements, &timestamps, kind == Type::Ok);
             let mut done = Event::new(&process, kind, F::Write, op);
             done.node = Some(node);
@@ -175,7 +175,7 @@ impl Workload {
         let process = format!("r{n}");
         let url = format!("http://{}:{API_PORT}/query", ip(n));
         while self.running() {
-            let since = self.tracker.lock().unwrap().since(n, wall_ns());
+            let since = self.tracker.lock().since(n, wall_ns());
             let op = self.recorder.op_id();
             let mut invoke = Event::new(&process, Type::Invoke, F::Read, op);
             invoke.node = Some(n);
@@ -194,7 +194,7 @@ impl Workload {
             }) {
                 Ok(points) => {
                     let elements: Vec<u64> = points.iter().filter_map(Point::element).collect();
-                    self.tracker.lock().unwrap().seen(n, &elements);
+                    self.tracker.lock().seen(n, &elements);
                     let mut e = Event::new(&process, Type::Ok, F::Read, op);
                     e.read = Some(elements);
                     e

@@ -4,13 +4,13 @@
 
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use crate::http::Http;
+use harness::gateway::{self, Peers, Profile};
+use harness::{wait_until, Http, HttpError, Process, Response};
+
 use crate::influxd::Influxd;
-use crate::wait::wait_until;
 
 pub const API_PORT: u16 = 8086;
 pub const PEER_PORT: u16 = 8089;
@@ -21,30 +21,8 @@ pub const INFLUXD_PORT: u16 = 18086;
 /// debug gateway, the release benchmark a release one.
 pub fn gateway_binary() -> PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let workspace = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let release = !cfg!(debug_assertions);
-        let mut args = vec!["build", "-q", "-p", "gateway", "--bin", "gateway"];
-        if release {
-            args.push("--release");
-        }
-        let status = Command::new(cargo)
-            .args(&args)
-            .current_dir(workspace)
-            .status()
-            .expect("run cargo build for the gateway binary");
-        assert!(status.success(), "building the gateway binary failed");
-        let target = std::env::var("CARGO_TARGET_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| workspace.join("target"));
-        let bin = target
-            .join(if release { "release" } else { "debug" })
-            .join("gateway");
-        assert!(bin.exists(), "no gateway binary at {}", bin.display());
-        bin
-    })
-    .clone()
+    BIN.get_or_init(|| gateway::binary(Profile::of_this_build()).unwrap_or_else(|e| panic!("{e}")))
+        .clone()
 }
 
 /// Exclusive use of the loopback range 127.0.S.0/24 for this process, by file lock.
@@ -78,60 +56,29 @@ impl Slot {
 
 pub struct Gateway {
     pub id: u64,
-    args: Vec<String>,
-    log: PathBuf,
-    child: Option<Child>,
+    process: Process,
 }
 
 impl Gateway {
-    fn spawn(&mut self) {
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&self.log)
-            .unwrap();
-        let child = Command::new(gateway_binary())
-            .args(&self.args)
-            .env("RUST_LOG", "info,raft=warn")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start the gateway");
-        self.child = Some(child);
-    }
-
     /// SIGKILL: the node gets no chance to do anything.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.process.kill();
     }
 
     pub fn start(&mut self) {
-        assert!(self.child.is_none(), "gateway {} already running", self.id);
-        self.spawn();
+        self.process.start().unwrap_or_else(|e| panic!("{e}"));
     }
 
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.process.pid()
     }
 
     pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+        self.process.is_running()
     }
 
     pub fn log(&self) -> String {
-        fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        self.kill();
+        self.process.log()
     }
 }
 
@@ -192,28 +139,17 @@ impl Cluster {
             .prefix("gateway-cluster-")
             .tempdir()
             .unwrap();
-        let peers: Vec<String> = (1..=n)
-            .map(|i| format!("{i}={}:{PEER_PORT}", slot.ip(i)))
+        let members: Vec<(u64, String)> = (1..=n)
+            .map(|i| (i, format!("{}:{PEER_PORT}", slot.ip(i))))
             .collect();
-        let mut nodes = Vec::new();
-        for id in 1..=n {
-            let ip = slot.ip(id);
-            let influxd = Influxd::start_with_auth(
-                &format!("{ip}:{INFLUXD_PORT}"),
-                &dir.path().join(format!("node{id}/influxd")),
-                admin,
-            );
-            let mut gateway = Self::gateway(&slot, dir.path(), id, &peers, false);
-            gateway.args.extend(extra.iter().map(|a| a.to_string()));
-            nodes.push(Node {
-                id,
-                ip,
-                influxd,
-                gateway,
-            });
-        }
+        let mut nodes: Vec<Node> = (1..=n)
+            .map(|id| {
+                let peers = Peers::Initial(members.clone());
+                Self::new_node(&slot, dir.path(), id, admin, peers, extra)
+            })
+            .collect();
         for node in &mut nodes {
-            node.gateway.spawn();
+            node.gateway.start();
         }
         let c = Cluster { slot, dir, nodes };
         c.wait_for_leader(Duration::from_secs(30));
@@ -222,58 +158,52 @@ impl Cluster {
         c
     }
 
-    fn gateway(slot: &Slot, dir: &Path, id: u64, peers: &[String], join: bool) -> Gateway {
+    /// Node `id` with its influxd running and its gateway not started yet.
+    fn new_node(
+        slot: &Slot,
+        dir: &Path,
+        id: u64,
+        admin: Option<(&str, &str)>,
+        peers: Peers,
+        extra: &[&str],
+    ) -> Node {
         let ip = slot.ip(id);
         let node_dir = dir.join(format!("node{id}"));
-        fs::create_dir_all(&node_dir).unwrap();
-        let mut args = vec![
-            "--id".to_string(),
-            id.to_string(),
-            "--listen".into(),
-            format!("{ip}:{API_PORT}"),
-            "--peer-listen".into(),
-            format!("{ip}:{PEER_PORT}"),
-            "--data-dir".into(),
-            node_dir.join("gateway").display().to_string(),
-            "--influxd-url".into(),
-            format!("http://{ip}:{INFLUXD_PORT}"),
-            "--write-timeout".into(),
-            "10s".into(),
-        ];
-        if join {
-            args.push("--join".into());
-            args.push("--peer".into());
-            args.push(format!("{id}={ip}:{PEER_PORT}"));
-        } else {
-            for p in peers {
-                args.push("--peer".into());
-                args.push(p.clone());
-            }
-        }
-        Gateway {
+        let influxd = Influxd::start_with_auth(
+            &format!("{ip}:{INFLUXD_PORT}"),
+            &node_dir.join("influxd"),
+            admin,
+        );
+        let node = gateway::Node {
             id,
-            args,
-            log: node_dir.join("gateway.log"),
-            child: None,
+            api_addr: format!("{ip}:{API_PORT}"),
+            peer_addr: format!("{ip}:{PEER_PORT}"),
+            peers,
+            data_dir: node_dir.join("gateway"),
+            influxd_url: format!("http://{ip}:{INFLUXD_PORT}"),
+            extra: ["--write-timeout", "10s"]
+                .iter()
+                .chain(extra)
+                .map(|a| a.to_string())
+                .collect(),
+        };
+        let process = node
+            .process(&gateway_binary(), node_dir.join("gateway.log"))
+            .env("RUST_LOG", "info,raft=warn");
+        Node {
+            id,
+            ip,
+            influxd,
+            gateway: Gateway { id, process },
         }
     }
 
     /// Starts a new node that joins through `gateway members add` semantics (the caller
     /// adds it with the admin API).
     pub fn start_joining_node(&mut self, id: u64) -> &mut Node {
-        let ip = self.slot.ip(id);
-        let influxd = Influxd::start(
-            &format!("{ip}:{INFLUXD_PORT}"),
-            &self.dir.path().join(format!("node{id}/influxd")),
-        );
-        let mut gateway = Self::gateway(&self.slot, self.dir.path(), id, &[], true);
-        gateway.spawn();
-        self.nodes.push(Node {
-            id,
-            ip,
-            influxd,
-            gateway,
-        });
+        let mut node = Self::new_node(&self.slot, self.dir.path(), id, None, Peers::Join, &[]);
+        node.gateway.start();
+        self.nodes.push(node);
         self.nodes.last_mut().unwrap()
     }
 
@@ -293,6 +223,21 @@ impl Cluster {
 
     pub fn peer_addr(&self, id: u64) -> String {
         format!("{}:{PEER_PORT}", self.slot.ip(id))
+    }
+
+    /// Asks node `via` to add node `id`, at its peer address, as a member (the admin API's
+    /// POST /admin/members); its answer.
+    pub fn add_member(&self, via: u64, id: u64) -> Response {
+        let body = serde_json::json!({"id": id, "peer_addr": self.peer_addr(id)});
+        self.node(via)
+            .api()
+            .send(
+                "POST",
+                "/admin/members",
+                &[("Content-Type", "application/json")],
+                body.to_string().as_bytes(),
+            )
+            .expect("POST /admin/members")
     }
 
     /// The node's /health JSON (any status code), if it answers.
@@ -324,7 +269,7 @@ impl Cluster {
                 match self.node(id).api().get("/health") {
                     Ok(r) if r.status == 200 => Ok(()),
                     Ok(r) => Err(r.body),
-                    Err(e) => Err(e),
+                    Err(e) => Err(e.to_string()),
                 }
             });
         }
@@ -355,7 +300,11 @@ impl Cluster {
                 &format!("database {db} on node {id}"),
                 Duration::from_secs(30),
                 || {
-                    let v = self.node(id).influx().try_query("", "SHOW DATABASES")?;
+                    let v = self
+                        .node(id)
+                        .influx()
+                        .try_query("", "SHOW DATABASES")
+                        .map_err(|e| e.to_string())?;
                     let has = v["results"][0]["series"][0]["values"]
                         .as_array()
                         .is_some_and(|dbs| dbs.iter().any(|d| d[0] == db));
@@ -390,7 +339,7 @@ impl Cluster {
             || {
                 // A replica still rebuilding may not have the database yet: that is "not
                 // converged yet", not a failure.
-                let all: Vec<(u64, Result<Vec<serde_json::Value>, String>)> = self
+                let all: Vec<(u64, Result<Vec<serde_json::Value>, HttpError>)> = self
                     .nodes
                     .iter()
                     .map(|n| (n.id, n.influx().try_rows(db, measurement)))

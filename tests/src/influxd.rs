@@ -1,12 +1,11 @@
-//! A real influxd 1.x process with its own data, meta and wal directories.
+//! A real influxd 1.x process with its own data, meta and wal directories, on a loopback
+//! address, started and awaited through the shared harness.
 
-use std::fs;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
-use crate::http::Http;
-use crate::wait::wait_until;
+use harness::influxd::{self, Config};
+use harness::{Http, Process};
 
 /// How long influxd may take to answer /ping after start (it usually takes one or two seconds).
 const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -14,8 +13,8 @@ const START_TIMEOUT: Duration = Duration::from_secs(30);
 pub struct Influxd {
     /// `host:port` of its HTTP API.
     pub addr: String,
-    dir: PathBuf,
-    child: Option<Child>,
+    config: Config,
+    process: Process,
     /// With authentication enabled, the admin account the harness reads with.
     admin: Option<(String, String)>,
 }
@@ -30,15 +29,22 @@ impl Influxd {
     /// As [`Influxd::start`]; with `admin`, authentication is enabled (the admin user itself is
     /// left for the gateway to create, as it does on a fresh influxd).
     pub fn start_with_auth(addr: &str, dir: &Path, admin: Option<(&str, &str)>) -> Influxd {
-        fs::create_dir_all(dir).expect("create influxd dir");
+        let (host, port) = addr
+            .rsplit_once(':')
+            .and_then(|(host, port)| Some((host, port.parse().ok()?)))
+            .expect("an influxd address is host:port");
+        let mut config = Config::new(host, port, dir);
+        config.auth = admin.is_some();
+        let process = config
+            .process(dir.join("influxd.log"))
+            .unwrap_or_else(|e| panic!("{e}"));
         let mut influxd = Influxd {
             addr: addr.to_owned(),
-            dir: dir.to_path_buf(),
-            child: None,
+            config,
+            process,
             admin: admin.map(|(u, p)| (u.to_owned(), p.to_owned())),
         };
-        influxd.write_config();
-        influxd.spawn();
+        influxd.start_again();
         influxd
     }
 
@@ -54,132 +60,43 @@ impl Influxd {
         format!("http://{}", self.addr)
     }
 
-    fn config_path(&self) -> PathBuf {
-        self.dir.join("influxdb.conf")
-    }
-
-    fn log_path(&self) -> PathBuf {
-        self.dir.join("influxd.log")
-    }
-
-    fn write_config(&self) {
-        let host = self.addr.split(':').next().unwrap();
-        let port: u16 = self.addr.rsplit(':').next().unwrap().parse().unwrap();
-        // The backup/restore RPC port must differ per instance too.
-        let rpc = format!("{host}:{}", port + 2);
-        let d = self.dir.display();
-        let config = format!(
-            r#"reporting-enabled = false
-bind-address = "{rpc}"
-[meta]
-  dir = "{d}/meta"
-  logging-enabled = false
-[data]
-  dir = "{d}/data"
-  wal-dir = "{d}/wal"
-  query-log-enabled = false
-[monitor]
-  store-enabled = false
-[http]
-  bind-address = "{addr}"
-  log-enabled = false
-  auth-enabled = {auth}
-[continuous_queries]
-  log-enabled = false
-"#,
-            addr = self.addr,
-            auth = self.admin.is_some()
-        );
-        fs::write(self.config_path(), config).expect("write influxd config");
-    }
-
-    fn spawn(&mut self) {
-        let log = fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .expect("open influxd log");
-        let child = Command::new("influxd")
-            .arg("-config")
-            .arg(self.config_path())
-            .stdin(Stdio::null())
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("start influxd (is the Debian package `influxdb` installed?)");
-        self.child = Some(child);
-        self.wait_ready();
-    }
-
-    fn wait_ready(&mut self) {
-        let http = Http::new(&self.addr);
-        let log = self.log_path();
-        let child = self.child.as_mut().unwrap();
-        wait_until(
-            &format!("influxd on {} to answer /ping", self.addr),
-            START_TIMEOUT,
-            || {
-                if let Ok(Some(status)) = child.try_wait() {
-                    panic!(
-                        "influxd on {} exited with {status}; log:\n{}",
-                        self.addr,
-                        fs::read_to_string(&log).unwrap_or_default()
-                    );
-                }
-                match http.get("/ping") {
-                    Ok(r) if r.status == 204 => Ok(()),
-                    Ok(r) => Err(format!("status {}", r.status)),
-                    Err(e) => Err(e),
-                }
-            },
-        )
-    }
-
     pub fn pid(&self) -> Option<u32> {
-        self.child.as_ref().map(Child::id)
+        self.process.pid()
     }
 
     pub fn is_running(&mut self) -> bool {
-        self.child
-            .as_mut()
-            .is_some_and(|c| c.try_wait().ok().flatten().is_none())
+        self.process.is_running()
     }
 
     /// SIGKILL: no chance to flush anything.
     pub fn kill(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
+        self.process.kill();
     }
 
     pub fn restart(&mut self) {
         self.kill();
-        self.spawn();
+        self.start_again();
     }
 
     /// Deletes data, meta and wal: as if the disk under influxd had been replaced.
     /// The process must be stopped.
     pub fn wipe(&mut self) {
-        assert!(self.child.is_none(), "wipe a running influxd");
-        for d in ["data", "meta", "wal"] {
-            let _ = fs::remove_dir_all(self.dir.join(d));
-        }
+        assert!(self.process.pid().is_none(), "wipe a running influxd");
+        self.config.wipe();
     }
 
+    /// Starts the stopped influxd and waits until it answers /ping.
     pub fn start_again(&mut self) {
-        assert!(self.child.is_none(), "influxd is already running");
-        self.spawn();
+        self.process
+            .start()
+            .unwrap_or_else(|e| panic!("{e} (is the Debian package `influxdb` installed?)"));
+        let http = Http::new(&self.addr);
+        influxd::wait_answering(&mut self.process, START_TIMEOUT, || http.get("/ping"))
+            .unwrap_or_else(|e| panic!("{e}"));
     }
 
     pub fn create_database(&self, db: &str) {
         self.http()
             .query_ok("", &format!("CREATE DATABASE \"{db}\""));
-    }
-}
-
-impl Drop for Influxd {
-    fn drop(&mut self) {
-        self.kill();
     }
 }

@@ -1,15 +1,14 @@
-//! Harness for the end-to-end tests: real `influxd` processes (Debian package `influxdb`) and
-//! real gateway processes, each node on its own loopback address (127.0.0.1, .2, .3 ...).
+//! End-to-end tests with real `influxd` processes (Debian package `influxdb`) and real gateway
+//! processes, each node on its own loopback address (127.0.S.1, .2, .3 ...), on the shared
+//! process harness (`harness/`).
 //!
 //! Everything started here is killed when its handle is dropped, so a failing test leaves no
 //! processes behind.
 
 pub mod cluster;
-pub mod http;
 pub mod influxd;
-pub mod wait;
 
 pub use cluster::Cluster;
-pub use http::Http;
+pub use harness::http::{self, Http, HttpError};
+pub use harness::wait_until;
 pub use influxd::Influxd;
-pub use wait::wait_until;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use tests::{wait_until, Cluster};
+use tests::{wait_until, Cluster, HttpError};
 
 const ADMIN: (&str, &str) = ("gw-admin", "s3cret'\"x");
 const CONVERGE: Duration = Duration::from_secs(30);
@@ -25,9 +25,7 @@ fn credentials_and_privileges_are_checked_and_users_survive_a_wipe() {
         "CREATE USER reader WITH PASSWORD 'rpass'",
         "GRANT READ ON db TO reader",
     ] {
-        let r = admin.query("", q).unwrap();
-        assert_eq!(r.status, 200, "{q}: {}", r.body);
-        assert!(r.json()["results"][0]["error"].is_null(), "{q}: {}", r.body);
+        admin.query_ok("", q);
     }
     let r = c
         .node(2)
@@ -38,39 +36,25 @@ fn credentials_and_privileges_are_checked_and_users_survive_a_wipe() {
     assert_eq!(r.status, 403, "{}", r.body);
 
     // Writes: the right user, a wrong password, no credentials, a user without WRITE, and the
-    // u/p parameters influxd also accepts.
+    // u/p parameters and `Token` scheme influxd also accepts.
     let api3 = c.node(3).api();
-    let r = api3
-        .clone()
-        .with_auth("writer", "wpass")
-        .write("db=db", "m v=1 1")
-        .unwrap();
-    assert_eq!(r.status, 204, "{}", r.body);
-    let r = api3
-        .clone()
-        .with_auth("writer", "nope")
-        .write("db=db", "m v=2 2")
-        .unwrap();
-    assert_eq!(r.status, 401, "{}", r.body);
-    assert_eq!(r.error(), "authorization failed");
-    let r = api3.write("db=db", "m v=3 3").unwrap();
-    assert_eq!(r.status, 401, "{}", r.body);
-    let r = api3
-        .clone()
-        .with_auth("reader", "rpass")
-        .write("db=db", "m v=4 4")
-        .unwrap();
-    assert_eq!(r.status, 403, "{}", r.body);
-    let r = api3.write("db=db&u=writer&p=wpass", "m v=5 5").unwrap();
-    assert_eq!(r.status, 204, "{}", r.body);
-    let r = api3
-        .send(
-            "POST",
-            "/write?db=db",
-            &[("Authorization", "Token writer:wpass")],
-            b"m v=6 6",
-        )
-        .unwrap();
+    let as_user = |user, password| api3.clone().with_auth(user, password);
+    let failed = Some("authorization failed");
+    for (api, query, lines, status, error) in [
+        (as_user("writer", "wpass"), "db=db", "m v=1 1", 204, None),
+        (as_user("writer", "nope"), "db=db", "m v=2 2", 401, failed),
+        (api3.clone(), "db=db", "m v=3 3", 401, None),
+        (as_user("reader", "rpass"), "db=db", "m v=4 4", 403, None),
+        (api3.clone(), "db=db&u=writer&p=wpass", "m v=5 5", 204, None),
+    ] {
+        let r = api.write(query, lines).unwrap();
+        assert_eq!(r.status, status, "{lines}: {}", r.body);
+        if let Some(error) = error {
+            assert_eq!(r.error(), error);
+        }
+    }
+    let token = [("Authorization", "Token writer:wpass")];
+    let r = api3.write_bytes("db=db", &token, b"m v=6 6").unwrap();
     assert_eq!(r.status, 204, "{}", r.body);
     c.wait_converged("db", "m", 3, CONVERGE);
 
@@ -98,7 +82,7 @@ fn credentials_and_privileges_are_checked_and_users_survive_a_wipe() {
     n3.influxd.wipe();
     n3.influxd.start_again();
     wait_until("node 3's users rebuilt", CONVERGE, || {
-        let now = users(&c, 3)?;
+        let now = users(&c, 3).map_err(|e| e.to_string())?;
         if now == reference {
             Ok(())
         } else {
@@ -117,15 +101,11 @@ fn credentials_and_privileges_are_checked_and_users_survive_a_wipe() {
 }
 
 /// Users and the writer's grants on a node's influxd, as its admin sees them.
-fn users(c: &Cluster, id: u64) -> Result<String, String> {
+fn users(c: &Cluster, id: u64) -> Result<String, HttpError> {
     let http = c.node(id).influx();
     let mut out = String::new();
     for q in ["SHOW USERS", "SHOW GRANTS FOR writer"] {
-        let r = http.query("", q)?;
-        if r.status != 200 {
-            return Err(r.body);
-        }
-        out += &r.json()["results"][0].to_string();
+        out += &http.try_query("", q)?["results"][0].to_string();
     }
     Ok(out)
 }

@@ -12,28 +12,13 @@ fn a_fourth_node_joins_and_converges_then_a_node_is_removed() {
     let mut c = Cluster::start(3);
     c.create_database(1, "db");
     for i in 0..100 {
-        let r = c
-            .node(i % 3 + 1)
+        c.node(i % 3 + 1)
             .api()
-            .write("db=db", &format!("m v={i}i {i}"))
-            .unwrap();
-        assert_eq!(r.status, 204, "{}", r.body);
+            .write_ok("db=db", &format!("m v={i}i {i}"));
     }
 
-    let peer4 = c.peer_addr(4);
     c.start_joining_node(4);
-    let r = c
-        .node(2)
-        .api()
-        .send(
-            "POST",
-            "/admin/members",
-            &[("Content-Type", "application/json")],
-            serde_json::json!({"id": 4, "peer_addr": peer4})
-                .to_string()
-                .as_bytes(),
-        )
-        .unwrap();
+    let r = c.add_member(2, 4);
     assert_eq!(r.status, 200, "{}", r.body);
 
     // It replays the log from index 1 (the database and every point) and becomes a voter.
@@ -105,12 +90,7 @@ fn a_dead_node_is_replaced_by_a_fresh_one() {
     let mut c = Cluster::start(3);
     c.create_database(1, "db");
     for i in 0..50 {
-        let r = c
-            .node(1)
-            .api()
-            .write("db=db", &format!("m v={i}i {i}"))
-            .unwrap();
-        assert_eq!(r.status, 204, "{}", r.body);
+        c.node(1).api().write_ok("db=db", &format!("m v={i}i {i}"));
     }
     // The leader dies for good (gateway and influxd gone): the hardest case, since the removal
     // is asked while the survivors still follow the dead leader and must elect a new one.
@@ -134,18 +114,8 @@ fn a_dead_node_is_replaced_by_a_fresh_one() {
     assert_eq!(ids, survivors, "{}", r.body);
 
     // A fresh node (empty log, empty influxd) takes its place and replays everything.
-    let peer5 = c.peer_addr(5);
     c.start_joining_node(5);
-    let r = admin
-        .send(
-            "POST",
-            "/admin/members",
-            &[("Content-Type", "application/json")],
-            serde_json::json!({"id": 5, "peer_addr": peer5})
-                .to_string()
-                .as_bytes(),
-        )
-        .unwrap();
+    let r = c.add_member(via, 5);
     assert_eq!(r.status, 200, "adding the replacement: {}", r.body);
     c.wait_ready(&[5], CONVERGE);
     c.wait_converged("db", "m", 50, CONVERGE);

@@ -7,7 +7,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-use tests::{wait_until, Cluster};
+use tests::{wait_until, Cluster, Http};
 
 const PARTITION: Duration = Duration::from_secs(30);
 const RECOVERY_TARGET: Duration = Duration::from_secs(10);
@@ -60,6 +60,18 @@ impl Drop for Partition {
     }
 }
 
+/// Waits until a write of `lines` to db through `api` is answered with `status`.
+fn answered(what: &str, timeout: Duration, api: &Http, lines: &str, status: u16) {
+    wait_until(what, timeout, || {
+        let r = api.write("db=db", lines).unwrap();
+        if r.status == status {
+            Ok(())
+        } else {
+            Err((r.status, r.body))
+        }
+    })
+}
+
 #[test]
 fn a_healed_node_takes_writes_again_within_seconds() {
     let c = Cluster::start(3);
@@ -70,48 +82,30 @@ fn a_healed_node_takes_writes_again_within_seconds() {
 
     let mut partition = Partition::cut(&island.ip, &[c.node(1).ip.clone(), c.node(2).ip.clone()]);
     let started = Instant::now();
-    wait_until(
+    let island_api = island.api();
+    let ten = Duration::from_secs(10);
+    answered(
         "node 3 to refuse writes while cut off",
-        Duration::from_secs(10),
-        || {
-            let r = island.api().write("db=db", "m v=1i 1").unwrap();
-            if r.status == 503 {
-                Ok(())
-            } else {
-                Err((r.status, r.body))
-            }
-        },
+        ten,
+        &island_api,
+        "m v=1i 1",
+        503,
     );
     // The majority side goes on.
-    wait_until(
+    answered(
         "writes through the majority",
-        Duration::from_secs(10),
-        || {
-            let r = c.node(1).api().write("db=db", "m v=2i 2").unwrap();
-            if r.status == 204 {
-                Ok(())
-            } else {
-                Err(r.body)
-            }
-        },
+        ten,
+        &c.node(1).api(),
+        "m v=2i 2",
+        204,
     );
     // Hold the fault: long enough for TCP's retransmission backoff to grow past the target.
     std::thread::sleep(PARTITION.saturating_sub(started.elapsed()));
 
     partition.heal();
     let healed = Instant::now();
-    wait_until(
-        "node 3 to take writes after the heal",
-        RECOVERY_TARGET,
-        || {
-            let r = island.api().write("db=db", "m v=3i 3").unwrap();
-            if r.status == 204 {
-                Ok(())
-            } else {
-                Err((r.status, r.body))
-            }
-        },
-    );
+    let after_heal = "node 3 to take writes after the heal";
+    answered(after_heal, RECOVERY_TARGET, &island_api, "m v=3i 3", 204);
     eprintln!(
         "node 3 took writes again {:?} after the heal",
         healed.elapsed()

@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tests::{wait_until, Cluster};
+use tests::{wait_until, Cluster, HttpError};
 
 const CONVERGE: Duration = Duration::from_secs(60);
 
@@ -18,12 +18,7 @@ fn restarted_gateway_resumes_from_its_marker_without_replaying_the_log() {
     let mut c = Cluster::start(3);
     c.create_database(1, "db");
     for i in 0..200 {
-        let r = c
-            .node(2)
-            .api()
-            .write("db=db", &format!("m v={i}i {i}"))
-            .unwrap();
-        assert_eq!(r.status, 204, "{}", r.body);
+        c.node(2).api().write_ok("db=db", &format!("m v={i}i {i}"));
     }
     c.wait_converged("db", "m", 200, CONVERGE);
     // Idle, the applier records how far it got in influxd.
@@ -138,7 +133,7 @@ fn influxd_killed_under_load_then_restarted_converges() {
 
 /// Everything a replica holds, as its influxd reports it: databases, retention policies,
 /// users and every point. An error while the replica is still being rebuilt.
-fn everything(c: &Cluster, id: u64) -> Result<String, String> {
+fn everything(c: &Cluster, id: u64) -> Result<String, HttpError> {
     let http = c.node(id).influx();
     let mut out = String::new();
     for (db, q) in [
@@ -150,19 +145,14 @@ fn everything(c: &Cluster, id: u64) -> Result<String, String> {
         ("other", "SELECT * FROM /.*/ GROUP BY *"),
         ("db", "SELECT * FROM \"short\"./.*/ GROUP BY *"),
     ] {
-        let r = http.query(db, q)?;
-        let v = r.json();
-        if r.status != 200 || !v["results"][0]["error"].is_null() {
-            return Err(format!("{q}: {}", r.body));
-        }
-        out += &v["results"][0].to_string();
+        out += &http.try_query(db, q)?["results"][0].to_string();
     }
     Ok(out)
 }
 
 fn wait_rebuilt(c: &Cluster, id: u64, reference: &str) {
     wait_until(&format!("node {id} rebuilt"), CONVERGE, || {
-        let now = everything(c, id)?;
+        let now = everything(c, id).map_err(|e| e.to_string())?;
         if now == reference {
             Ok(())
         } else {
@@ -182,8 +172,7 @@ fn wiped_influxd_is_rebuilt_from_the_log() {
         "CREATE USER reader WITH PASSWORD 'secret'",
         "GRANT READ ON db TO reader",
     ] {
-        let r = api.query("", q).unwrap();
-        assert_eq!(r.status, 200, "{q}: {}", r.body);
+        api.query_ok("", q);
     }
     for i in 0..300 {
         let via = c.node(i % 3 + 1).api();

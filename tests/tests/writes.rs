@@ -78,23 +78,12 @@ fn bad_requests_are_refused_and_change_nothing() {
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     e.write_all(big.as_bytes()).unwrap();
     let bomb = e.finish().unwrap();
-    let r = api
-        .send(
-            "POST",
-            "/write?db=db",
-            &[("Content-Encoding", "gzip")],
-            &bomb,
-        )
-        .unwrap();
+    let gzip = [("Content-Encoding", "gzip")];
+    let r = api.write_bytes("db=db", &gzip, &bomb).unwrap();
     assert_eq!(r.status, 413, "{}", r.body);
 
     let r = api
-        .send(
-            "POST",
-            "/write?db=db",
-            &[("Content-Encoding", "gzip")],
-            b"\x1f\x8b\x08garbage",
-        )
+        .write_bytes("db=db", &gzip, b"\x1f\x8b\x08garbage")
         .unwrap();
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.error().starts_with("gzip"), "{}", r.body);
@@ -128,13 +117,9 @@ fn partial_writes_gzip_and_influxd_rejections_match_influxd() {
     // gzip, and a precision.
     let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     e.write_all(b"m v=3 3\n").unwrap();
+    let gzip = [("Content-Encoding", "gzip")];
     let r = api
-        .send(
-            "POST",
-            "/write?db=db&precision=s",
-            &[("Content-Encoding", "gzip")],
-            &e.finish().unwrap(),
-        )
+        .write_bytes("db=db&precision=s", &gzip, &e.finish().unwrap())
         .unwrap();
     assert_eq!(r.status, 204, "{}", r.body);
 

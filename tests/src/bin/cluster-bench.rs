@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use serde_json::json;
-use tests::{wait_until, Cluster, Http};
+use tests::{wait_until, Cluster, Http, HttpError};
 
 #[derive(Parser)]
 struct Args {
@@ -103,7 +103,7 @@ fn sustained(
     written.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
 }
 
-fn ok(r: Result<tests::http::Response, String>, what: &str) {
+fn ok(r: Result<tests::http::Response, HttpError>, what: &str) {
     match r {
         Ok(r) if r.status == 204 => {}
         Ok(r) => panic!("{what}: {} {}", r.status, r.body),

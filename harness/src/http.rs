@@ -1,6 +1,52 @@
 //! A small blocking HTTP client speaking the InfluxDB 1.x API, for influxd and the gateway alike.
 
+use std::io::Read;
 use std::time::Duration;
+
+/// No answer, or not the answer a helper insists on. A non-2xx status alone is not an error
+/// of [`Http::send`]: it is an answer.
+#[derive(Debug, thiserror::Error)]
+pub enum HttpError {
+    /// Nothing came back: refused, reset, timed out.
+    #[error("{method} {path}: {source}")]
+    NoAnswer {
+        method: String,
+        path: String,
+        #[source]
+        source: Box<ureq::Transport>,
+    },
+    /// An answer cut short.
+    #[error("{method} {path}: reading the answer: {source}")]
+    Body {
+        method: String,
+        path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// A query that could not be sent or was not answered.
+    #[error("query {query:?} on {server}: {source}")]
+    QueryUnanswered {
+        query: String,
+        server: String,
+        #[source]
+        source: Box<HttpError>,
+    },
+    /// A query answered with another status than 200.
+    #[error("query {query:?} on {server}: {status}: {body}")]
+    QueryStatus {
+        query: String,
+        server: String,
+        status: u16,
+        body: String,
+    },
+    /// A query answered with 200 and an error in its result.
+    #[error("query {query:?} on {server} failed: {error}")]
+    QueryFailed {
+        query: String,
+        server: String,
+        error: String,
+    },
+}
 
 /// The status, headers of interest and body of a response; non-2xx statuses are answers too.
 #[derive(Debug, Clone)]
@@ -38,7 +84,7 @@ pub struct Http {
 }
 
 impl Http {
-    /// `addr` is `host:port`.
+    /// `addr` is `host:port`. A request may take 30 s.
     pub fn new(addr: &str) -> Http {
         Http {
             base: format!("http://{addr}"),
@@ -47,6 +93,15 @@ impl Http {
                 .build(),
             auth: None,
         }
+    }
+
+    /// The same endpoint, with other limits on connecting and on a whole request.
+    pub fn with_timeouts(mut self, connect: Duration, request: Duration) -> Http {
+        self.agent = ureq::AgentBuilder::new()
+            .timeout_connect(connect)
+            .timeout(request)
+            .build();
+        self
     }
 
     /// The same endpoint, sending HTTP Basic credentials.
@@ -61,14 +116,14 @@ impl Http {
         &self.base
     }
 
-    /// Sends a request; `Err` only when there is no HTTP answer at all (refused, reset, timeout).
+    /// Sends a request; `Err` only when there is no whole HTTP answer (refused, reset, timeout).
     pub fn send(
         &self,
         method: &str,
         path_and_query: &str,
         headers: &[(&str, &str)],
         body: &[u8],
-    ) -> Result<Response, String> {
+    ) -> Result<Response, HttpError> {
         let mut req = self
             .agent
             .request(method, &format!("{}{}", self.base, path_and_query));
@@ -86,7 +141,13 @@ impl Http {
         let resp = match result {
             Ok(r) => r,
             Err(ureq::Error::Status(_, r)) => r,
-            Err(e) => return Err(format!("{method} {path_and_query}: {e}")),
+            Err(ureq::Error::Transport(t)) => {
+                return Err(HttpError::NoAnswer {
+                    method: method.to_owned(),
+                    path: path_and_query.to_owned(),
+                    source: Box::new(t),
+                })
+            }
         };
         let status = resp.status();
         let headers = resp
@@ -94,7 +155,16 @@ impl Http {
             .into_iter()
             .filter_map(|n| resp.header(&n).map(|v| (n.clone(), v.to_owned())))
             .collect();
-        let body = resp.into_string().unwrap_or_default();
+        // Read whole, whatever its size (a replica's final contents can be large).
+        let mut body = Vec::new();
+        resp.into_reader()
+            .read_to_end(&mut body)
+            .map_err(|source| HttpError::Body {
+                method: method.to_owned(),
+                path: path_and_query.to_owned(),
+                source,
+            })?;
+        let body = String::from_utf8_lossy(&body).into_owned();
         Ok(Response {
             status,
             body,
@@ -102,17 +172,33 @@ impl Http {
         })
     }
 
-    pub fn get(&self, path_and_query: &str) -> Result<Response, String> {
+    pub fn get(&self, path_and_query: &str) -> Result<Response, HttpError> {
         self.send("GET", path_and_query, &[], &[])
     }
 
     /// POST /write with line protocol.
-    pub fn write(&self, query: &str, lines: &str) -> Result<Response, String> {
-        self.send("POST", &format!("/write?{query}"), &[], lines.as_bytes())
+    pub fn write(&self, query: &str, lines: &str) -> Result<Response, HttpError> {
+        self.write_bytes(query, &[], lines.as_bytes())
+    }
+
+    /// POST /write with any body and headers (gzip, other credentials).
+    pub fn write_bytes(
+        &self,
+        query: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> Result<Response, HttpError> {
+        self.send("POST", &format!("/write?{query}"), headers, body)
+    }
+
+    /// A write that must be acknowledged (204).
+    pub fn write_ok(&self, query: &str, lines: &str) {
+        let r = self.write(query, lines).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(r.status, 204, "write to {}?{query}: {}", self.base, r.body);
     }
 
     /// POST /query with the statement form-encoded, as the influx CLI does.
-    pub fn query(&self, db: &str, q: &str) -> Result<Response, String> {
+    pub fn query(&self, db: &str, q: &str) -> Result<Response, HttpError> {
         let body = format!("q={}", encode(q));
         self.send(
             "POST",
@@ -129,19 +215,27 @@ impl Http {
 
     /// Runs a query; any failure (transport, status, or an error in the result) is an `Err`
     /// naming the query and the server, for waits that poll a replica still catching up.
-    pub fn try_query(&self, db: &str, q: &str) -> Result<serde_json::Value, String> {
-        let r = self
-            .query(db, q)
-            .map_err(|e| format!("query {q:?} on {}: {e}", self.base))?;
+    pub fn try_query(&self, db: &str, q: &str) -> Result<serde_json::Value, HttpError> {
+        let r = self.query(db, q).map_err(|e| HttpError::QueryUnanswered {
+            query: q.to_owned(),
+            server: self.base.clone(),
+            source: Box::new(e),
+        })?;
         if r.status != 200 {
-            return Err(format!(
-                "query {q:?} on {}: {}: {}",
-                self.base, r.status, r.body
-            ));
+            return Err(HttpError::QueryStatus {
+                query: q.to_owned(),
+                server: self.base.clone(),
+                status: r.status,
+                body: r.body,
+            });
         }
         let v = r.json();
         if let Some(err) = v["results"][0]["error"].as_str() {
-            return Err(format!("query {q:?} on {} failed: {err}", self.base));
+            return Err(HttpError::QueryFailed {
+                query: q.to_owned(),
+                server: self.base.clone(),
+                error: err.to_owned(),
+            });
         }
         Ok(v)
     }
@@ -153,7 +247,11 @@ impl Http {
     }
 
     /// As [`Http::rows`], with a failure (e.g. the database not created yet) as an `Err`.
-    pub fn try_rows(&self, db: &str, measurement: &str) -> Result<Vec<serde_json::Value>, String> {
+    pub fn try_rows(
+        &self,
+        db: &str,
+        measurement: &str,
+    ) -> Result<Vec<serde_json::Value>, HttpError> {
         let v = self.try_query(db, &format!("SELECT * FROM \"{measurement}\""))?;
         Ok(v["results"][0]["series"][0]["values"]
             .as_array()

@@ -188,3 +188,47 @@ fn query_reads_locally_and_api_answers_like_influxd() {
     assert_eq!(metrics.status, 200);
     assert!(metrics.body.contains("gateway_raft_commit_index"));
 }
+
+/// A request answered before its body was read (an unknown path, a reserved database, a body
+/// over the limit) must still reach a client that is busy sending that body, on a machine
+/// too loaded to read answers promptly, and leave the keep-alive connection usable: the
+/// gateway drains the rest of the body before answering instead of closing under the client.
+#[test]
+fn early_answers_reach_clients_still_sending_on_a_loaded_machine() {
+    let c = Cluster::start_with(1, &["--max-body-size", "1MB"]);
+    c.create_database(1, "db");
+    let api = c.node(1).api();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let hogs: Vec<_> = (0..4)
+        .map(|_| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                let mut x = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    x = std::hint::black_box(x.wrapping_mul(31).wrapping_add(7));
+                }
+            })
+        })
+        .collect();
+    let body = "m v=1 1\n".repeat(400_000); // 3.2 MB
+    for round in 0..20 {
+        for (target, status) in [
+            ("/write?db=_gateway", 400),
+            ("/write?db=db", 413),
+            ("/nowhere", 404),
+            ("/write?db=db&precison=s", 400),
+        ] {
+            let r = api
+                .send("POST", target, &[], body.as_bytes())
+                .unwrap_or_else(|e| panic!("round {round}, {target}: no answer: {e}"));
+            assert_eq!(r.status, status, "round {round}, {target}: {}", r.body);
+        }
+        let r = api.write("db=db", &format!("m v={round} {round}")).unwrap();
+        assert_eq!(r.status, 204, "round {round}: {}", r.body);
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for h in hogs {
+        h.join().unwrap();
+    }
+    assert_eq!(c.node(1).influx().rows("db", "m").len(), 20);
+}

@@ -14,6 +14,7 @@ use crate::auth::Auth;
 use crate::config::Config;
 use crate::metrics::Metrics;
 use crate::pending::Pending;
+use crate::raft::progress::Progress;
 use crate::replicate::Replicator;
 use crate::state::{AppState, Limits, LocalInfluxd, NodeView};
 use crate::{http, raft};
@@ -49,7 +50,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let peers = bind("peers", config.peer_listen()).await?;
 
     let pending = Pending::new(config.node_id());
-    let raft = raft::start(&config, &log, pending.clone(), peers)?;
+    let progress = Progress::default();
+    let raft = raft::start(&config, &log, pending.clone(), progress.clone(), peers)?;
 
     let admin = config.influxd_credentials();
     let admin_ref = admin.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));
@@ -68,6 +70,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         pending.clone(),
     );
     tokio::spawn(applier.run());
+    tokio::spawn(progress.follow(applied.clone()));
 
     let replicator = Replicator::new(raft.handle, pending, applied, config.write_timeout);
     let state = AppState {

@@ -157,3 +157,36 @@ fn a_dead_node_is_replaced_by_a_fresh_one() {
     });
     c.wait_converged("db", "m", 51, CONVERGE);
 }
+
+/// Every node tells its peers how far its influxd holds the log (its durable marker), so the
+/// leader knows it for every member: the bound under which the log could be trimmed.
+#[test]
+fn the_leader_knows_how_far_each_replica_applied() {
+    let c = Cluster::start(3);
+    c.create_database(1, "db");
+    for i in 0..30 {
+        c.node(i % 3 + 1)
+            .api()
+            .write_ok("db=db", &format!("m v={i}i {i}"));
+    }
+    let leader = c.wait_for_leader(CONVERGE);
+    wait_until(
+        "every member's marker at the leader's commit index",
+        CONVERGE,
+        || {
+            let raft = c.node(leader).api().get("/status").unwrap().json()["raft"].clone();
+            let commit = raft["commit"].as_u64().unwrap_or(0);
+            let applied: Vec<Option<u64>> = raft["members"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|m| m["applied"].as_u64())
+                .collect();
+            if applied.len() == 3 && applied.iter().all(|a| *a == Some(commit)) {
+                Ok(())
+            } else {
+                Err((commit, applied))
+            }
+        },
+    );
+}

@@ -75,6 +75,10 @@ pub struct MemberStatus {
     /// Highest index known replicated to it (only known on the leader).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub matched: Option<u64>,
+    /// The index its influxd durably holds a marker for, as it last said (the leader hears
+    /// from every member; a follower from the leader only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub applied: Option<u64>,
 }
 
 /// A snapshot of the node's Raft state, published after every change.

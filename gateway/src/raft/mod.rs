@@ -8,6 +8,7 @@ pub mod bootstrap;
 mod handle;
 pub mod members;
 pub mod node;
+pub mod progress;
 pub mod transport;
 
 use std::sync::mpsc::sync_channel;
@@ -23,6 +24,7 @@ use bootstrap::ClusterId;
 pub use handle::{Input, MemberStatus, ProposeError, RaftHandle, RaftStatus, Role};
 use members::AddressBook;
 use node::{Node, NodeConfig, Wiring};
+use progress::Progress;
 use transport::{Transport, TransportStats};
 
 /// Proposals, read-index requests and peer messages waiting for the Raft thread. Bounded so
@@ -53,6 +55,7 @@ pub fn start(
     config: &Config,
     log: &HybridLog,
     pending: Arc<Pending>,
+    progress: Progress,
     peers: TcpListener,
 ) -> Result<Started, StartError> {
     let members = config.members();
@@ -66,6 +69,7 @@ pub fn start(
         config.advertise(),
         ClusterId::load(log),
         book.clone(),
+        progress.clone(),
         inbox_tx.clone(),
         tokio::runtime::Handle::current(),
     );
@@ -84,6 +88,7 @@ pub fn start(
         book,
         transport,
         pending,
+        progress,
         commit_tx,
         status_tx,
     };

@@ -29,6 +29,7 @@ use tokio::sync::watch;
 
 use super::handle::{Input, MemberStatus, ProposeError, RaftStatus, Role};
 use super::members::AddressBook;
+use super::progress::Progress;
 use super::transport::Transport;
 use crate::pending::Pending;
 
@@ -50,6 +51,7 @@ pub struct Wiring {
     pub book: AddressBook,
     pub transport: Arc<Transport>,
     pub pending: Arc<Pending>,
+    pub progress: Progress,
     /// How far the committed, locally durable log reaches (the applier follows it).
     pub commit_tx: watch::Sender<u64>,
     pub status_tx: watch::Sender<RaftStatus>,
@@ -406,6 +408,11 @@ impl Node {
                     raft.prs().get(id).map(|p| p.matched)
                 } else {
                     None
+                },
+                applied: if id == self.id {
+                    Some(self.out.progress.own())
+                } else {
+                    self.out.progress.of(id)
                 },
             })
             .collect();

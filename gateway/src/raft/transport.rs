@@ -33,6 +33,7 @@ use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use super::bootstrap::ClusterId;
 use super::handle::Input;
 use super::members::AddressBook;
+use super::progress::Progress;
 
 const CONTROL_QUEUE: usize = 4096;
 const BULK_QUEUE: usize = 32;
@@ -63,6 +64,10 @@ struct Hello {
 struct Batch {
     #[prost(message, repeated, tag = "1")]
     msgs: Vec<Message>,
+    /// The sender's durable marker when it sent the batch (see progress.rs). Nodes that do
+    /// not send it are read as having applied nothing.
+    #[prost(uint64, tag = "2")]
+    applied: u64,
 }
 
 #[derive(Default)]
@@ -88,6 +93,7 @@ pub struct Transport {
     advertise: String,
     cluster: ClusterId,
     book: AddressBook,
+    progress: Progress,
     inbox: SyncSender<Input>,
     lanes: Mutex<HashMap<u64, Lanes>>,
     runtime: tokio::runtime::Handle,
@@ -100,6 +106,7 @@ impl Transport {
         advertise: String,
         cluster: ClusterId,
         book: AddressBook,
+        progress: Progress,
         inbox: SyncSender<Input>,
         runtime: tokio::runtime::Handle,
     ) -> Arc<Transport> {
@@ -108,6 +115,7 @@ impl Transport {
             advertise,
             cluster,
             book,
+            progress,
             inbox,
             lanes: Mutex::new(HashMap::new()),
             runtime,
@@ -167,6 +175,7 @@ impl Transport {
                     hello: self.hello(),
                     inbox: self.inbox.clone(),
                     stats: self.stats.clone(),
+                    progress: self.progress.clone(),
                     peer_is_back: peer_is_back.clone(),
                 };
                 self.runtime.spawn(lane.run(rx));
@@ -184,6 +193,7 @@ impl Transport {
     /// Stops talking to a removed member.
     pub fn forget(&self, id: u64) {
         self.lanes.lock().remove(&id);
+        self.progress.forget(id);
     }
 
     fn local_ip(&self) -> Option<std::net::IpAddr> {
@@ -239,6 +249,7 @@ impl Transport {
         }
         loop {
             let batch: Batch = read_frame(&mut frames).await?;
+            self.progress.record(hello.from, batch.applied);
             for m in batch.msgs {
                 if m.to != self.id {
                     continue;
@@ -286,6 +297,7 @@ struct Lane {
     hello: Hello,
     inbox: SyncSender<Input>,
     stats: Arc<TransportStats>,
+    progress: Progress,
     peer_is_back: Arc<Notify>,
 }
 
@@ -385,6 +397,7 @@ impl Lane {
     ) -> Result<(), (std::io::Error, Option<Batch>)> {
         let mut probe = [0u8; 64];
         loop {
+            batch.applied = self.progress.own();
             if let Err(e) = conn.out.send(frame(&batch)).await {
                 return Err((e, Some(batch)));
             }
@@ -410,7 +423,10 @@ impl Lane {
 /// `first` and whatever else is queued, up to about [`BATCH_BYTES`].
 fn gather(first: Message, rx: &mut mpsc::Receiver<Message>) -> Batch {
     let mut bytes = first.encoded_len();
-    let mut batch = Batch { msgs: vec![first] };
+    let mut batch = Batch {
+        msgs: vec![first],
+        applied: 0,
+    };
     while bytes < BATCH_BYTES {
         match rx.try_recv() {
             Ok(m) => {

@@ -31,6 +31,16 @@ pub fn error_text(body: &[u8]) -> String {
         .unwrap_or_else(|| String::from_utf8_lossy(body).into_owned())
 }
 
+/// `name` as an InfluxQL identifier: double-quoted, its quotes and backslashes escaped.
+pub fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// `s` as an InfluxQL string literal: single-quoted, its quotes and backslashes escaped.
+pub fn quote_string(s: &str) -> String {
+    format!("'{}'", s.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
 /// No HTTP answer: refused, reset, timed out. influxd is unavailable; never a verdict on the
 /// request itself.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -209,4 +219,15 @@ fn error_chain(e: &dyn std::error::Error) -> String {
         source = cause.source();
     }
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoting_escapes_quotes_and_backslashes() {
+        assert_eq!(quote_ident(r#"a"b\c"#), r#""a\"b\\c""#);
+        assert_eq!(quote_string(r"it's a\b"), r"'it\'s a\\b'");
+    }
 }

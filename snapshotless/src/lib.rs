@@ -16,6 +16,8 @@
 //! - [`outcome`]: what influxd's answers mean and how they reach the waiting client;
 //! - [`marker`]: the applier's progress, kept in influxd itself;
 //! - [`influxd`]: the HTTP client for the local influxd;
+//! - [`seed`]: a node that needs entries the log no longer keeps gets a copy of a peer's
+//!   influxd instead (influxd's own backup, streamed, restored) and replays from what it covers;
 //! - [`status`]: what the applier reports about itself.
 
 pub mod applier;
@@ -24,6 +26,7 @@ pub mod influxd;
 pub mod log;
 pub mod marker;
 pub mod outcome;
+pub mod seed;
 pub mod status;
 
 /// The entry format's earlier name.

@@ -10,7 +10,7 @@
 
 use bytes::Bytes;
 
-use crate::influxd::{Influxd, Response, Unavailable};
+use crate::influxd::{quote_ident, quote_string, Influxd, Response, Unavailable};
 
 pub const DATABASE: &str = "_gateway";
 const MEASUREMENT: &str = "applied";
@@ -100,9 +100,9 @@ pub async fn create_admin(
     password: &str,
 ) -> Result<(), MarkerError> {
     let q = format!(
-        "CREATE USER \"{}\" WITH PASSWORD '{}' WITH ALL PRIVILEGES",
-        user.replace('"', "\\\""),
-        password.replace('\\', "\\\\").replace('\'', "\\'")
+        "CREATE USER {} WITH PASSWORD {} WITH ALL PRIVILEGES",
+        quote_ident(user),
+        quote_string(password)
     );
     let r = influxd.query(&q, "", "", "").await?;
     if !r.status.is_success() {

@@ -1,10 +1,10 @@
 //! The disk tier: every entry of the log, in RocksDB.
 //!
-//! Two column families: `entries` maps a big-endian index to an encoded `Entry` (so
-//! RocksDB's byte order is index order and a range read is one iterator), and `state` holds
-//! the HardState, the ConfState, a format marker and small metadata values owned by the
-//! caller. Writes are whole `WriteBatch`es, so a Raft `Ready` is durable all at once or not at
-//! all.
+//! Two column families, whose keys and values `format.rs` spells out: `entries` maps a
+//! big-endian index to an encoded `Entry` (so RocksDB's byte order is index order and a range
+//! read is one iterator), and `state` holds the HardState, the ConfState, a format marker and
+//! small metadata values owned by the caller. Writes are whole `WriteBatch`es, so a Raft
+//! `Ready` is durable all at once or not at all.
 
 use std::path::{Path, PathBuf};
 
@@ -16,43 +16,11 @@ use rocksdb::{
 };
 
 use crate::error::LogError;
+use crate::format::{
+    entry_key, meta_key, Values, CF_ENTRIES, CF_STATE, FORMAT_V2, KEY_CONF_STATE, KEY_FORMAT,
+    KEY_HARD_STATE,
+};
 use crate::limit::SizeLimit;
-
-const CF_ENTRIES: &str = "entries";
-const CF_STATE: &str = "state";
-
-const KEY_FORMAT: &[u8] = b"format";
-const KEY_HARD_STATE: &[u8] = b"hard_state";
-const KEY_CONF_STATE: &[u8] = b"conf_state";
-const META_PREFIX: &str = "meta/";
-
-/// Written once when a log is created; a directory without it is not ours.
-/// v1: an entry's value is its prost encoding. v2 (what new logs use): a tag byte, then the
-/// prost encoding, LZ4-compressed when that makes it smaller (see [`Values`]).
-const FORMAT_V1: &[u8] = b"hybrid-log v1";
-const FORMAT_V2: &[u8] = b"hybrid-log v2";
-
-/// How entry values are stored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Values {
-    Plain,
-    Tagged,
-}
-
-const TAG_PLAIN: u8 = 0;
-const TAG_LZ4: u8 = 1;
-
-/// Entries smaller than this are stored as they are: LZ4 gains little on a few hundred bytes,
-/// and RocksDB's block compression still applies to them on flush.
-const COMPRESS_MIN: usize = 512;
-
-pub fn entry_key(index: u64) -> [u8; 8] {
-    index.to_be_bytes()
-}
-
-fn meta_key(key: &str) -> Vec<u8> {
-    format!("{META_PREFIX}{key}").into_bytes()
-}
 
 pub struct DiskTier {
     db: DB,
@@ -126,21 +94,19 @@ impl DiskTier {
             batch.put_cf(self.state_cf(), KEY_FORMAT, FORMAT_V2);
             self.write(batch, true)?;
         }
-        match self.get_state(KEY_FORMAT)? {
-            Some(f) if f == FORMAT_V2 => {}
-            // A log created by an earlier version keeps its format: every value in one
-            // directory is stored the same way.
-            Some(f) if f == FORMAT_V1 => self.values = Values::Plain,
-            other => {
-                return Err(LogError::NotALog {
-                    path: self.path.clone(),
-                    reason: match other {
-                        Some(f) => format!("unknown format {:?}", String::from_utf8_lossy(&f)),
-                        None => "the RocksDB database has no hybrid-log format marker".into(),
-                    },
-                })
-            }
-        }
+        let not_a_log = |reason: String| LogError::NotALog {
+            path: self.path.clone(),
+            reason,
+        };
+        let marker = self.get_state(KEY_FORMAT)?.ok_or_else(|| {
+            not_a_log("the RocksDB database has no hybrid-log format marker".into())
+        })?;
+        self.values = Values::of_marker(&marker).ok_or_else(|| {
+            not_a_log(format!(
+                "unknown format {:?}",
+                String::from_utf8_lossy(&marker)
+            ))
+        })?;
         Ok(())
     }
 
@@ -174,43 +140,10 @@ impl DiskTier {
         M::decode(bytes).map_err(|e| self.corrupt(format!("{what} does not decode: {e}")))
     }
 
-    /// An entry as stored. Compressing here rather than only in RocksDB's blocks means the
-    /// WAL, which every synced append writes before it may be acknowledged, carries the
-    /// compressed bytes: line protocol shrinks several times over.
-    fn encode_entry(&self, e: &Entry) -> Vec<u8> {
-        let plain = e.encode_to_vec();
-        if self.values == Values::Plain {
-            return plain;
-        }
-        if plain.len() >= COMPRESS_MIN {
-            let mut out = Vec::with_capacity(1 + 4 + plain.len() / 2);
-            out.push(TAG_LZ4);
-            out.extend_from_slice(&lz4_flex::block::compress_prepend_size(&plain));
-            if out.len() < plain.len() {
-                return out;
-            }
-        }
-        let mut out = Vec::with_capacity(1 + plain.len());
-        out.push(TAG_PLAIN);
-        out.extend_from_slice(&plain);
-        out
-    }
-
     fn decode_entry(&self, stored: &[u8], index: u64) -> Result<Entry, LogError> {
-        let what = format!("entry {index}");
-        match (self.values, stored.split_first()) {
-            (Values::Plain, _) => self.decode(stored, &what),
-            (Values::Tagged, Some((&TAG_PLAIN, plain))) => self.decode(plain, &what),
-            (Values::Tagged, Some((&TAG_LZ4, packed))) => {
-                let plain = lz4_flex::block::decompress_size_prepended(packed)
-                    .map_err(|e| self.corrupt(format!("{what} does not decompress: {e}")))?;
-                self.decode(&plain, &what)
-            }
-            (Values::Tagged, Some((tag, _))) => {
-                Err(self.corrupt(format!("{what} has an unknown encoding tag {tag}")))
-            }
-            (Values::Tagged, None) => Err(self.corrupt(format!("{what} is empty"))),
-        }
+        self.values
+            .decode(stored)
+            .map_err(|reason| self.corrupt(format!("entry {index} {reason}")))
     }
 
     fn get_state(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LogError> {
@@ -305,7 +238,7 @@ impl DiskTier {
     }
 
     pub fn put_entry(&self, batch: &mut WriteBatch, e: &Entry) {
-        batch.put_cf(self.entries_cf(), entry_key(e.index), self.encode_entry(e));
+        batch.put_cf(self.entries_cf(), entry_key(e.index), self.values.encode(e));
     }
 
     /// Deletes entries `[from, to)`.

@@ -16,6 +16,7 @@
 
 mod disk;
 mod error;
+mod format;
 mod limit;
 mod memory;
 mod stats;

@@ -7,23 +7,27 @@
 //! `Ready` is durable all at once or not at all.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use prost::Message as _;
 use raft::prelude::{ConfState, Entry, HardState};
 use rocksdb::{
-    BlockBasedOptions, ChecksumType, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType,
-    Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
+    BlockBasedOptions, ChecksumType, ColumnFamily, ColumnFamilyDescriptor, CompactOptions,
+    DBCompressionType, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
 };
 
 use crate::error::LogError;
 use crate::format::{
-    entry_key, meta_key, Values, CF_ENTRIES, CF_STATE, FORMAT_V2, KEY_CONF_STATE, KEY_FORMAT,
-    KEY_HARD_STATE,
+    decode_trim_point, encode_trim_point, entry_key, meta_key, Values, CF_ENTRIES, CF_STATE,
+    FORMAT_V2, KEY_CONF_STATE, KEY_FORMAT, KEY_HARD_STATE, KEY_TRIM_POINT,
 };
 use crate::limit::SizeLimit;
+use crate::trim::TrimPoint;
 
+/// A cheap handle: the background compaction holds a clone.
+#[derive(Clone)]
 pub struct DiskTier {
-    db: DB,
+    db: Arc<DB>,
     path: PathBuf,
     values: Values,
 }
@@ -32,6 +36,7 @@ pub struct DiskTier {
 pub struct Recovered {
     pub hard_state: HardState,
     pub conf_state: ConfState,
+    pub trim: TrimPoint,
     pub last_index: u64,
 }
 
@@ -54,7 +59,7 @@ impl DiskTier {
             source: e,
         })?;
         let mut disk = DiskTier {
-            db,
+            db: Arc::new(db),
             path: path.to_path_buf(),
             values: Values::Tagged,
         };
@@ -71,12 +76,21 @@ impl DiskTier {
             .map(|b| disk.decode::<ConfState>(&b, "conf state"))
             .transpose()?
             .unwrap_or_default();
-        let last_index = disk.scan_last_index()?;
+        let trim = disk
+            .get_state(KEY_TRIM_POINT)?
+            .map(|b| {
+                decode_trim_point(&b)
+                    .ok_or_else(|| disk.corrupt(format!("the trim point has {} bytes", b.len())))
+            })
+            .transpose()?
+            .unwrap_or_default();
+        let last_index = disk.scan_last_index(trim)?;
         Ok((
             disk,
             Recovered {
                 hard_state,
                 conf_state,
+                trim,
                 last_index,
             },
         ))
@@ -150,23 +164,27 @@ impl DiskTier {
         self.db.get_cf(self.state_cf(), key).map_err(|e| self.io(e))
     }
 
-    /// The last index on disk, and a check that the log starts at 1: the log is never
-    /// compacted, so anything else means the directory was damaged.
-    fn scan_last_index(&self) -> Result<u64, LogError> {
+    /// The last index on disk, and a check that the entries start right after the trim point
+    /// (at 1 in a log never trimmed): entries leave the log only in the write that moves the
+    /// trim point, so anything else means the directory was damaged. A log that holds no
+    /// entries ends at its trim point.
+    fn scan_last_index(&self, trim: TrimPoint) -> Result<u64, LogError> {
         let cf = self.entries_cf();
         let first = self.db.iterator_cf(cf, IteratorMode::Start).next();
         let last = self.db.iterator_cf(cf, IteratorMode::End).next();
         match (first, last) {
-            (None, None) => Ok(0),
+            (None, None) => Ok(trim.index),
             (Some(first), Some(last)) => {
                 let (first_key, _) = first.map_err(|e| self.io(e))?;
                 let (last_key, last_val) = last.map_err(|e| self.io(e))?;
                 let first_index = self.key_index(&first_key)?;
                 let last_index = self.key_index(&last_key)?;
-                if first_index != 1 {
-                    return Err(
-                        self.corrupt(format!("the log starts at index {first_index}, not 1"))
-                    );
+                if first_index != trim.index + 1 {
+                    return Err(self.corrupt(format!(
+                        "the log starts at index {first_index}, not {} (trimmed through {})",
+                        trim.index + 1,
+                        trim.index
+                    )));
                 }
                 let e = self.decode_entry(&last_val, last_index)?;
                 if e.index != last_index {
@@ -241,6 +259,10 @@ impl DiskTier {
         batch.put_cf(self.entries_cf(), entry_key(e.index), self.values.encode(e));
     }
 
+    pub fn put_trim_point(&self, batch: &mut WriteBatch, point: TrimPoint) {
+        batch.put_cf(self.state_cf(), KEY_TRIM_POINT, encode_trim_point(point));
+    }
+
     /// Deletes entries `[from, to)`.
     pub fn delete_entries(&self, batch: &mut WriteBatch, from: u64, to: u64) {
         batch.delete_range_cf(self.entries_cf(), entry_key(from), entry_key(to));
@@ -258,13 +280,62 @@ impl DiskTier {
         batch.put_cf(self.state_cf(), meta_key(key), value);
     }
 
-    /// Approximate on-disk size of the entries, as RocksDB estimates it.
-    pub fn estimated_bytes(&self) -> u64 {
+    fn entries_property(&self, name: &str) -> u64 {
         self.db
-            .property_int_value_cf(self.entries_cf(), "rocksdb.estimate-live-data-size")
+            .property_int_value_cf(self.entries_cf(), name)
             .ok()
             .flatten()
             .unwrap_or(0)
+    }
+
+    /// Approximate on-disk size of the entries, as RocksDB estimates it.
+    pub fn estimated_bytes(&self) -> u64 {
+        self.entries_property("rocksdb.estimate-live-data-size")
+    }
+
+    /// Approximate size of the entries, flushed or not. It does not see a trim until the
+    /// compaction after it ran, so a trim soon after another overestimates.
+    pub fn entries_bytes(&self) -> u64 {
+        self.estimated_bytes() + self.entries_property("rocksdb.cur-size-all-mem-tables")
+    }
+
+    /// What the directory takes on disk: every file in it (SST files, WAL, manifest). A file
+    /// RocksDB deletes while this runs is simply not counted.
+    pub fn dir_bytes(&self) -> u64 {
+        let Ok(dir) = std::fs::read_dir(&self.path) else {
+            return 0;
+        };
+        dir.filter_map(|f| f.ok()?.metadata().ok())
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    /// Gives the space of the entries up to `index` back to the file system. A trim only
+    /// writes a range tombstone; the space comes back when a compaction drops the entries it
+    /// covers, which for a large range reads and rewrites files for seconds. The caller runs
+    /// this on a thread of its own.
+    pub fn compact_through(&self, index: u64) -> Result<(), LogError> {
+        let mut opts = CompactOptions::default();
+        // Not exclusive: automatic compactions, which move the files new appends flush, go on
+        // beside this one instead of queueing behind it (and, in the end, stalling writes).
+        opts.set_exclusive_manual_compaction(false);
+        self.db.compact_range_cf_opt(
+            self.entries_cf(),
+            None::<&[u8]>,
+            Some(entry_key(index)),
+            &opts,
+        );
+        // A WAL file is deleted only once every column family flushed what it holds. The
+        // state column family holds a few small keys and flushes rarely, so without this it
+        // would keep the WAL files of the trimmed entries, up to RocksDB's WAL size limit.
+        self.db.flush_cf(self.state_cf()).map_err(|e| self.io(e))
+    }
+
+    /// Stops RocksDB's background work, a running compaction included, so that closing the
+    /// log does not wait for it. Only for when the log is being closed.
+    pub fn cancel_background_work(&self) {
+        self.db.cancel_all_background_work(false);
     }
 }
 

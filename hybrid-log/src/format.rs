@@ -1,9 +1,11 @@
 //! How the log is stored, byte for byte: the keys of the `state` column family, the format
-//! marker and the two encodings of an entry value. Everything written to
+//! marker, the two encodings of an entry value, and the trim point. Everything written to
 //! disk is spelled here, so that a change of format is one file's change.
 
 use prost::Message as _;
 use raft::prelude::Entry;
+
+use crate::trim::TrimPoint;
 
 pub const CF_ENTRIES: &str = "entries";
 pub const CF_STATE: &str = "state";
@@ -11,6 +13,11 @@ pub const CF_STATE: &str = "state";
 pub const KEY_FORMAT: &[u8] = b"format";
 pub const KEY_HARD_STATE: &[u8] = b"hard_state";
 pub const KEY_CONF_STATE: &[u8] = b"conf_state";
+/// Absent until the first trim (or snapshot application): a log without it starts at 1, as
+/// every log written before trimming existed does. That is why trimming needs no new format
+/// marker: v1 and v2 logs read the same with or without it. An older build opening a trimmed
+/// log refuses it rather than misreading it: its entries no longer start at 1.
+pub const KEY_TRIM_POINT: &[u8] = b"trim_point";
 const META_PREFIX: &str = "meta/";
 
 /// Written once when a log is created; a directory without it is not ours.
@@ -95,4 +102,22 @@ impl Values {
 
 fn decode(bytes: &[u8]) -> Result<Entry, String> {
     Entry::decode(bytes).map_err(|e| format!("does not decode: {e}"))
+}
+
+/// The trim point as stored: index then term, big-endian. Fixed-size rather than a protobuf
+/// message, so a damaged value cannot decode into a plausible smaller one.
+pub fn encode_trim_point(point: TrimPoint) -> [u8; 16] {
+    let mut out = [0; 16];
+    out[..8].copy_from_slice(&point.index.to_be_bytes());
+    out[8..].copy_from_slice(&point.term.to_be_bytes());
+    out
+}
+
+pub fn decode_trim_point(stored: &[u8]) -> Option<TrimPoint> {
+    let bytes: [u8; 16] = stored.try_into().ok()?;
+    let (index, term) = bytes.split_at(8);
+    Some(TrimPoint {
+        index: u64::from_be_bytes(index.try_into().ok()?),
+        term: u64::from_be_bytes(term.try_into().ok()?),
+    })
 }

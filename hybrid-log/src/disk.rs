@@ -350,6 +350,11 @@ fn options(fresh: bool) -> (Options, Vec<ColumnFamilyDescriptor>) {
     // Flushes write SST files in small synced steps rather than one large fsync at the
     // end, which would stall the WAL syncs that acknowledge writes behind it.
     db_opts.set_bytes_per_sync(1 << 20);
+    // A WAL file is kept until every column family flushed what it holds, and the state
+    // column family fills its small memtable slowly: by default the WAL grows to four times
+    // the memtables (136 MiB) before RocksDB forces that flush, and the log takes that much
+    // beside its entries. 48 MiB is what the entries' own memtables may hold, with room.
+    db_opts.set_max_total_wal_size(48 << 20);
 
     let mut entries_opts = Options::default();
     // Line protocol compresses several times over; LZ4 costs little on the flush path.

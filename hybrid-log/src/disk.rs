@@ -2,9 +2,9 @@
 //!
 //! Two column families, whose keys and values `format.rs` spells out: `entries` maps a
 //! big-endian index to an encoded `Entry` (so RocksDB's byte order is index order and a range
-//! read is one iterator), and `state` holds the HardState, the ConfState, a format marker and
-//! small metadata values owned by the caller. Writes are whole `WriteBatch`es, so a Raft
-//! `Ready` is durable all at once or not at all.
+//! read is one iterator), and `state` holds the HardState, the ConfState, a format marker, the
+//! trim point and small metadata values owned by the caller. Writes are whole `WriteBatch`es,
+//! so a Raft `Ready` is durable all at once or not at all.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

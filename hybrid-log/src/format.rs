@@ -15,8 +15,9 @@ pub const KEY_HARD_STATE: &[u8] = b"hard_state";
 pub const KEY_CONF_STATE: &[u8] = b"conf_state";
 /// Absent until the first trim (or snapshot application): a log without it starts at 1, as
 /// every log written before trimming existed does. That is why trimming needs no new format
-/// marker: v1 and v2 logs read the same with or without it. An older build opening a trimmed
-/// log refuses it rather than misreading it: its entries no longer start at 1.
+/// marker: v1 and v2 logs read the same with or without it. An older build does not misread
+/// a trimmed log either: it refuses entries that do not start at 1, and a trimmed log with no
+/// entries left has a commit index past its end (0 to that build), which raft-rs refuses.
 pub const KEY_TRIM_POINT: &[u8] = b"trim_point";
 const META_PREFIX: &str = "meta/";
 

@@ -59,9 +59,10 @@ pub struct HybridLog {
 struct Shared {
     disk: DiskTier,
     state: RwLock<State>,
-    /// Held by every write that depends on where the log starts or ends (appends, trims,
-    /// snapshot applications): each decides from the last index and trim point it read, so
-    /// two of them must not interleave. Writes of state or metadata alone do not take it.
+    /// Held by every write of entries, HardState or ConfState (appends, trims, snapshot
+    /// applications): each decides from the last index, trim point or HardState it read, and
+    /// mirrors its write in `state` after it, so two of them must not interleave. A write of
+    /// metadata alone (the applier's) does not wait for them.
     writer: Mutex<()>,
     stats: Arc<Stats>,
     compactor: Compactor,
@@ -158,10 +159,12 @@ impl LogBatch {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-            && self.hard_state.is_none()
-            && self.conf_state.is_none()
-            && self.meta.is_empty()
+        !self.touches_log() && self.meta.is_empty()
+    }
+
+    /// Whether the batch writes more than metadata.
+    fn touches_log(&self) -> bool {
+        !self.entries.is_empty() || self.hard_state.is_some() || self.conf_state.is_some()
     }
 }
 
@@ -209,7 +212,7 @@ impl HybridLog {
         if batch.is_empty() {
             return Ok(());
         }
-        let _writer = (!batch.entries.is_empty()).then(|| self.inner.writer.lock());
+        let _writer = batch.touches_log().then(|| self.inner.writer.lock());
         let (trim, last_index) = {
             let state = self.inner.state.read();
             (state.trim.index, state.last_index)

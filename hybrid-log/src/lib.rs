@@ -16,9 +16,10 @@
 //! Writes go through [`LogBatch`]: one Raft `Ready`'s entries, HardState, ConfState and any
 //! metadata become one RocksDB write batch, synced once (group commit).
 //!
-//! Layout: `lib.rs` opens the log and writes batches; `storage.rs` answers raft-rs's reads;
-//! `trim.rs` bounds the log; `memory.rs` and `disk.rs` are the two tiers, `format.rs` the
-//! bytes on disk, `compactor.rs` the thread that gives trimmed space back; `stats.rs` counts.
+//! Layout: `lib.rs` opens the log and writes batches; `storage.rs` answers raft-rs's reads,
+//! within the size rule of `limit.rs`; `trim.rs` bounds the log; `memory.rs` and `disk.rs` are
+//! the two tiers, `format.rs` the bytes on disk, `compactor.rs` the thread that gives trimmed
+//! space back; `stats.rs` counts and `error.rs` says what went wrong.
 
 mod compactor;
 mod disk;

@@ -1,61 +1,33 @@
 //! The disk tier: every entry of the log, in RocksDB.
 //!
-//! Two column families: `entries` maps a big-endian index to an encoded `Entry` (so
-//! RocksDB's byte order is index order and a range read is one iterator), and `state` holds
-//! the HardState, the ConfState, a format marker and small metadata values owned by the
-//! caller. Writes are whole `WriteBatch`es, so a Raft `Ready` is durable all at once or not at
-//! all.
+//! Two column families, whose keys and values `format.rs` spells out: `entries` maps a
+//! big-endian index to an encoded `Entry` (so RocksDB's byte order is index order and a range
+//! read is one iterator), and `state` holds the HardState, the ConfState, a format marker, the
+//! trim point and small metadata values owned by the caller. Writes are whole `WriteBatch`es,
+//! so a Raft `Ready` is durable all at once or not at all.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use prost::Message as _;
 use raft::prelude::{ConfState, Entry, HardState};
 use rocksdb::{
-    BlockBasedOptions, ChecksumType, ColumnFamily, ColumnFamilyDescriptor, DBCompressionType,
-    Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
+    BlockBasedOptions, ChecksumType, ColumnFamily, ColumnFamilyDescriptor, CompactOptions,
+    DBCompressionType, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
 };
 
 use crate::error::LogError;
+use crate::format::{
+    decode_trim_point, encode_trim_point, entry_key, meta_key, Values, CF_ENTRIES, CF_STATE,
+    FORMAT_V2, KEY_CONF_STATE, KEY_FORMAT, KEY_HARD_STATE, KEY_TRIM_POINT,
+};
 use crate::limit::SizeLimit;
+use crate::trim::TrimPoint;
 
-const CF_ENTRIES: &str = "entries";
-const CF_STATE: &str = "state";
-
-const KEY_FORMAT: &[u8] = b"format";
-const KEY_HARD_STATE: &[u8] = b"hard_state";
-const KEY_CONF_STATE: &[u8] = b"conf_state";
-const META_PREFIX: &str = "meta/";
-
-/// Written once when a log is created; a directory without it is not ours.
-/// v1: an entry's value is its prost encoding. v2 (what new logs use): a tag byte, then the
-/// prost encoding, LZ4-compressed when that makes it smaller (see [`Values`]).
-const FORMAT_V1: &[u8] = b"hybrid-log v1";
-const FORMAT_V2: &[u8] = b"hybrid-log v2";
-
-/// How entry values are stored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Values {
-    Plain,
-    Tagged,
-}
-
-const TAG_PLAIN: u8 = 0;
-const TAG_LZ4: u8 = 1;
-
-/// Entries smaller than this are stored as they are: LZ4 gains little on a few hundred bytes,
-/// and RocksDB's block compression still applies to them on flush.
-const COMPRESS_MIN: usize = 512;
-
-pub fn entry_key(index: u64) -> [u8; 8] {
-    index.to_be_bytes()
-}
-
-fn meta_key(key: &str) -> Vec<u8> {
-    format!("{META_PREFIX}{key}").into_bytes()
-}
-
+/// A cheap handle: the background compaction holds a clone.
+#[derive(Clone)]
 pub struct DiskTier {
-    db: DB,
+    db: Arc<DB>,
     path: PathBuf,
     values: Values,
 }
@@ -64,6 +36,7 @@ pub struct DiskTier {
 pub struct Recovered {
     pub hard_state: HardState,
     pub conf_state: ConfState,
+    pub trim: TrimPoint,
     pub last_index: u64,
 }
 
@@ -86,7 +59,7 @@ impl DiskTier {
             source: e,
         })?;
         let mut disk = DiskTier {
-            db,
+            db: Arc::new(db),
             path: path.to_path_buf(),
             values: Values::Tagged,
         };
@@ -103,12 +76,21 @@ impl DiskTier {
             .map(|b| disk.decode::<ConfState>(&b, "conf state"))
             .transpose()?
             .unwrap_or_default();
-        let last_index = disk.scan_last_index()?;
+        let trim = disk
+            .get_state(KEY_TRIM_POINT)?
+            .map(|b| {
+                decode_trim_point(&b)
+                    .ok_or_else(|| disk.corrupt(format!("the trim point has {} bytes", b.len())))
+            })
+            .transpose()?
+            .unwrap_or_default();
+        let last_index = disk.scan_last_index(trim)?;
         Ok((
             disk,
             Recovered {
                 hard_state,
                 conf_state,
+                trim,
                 last_index,
             },
         ))
@@ -126,21 +108,19 @@ impl DiskTier {
             batch.put_cf(self.state_cf(), KEY_FORMAT, FORMAT_V2);
             self.write(batch, true)?;
         }
-        match self.get_state(KEY_FORMAT)? {
-            Some(f) if f == FORMAT_V2 => {}
-            // A log created by an earlier version keeps its format: every value in one
-            // directory is stored the same way.
-            Some(f) if f == FORMAT_V1 => self.values = Values::Plain,
-            other => {
-                return Err(LogError::NotALog {
-                    path: self.path.clone(),
-                    reason: match other {
-                        Some(f) => format!("unknown format {:?}", String::from_utf8_lossy(&f)),
-                        None => "the RocksDB database has no hybrid-log format marker".into(),
-                    },
-                })
-            }
-        }
+        let not_a_log = |reason: String| LogError::NotALog {
+            path: self.path.clone(),
+            reason,
+        };
+        let marker = self.get_state(KEY_FORMAT)?.ok_or_else(|| {
+            not_a_log("the RocksDB database has no hybrid-log format marker".into())
+        })?;
+        self.values = Values::of_marker(&marker).ok_or_else(|| {
+            not_a_log(format!(
+                "unknown format {:?}",
+                String::from_utf8_lossy(&marker)
+            ))
+        })?;
         Ok(())
     }
 
@@ -174,66 +154,37 @@ impl DiskTier {
         M::decode(bytes).map_err(|e| self.corrupt(format!("{what} does not decode: {e}")))
     }
 
-    /// An entry as stored. Compressing here rather than only in RocksDB's blocks means the
-    /// WAL, which every synced append writes before it may be acknowledged, carries the
-    /// compressed bytes: line protocol shrinks several times over.
-    fn encode_entry(&self, e: &Entry) -> Vec<u8> {
-        let plain = e.encode_to_vec();
-        if self.values == Values::Plain {
-            return plain;
-        }
-        if plain.len() >= COMPRESS_MIN {
-            let mut out = Vec::with_capacity(1 + 4 + plain.len() / 2);
-            out.push(TAG_LZ4);
-            out.extend_from_slice(&lz4_flex::block::compress_prepend_size(&plain));
-            if out.len() < plain.len() {
-                return out;
-            }
-        }
-        let mut out = Vec::with_capacity(1 + plain.len());
-        out.push(TAG_PLAIN);
-        out.extend_from_slice(&plain);
-        out
-    }
-
     fn decode_entry(&self, stored: &[u8], index: u64) -> Result<Entry, LogError> {
-        let what = format!("entry {index}");
-        match (self.values, stored.split_first()) {
-            (Values::Plain, _) => self.decode(stored, &what),
-            (Values::Tagged, Some((&TAG_PLAIN, plain))) => self.decode(plain, &what),
-            (Values::Tagged, Some((&TAG_LZ4, packed))) => {
-                let plain = lz4_flex::block::decompress_size_prepended(packed)
-                    .map_err(|e| self.corrupt(format!("{what} does not decompress: {e}")))?;
-                self.decode(&plain, &what)
-            }
-            (Values::Tagged, Some((tag, _))) => {
-                Err(self.corrupt(format!("{what} has an unknown encoding tag {tag}")))
-            }
-            (Values::Tagged, None) => Err(self.corrupt(format!("{what} is empty"))),
-        }
+        self.values
+            .decode(stored)
+            .map_err(|reason| self.corrupt(format!("entry {index} {reason}")))
     }
 
     fn get_state(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LogError> {
         self.db.get_cf(self.state_cf(), key).map_err(|e| self.io(e))
     }
 
-    /// The last index on disk, and a check that the log starts at 1: the log is never
-    /// compacted, so anything else means the directory was damaged.
-    fn scan_last_index(&self) -> Result<u64, LogError> {
+    /// The last index on disk, and a check that the entries start right after the trim point
+    /// (at 1 in a log never trimmed): entries leave the log only in the write that moves the
+    /// trim point, so anything else means the directory was damaged. A log that holds no
+    /// entries ends at its trim point.
+    fn scan_last_index(&self, trim: TrimPoint) -> Result<u64, LogError> {
         let cf = self.entries_cf();
         let first = self.db.iterator_cf(cf, IteratorMode::Start).next();
         let last = self.db.iterator_cf(cf, IteratorMode::End).next();
         match (first, last) {
-            (None, None) => Ok(0),
+            (None, None) => Ok(trim.index),
             (Some(first), Some(last)) => {
                 let (first_key, _) = first.map_err(|e| self.io(e))?;
                 let (last_key, last_val) = last.map_err(|e| self.io(e))?;
                 let first_index = self.key_index(&first_key)?;
                 let last_index = self.key_index(&last_key)?;
-                if first_index != 1 {
-                    return Err(
-                        self.corrupt(format!("the log starts at index {first_index}, not 1"))
-                    );
+                if first_index != trim.index + 1 {
+                    return Err(self.corrupt(format!(
+                        "the log starts at index {first_index}, not {} (trimmed through {})",
+                        trim.index + 1,
+                        trim.index
+                    )));
                 }
                 let e = self.decode_entry(&last_val, last_index)?;
                 if e.index != last_index {
@@ -305,7 +256,11 @@ impl DiskTier {
     }
 
     pub fn put_entry(&self, batch: &mut WriteBatch, e: &Entry) {
-        batch.put_cf(self.entries_cf(), entry_key(e.index), self.encode_entry(e));
+        batch.put_cf(self.entries_cf(), entry_key(e.index), self.values.encode(e));
+    }
+
+    pub fn put_trim_point(&self, batch: &mut WriteBatch, point: TrimPoint) {
+        batch.put_cf(self.state_cf(), KEY_TRIM_POINT, encode_trim_point(point));
     }
 
     /// Deletes entries `[from, to)`.
@@ -325,13 +280,62 @@ impl DiskTier {
         batch.put_cf(self.state_cf(), meta_key(key), value);
     }
 
-    /// Approximate on-disk size of the entries, as RocksDB estimates it.
-    pub fn estimated_bytes(&self) -> u64 {
+    fn entries_property(&self, name: &str) -> u64 {
         self.db
-            .property_int_value_cf(self.entries_cf(), "rocksdb.estimate-live-data-size")
+            .property_int_value_cf(self.entries_cf(), name)
             .ok()
             .flatten()
             .unwrap_or(0)
+    }
+
+    /// Approximate on-disk size of the entries, as RocksDB estimates it.
+    pub fn estimated_bytes(&self) -> u64 {
+        self.entries_property("rocksdb.estimate-live-data-size")
+    }
+
+    /// Approximate size of the entries, flushed or not. It does not see a trim until the
+    /// compaction after it ran, so a trim soon after another overestimates.
+    pub fn entries_bytes(&self) -> u64 {
+        self.estimated_bytes() + self.entries_property("rocksdb.cur-size-all-mem-tables")
+    }
+
+    /// What the directory takes on disk: every file in it (SST files, WAL, manifest). A file
+    /// RocksDB deletes while this runs is simply not counted.
+    pub fn dir_bytes(&self) -> u64 {
+        let Ok(dir) = std::fs::read_dir(&self.path) else {
+            return 0;
+        };
+        dir.filter_map(|f| f.ok()?.metadata().ok())
+            .filter(|m| m.is_file())
+            .map(|m| m.len())
+            .sum()
+    }
+
+    /// Gives the space of the entries up to `index` back to the file system. A trim only
+    /// writes a range tombstone; the space comes back when a compaction drops the entries it
+    /// covers, which for a large range reads and rewrites files for seconds. The caller runs
+    /// this on a thread of its own.
+    pub fn compact_through(&self, index: u64) -> Result<(), LogError> {
+        let mut opts = CompactOptions::default();
+        // Not exclusive: automatic compactions, which move the files new appends flush, go on
+        // beside this one instead of queueing behind it (and, in the end, stalling writes).
+        opts.set_exclusive_manual_compaction(false);
+        self.db.compact_range_cf_opt(
+            self.entries_cf(),
+            None::<&[u8]>,
+            Some(entry_key(index)),
+            &opts,
+        );
+        // A WAL file is deleted only once every column family flushed what it holds. The
+        // state column family holds a few small keys and flushes rarely, so without this it
+        // would keep the WAL files of the trimmed entries, up to RocksDB's WAL size limit.
+        self.db.flush_cf(self.state_cf()).map_err(|e| self.io(e))
+    }
+
+    /// Stops RocksDB's background work, a running compaction included, so that closing the
+    /// log does not wait for it. Only for when the log is being closed.
+    pub fn cancel_background_work(&self) {
+        self.db.cancel_all_background_work(false);
     }
 }
 
@@ -346,6 +350,11 @@ fn options(fresh: bool) -> (Options, Vec<ColumnFamilyDescriptor>) {
     // Flushes write SST files in small synced steps rather than one large fsync at the
     // end, which would stall the WAL syncs that acknowledge writes behind it.
     db_opts.set_bytes_per_sync(1 << 20);
+    // A WAL file is kept until every column family flushed what it holds, and the state
+    // column family fills its small memtable slowly: by default the WAL grows to four times
+    // the memtables (136 MiB) before RocksDB forces that flush, and the log takes that much
+    // beside its entries. 48 MiB is what the entries' own memtables may hold, with room.
+    db_opts.set_max_total_wal_size(48 << 20);
 
     let mut entries_opts = Options::default();
     // Line protocol compresses several times over; LZ4 costs little on the flush path.

@@ -1,6 +1,8 @@
+//! The log's one error type. A problem with the directory names it, because an operator
+//! reading the error must know which disk to look at; a caller's mistake names the indexes.
+
 use std::path::PathBuf;
 
-/// Every error names the log directory: an operator reading it must know which disk to look at.
 #[derive(Debug, thiserror::Error)]
 pub enum LogError {
     #[error("cannot open the raft log at {path}: {source}")]
@@ -22,12 +24,39 @@ pub enum LogError {
         path: PathBuf,
         source: rocksdb::Error,
     },
+    #[error("cannot start the compaction thread of the raft log at {path}: {source}")]
+    Worker {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("append at index {first} would leave a gap after the last index {last}")]
     Gap { first: u64, last: u64 },
+    #[error("append at index {first} would rewrite entries trimmed through {trimmed}")]
+    AppendTrimmed { first: u64, trimmed: u64 },
+    #[error(
+        "cannot trim through index {index}: the log ends at {last}, committed through {commit}"
+    )]
+    TrimBeyondCommitted { index: u64, last: u64, commit: u64 },
+    #[error("a snapshot at index {index} is not ahead of the trim point {trimmed}")]
+    SnapshotOutOfDate { index: u64, trimmed: u64 },
+    /// A read below the trim point; raft-rs answers it with a snapshot.
+    #[error("entry {index} was trimmed: the log starts at {first}")]
+    Compacted { index: u64, first: u64 },
+    /// A read past the last index, which a snapshot application can lower under a reader.
+    #[error("entry {index} is past the end of the log at {last}")]
+    Unavailable { index: u64, last: u64 },
 }
 
 impl From<LogError> for raft::Error {
+    /// The three errors raft-rs acts upon keep their raft-rs meaning; any other one stops
+    /// the raft node, as it must when its log cannot be read.
     fn from(e: LogError) -> raft::Error {
-        raft::Error::Store(raft::StorageError::Other(Box::new(e)))
+        use raft::StorageError;
+        raft::Error::Store(match e {
+            LogError::Compacted { .. } => StorageError::Compacted,
+            LogError::Unavailable { .. } => StorageError::Unavailable,
+            LogError::SnapshotOutOfDate { .. } => StorageError::SnapshotOutOfDate,
+            other => StorageError::Other(Box::new(other)),
+        })
     }
 }

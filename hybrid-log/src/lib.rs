@@ -5,35 +5,46 @@
 //! the disk tier, so a read is served from memory when its range lies inside the window and
 //! from RocksDB otherwise.
 //!
-//! The log is never compacted: `first_index()` is always 1. Replicas of the gateway rebuild
-//! their state machine (an influxd) by replaying the log, so the log *is* the snapshot, and a
-//! follower that fell behind, however far, catches up from entries alone. That is why
-//! `snapshot()` only ever answers `SnapshotTemporarilyUnavailable`: raft-rs never needs one
-//! when no entry has been compacted away.
+//! Replicas of the gateway rebuild their state machine (an influxd) by replaying the log, so
+//! the log is their snapshot for as long as it is kept whole. It can be bounded: the caller
+//! trims the entries every member has applied ([`HybridLog::trim`]), and a member that needs a
+//! trimmed entry is seeded from a peer's influxd. Raft only carries the position, as a
+//! snapshot without data that `snapshot()` makes from the trim point and a follower takes
+//! with [`HybridLog::apply_snapshot_metadata`]. A log never trimmed starts at 1 and never
+//! needs a snapshot.
 //!
 //! Writes go through [`LogBatch`]: one Raft `Ready`'s entries, HardState, ConfState and any
 //! metadata become one RocksDB write batch, synced once (group commit).
+//!
+//! Layout: `lib.rs` opens the log and writes batches; `storage.rs` answers raft-rs's reads,
+//! within the size rule of `limit.rs`; `trim.rs` bounds the log; `memory.rs` and `disk.rs` are
+//! the two tiers, `format.rs` the bytes on disk, `compactor.rs` the thread that gives trimmed
+//! space back; `stats.rs` counts and `error.rs` says what went wrong.
 
+mod compactor;
 mod disk;
 mod error;
+mod format;
 mod limit;
 mod memory;
 mod stats;
+mod storage;
+mod trim;
 
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Instant;
 
-use parking_lot::RwLock;
-use raft::prelude::{ConfState, Entry, HardState, Snapshot};
-use raft::{GetEntriesContext, RaftState, Storage, StorageError};
+use parking_lot::{Mutex, RwLock};
+use raft::prelude::{ConfState, Entry, HardState};
 
+use crate::compactor::Compactor;
 use crate::disk::DiskTier;
 pub use crate::error::LogError;
-use crate::limit::SizeLimit;
 use crate::memory::MemoryTier;
 pub use crate::stats::LogStats;
 use crate::stats::Stats;
+pub use crate::trim::{TrimPoint, Trimmed};
 
 /// Default memory-tier budget.
 pub const DEFAULT_MEMORY_BUDGET: usize = 64 << 20;
@@ -49,14 +60,61 @@ pub struct HybridLog {
 struct Shared {
     disk: DiskTier,
     state: RwLock<State>,
-    stats: Stats,
+    /// Held by every write of entries, HardState or ConfState (appends, trims, snapshot
+    /// applications): each decides from the last index, trim point or HardState it read, and
+    /// mirrors its write in `state` after it, so two of them must not interleave. A write of
+    /// metadata alone (the applier's) does not wait for them.
+    writer: Mutex<()>,
+    stats: Arc<Stats>,
+    compactor: Compactor,
 }
 
 struct State {
     hard_state: HardState,
     conf_state: ConfState,
+    /// The log holds the entries from `trim.index + 1` to `last_index`; none when
+    /// `last_index == trim.index`.
+    trim: TrimPoint,
     last_index: u64,
     memory: MemoryTier,
+    /// While a trim or a snapshot application is being written: the last index it removes.
+    /// Entries are deleted on disk before the trim point moves here (the state lock is not
+    /// held across a synced write), and a read that misses one of them meanwhile must be told
+    /// `Compacted`, not that the log is damaged.
+    removing: u64,
+}
+
+impl State {
+    /// Fails unless entries `[lo, hi)` are stored: `Compacted` below the first index (raft-rs
+    /// then sends a snapshot), `Unavailable` past the last one.
+    fn check_stored(&self, lo: u64, hi: u64) -> Result<(), LogError> {
+        if lo <= self.trim.index {
+            return Err(LogError::Compacted {
+                index: lo,
+                first: self.trim.index + 1,
+            });
+        }
+        if hi > self.last_index + 1 {
+            return Err(LogError::Unavailable {
+                index: hi - 1,
+                last: self.last_index,
+            });
+        }
+        Ok(())
+    }
+
+    /// Like [`State::check_stored`], for a read that found entries `[lo, hi)` missing on
+    /// disk: if a removal in flight explains it, that is the answer; if nothing does, the
+    /// caller reports damage.
+    fn check_missing(&self, lo: u64, hi: u64) -> Result<(), LogError> {
+        if lo <= self.removing {
+            return Err(LogError::Compacted {
+                index: lo,
+                first: self.removing + 1,
+            });
+        }
+        self.check_stored(lo, hi)
+    }
 }
 
 /// The changes of one Raft `Ready`, made durable together by [`HybridLog::commit`].
@@ -102,33 +160,47 @@ impl LogBatch {
     }
 
     pub fn is_empty(&self) -> bool {
-        self.entries.is_empty()
-            && self.hard_state.is_none()
-            && self.conf_state.is_none()
-            && self.meta.is_empty()
+        !self.touches_log() && self.meta.is_empty()
+    }
+
+    /// Whether the batch writes more than metadata.
+    fn touches_log(&self) -> bool {
+        !self.entries.is_empty() || self.hard_state.is_some() || self.conf_state.is_some()
     }
 }
 
 impl HybridLog {
     /// Opens (or creates) the log in `path` with a memory tier of `memory_budget` bytes.
-    /// HardState, ConfState and every entry are restored; the memory tier starts empty and
-    /// fills with new appends.
+    /// HardState, ConfState, the trim point and every entry after it are restored; the memory
+    /// tier starts empty and fills with new appends.
     pub fn open(path: impl AsRef<Path>, memory_budget: usize) -> Result<HybridLog, LogError> {
         let (disk, recovered) = DiskTier::open(path.as_ref())?;
-        let stats = Stats::default();
-        stats.set_disk_entries(recovered.last_index);
-        Ok(HybridLog {
+        let stats = Arc::new(Stats::default());
+        let compactor = Compactor::start(disk.clone(), Arc::clone(&stats))?;
+        let trim = recovered.trim;
+        if trim.index > 0 {
+            // The compaction after the last trim may not have run to its end before the log
+            // was closed; this one finds little to do if it did.
+            compactor.request(trim.index);
+        }
+        let log = HybridLog {
             inner: Arc::new(Shared {
                 disk,
                 state: RwLock::new(State {
                     hard_state: recovered.hard_state,
                     conf_state: recovered.conf_state,
+                    trim,
                     last_index: recovered.last_index,
                     memory: MemoryTier::new(memory_budget, recovered.last_index),
+                    removing: 0,
                 }),
+                writer: Mutex::new(()),
                 stats,
+                compactor,
             }),
-        })
+        };
+        log.publish(&log.inner.state.read());
+        Ok(log)
     }
 
     pub fn path(&self) -> &Path {
@@ -141,7 +213,11 @@ impl HybridLog {
         if batch.is_empty() {
             return Ok(());
         }
-        let last_index = self.inner.state.read().last_index;
+        let _writer = batch.touches_log().then(|| self.inner.writer.lock());
+        let (trim, last_index) = {
+            let state = self.inner.state.read();
+            (state.trim.index, state.last_index)
+        };
         let mut wb = rocksdb::WriteBatch::default();
         let mut new_last = last_index;
         if let Some(first) = batch.entries.first() {
@@ -149,6 +225,12 @@ impl HybridLog {
                 return Err(LogError::Gap {
                     first: first.index,
                     last: last_index,
+                });
+            }
+            if first.index <= trim {
+                return Err(LogError::AppendTrimmed {
+                    first: first.index,
+                    trimmed: trim,
                 });
             }
             new_last = batch.entries.last().map_or(last_index, |e| e.index);
@@ -185,10 +267,7 @@ impl HybridLog {
         if !batch.entries.is_empty() {
             state.memory.append(batch.entries);
             state.last_index = new_last;
-            self.inner.stats.set_disk_entries(new_last);
-            self.inner
-                .stats
-                .set_memory(state.memory.len() as u64, state.memory.bytes() as u64);
+            self.publish(&state);
         }
         if let Some(hs) = batch.hard_state {
             state.hard_state = hs;
@@ -217,110 +296,17 @@ impl HybridLog {
     }
 
     pub fn stats(&self) -> LogStats {
-        self.inner.stats.snapshot(self.inner.disk.estimated_bytes())
+        self.inner.stats.snapshot(
+            self.inner.disk.estimated_bytes(),
+            self.inner.disk.dir_bytes(),
+        )
     }
 
-    /// Reads `[lo, hi)` within `max_size`, from memory for the part inside the window and
-    /// from disk for the part below it.
-    fn read_range(&self, lo: u64, hi: u64, max_size: Option<u64>) -> Result<Vec<Entry>, LogError> {
-        let mut limit = SizeLimit::new(max_size);
-        let mut out = Vec::new();
-        let mut next = lo;
-        while next < hi && !limit.is_full() {
-            let state = self.inner.state.read();
-            let mem_first = state.memory.first_index();
-            if next >= mem_first {
-                if next == lo {
-                    self.inner.stats.memory_hit();
-                }
-                out.extend(take_within(state.memory.range(next, hi), &mut limit));
-                break;
-            }
-            if next == lo {
-                self.inner.stats.memory_miss();
-            }
-            // RocksDB is slow next to memory: read it without holding the lock. The window
-            // may move up meanwhile (eviction), which the next turn of the loop notices; the
-            // disk tier holds every entry, so nothing can be missed.
-            drop(state);
-            let disk_hi = hi.min(mem_first);
-            let part = self.inner.disk.read(next, disk_hi, &mut limit)?;
-            next += part.len() as u64;
-            out.extend(part);
-        }
-        Ok(out)
-    }
-}
-
-fn take_within<'a>(entries: impl Iterator<Item = &'a Entry>, limit: &mut SizeLimit) -> Vec<Entry> {
-    use prost::Message as _;
-    entries
-        .take_while(|e| limit.admit(e.encoded_len() as u64))
-        .cloned()
-        .collect()
-}
-
-impl Storage for HybridLog {
-    fn initial_state(&self) -> raft::Result<RaftState> {
-        let state = self.inner.state.read();
-        Ok(RaftState {
-            hard_state: state.hard_state.clone(),
-            conf_state: state.conf_state.clone(),
-        })
-    }
-
-    fn entries(
-        &self,
-        low: u64,
-        high: u64,
-        max_size: impl Into<Option<u64>>,
-        _context: GetEntriesContext,
-    ) -> raft::Result<Vec<Entry>> {
-        if low < 1 {
-            return Err(raft::Error::Store(StorageError::Compacted));
-        }
-        if high > self.last_index() + 1 || low > high {
-            return Err(raft::Error::Store(StorageError::Unavailable));
-        }
-        Ok(self.read_range(low, high, max_size.into())?)
-    }
-
-    fn term(&self, idx: u64) -> raft::Result<u64> {
-        if idx == 0 {
-            return Ok(0);
-        }
-        let state = self.inner.state.read();
-        if idx > state.last_index {
-            return Err(raft::Error::Store(StorageError::Unavailable));
-        }
-        if let Some(term) = state.memory.term(idx) {
-            return Ok(term);
-        }
-        drop(state);
-        match self.inner.disk.term(idx)? {
-            Some(term) => Ok(term),
-            None => Err(LogError::Corrupt {
-                path: self.path().to_path_buf(),
-                what: format!("entry {idx} is missing"),
-            }
-            .into()),
-        }
-    }
-
-    fn first_index(&self) -> raft::Result<u64> {
-        Ok(1)
-    }
-
-    fn last_index(&self) -> raft::Result<u64> {
-        Ok(HybridLog::last_index(self))
-    }
-
-    /// Never available: the log is never compacted, so a follower can always be sent entries
-    /// from wherever it is, back to index 1. raft-rs treats this answer as "try again later"
-    /// and keeps replicating with entries.
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        Err(raft::Error::Store(
-            StorageError::SnapshotTemporarilyUnavailable,
-        ))
+    /// Brings the counters that mirror the log's extent up to date with `state`.
+    fn publish(&self, state: &State) {
+        let stats = &self.inner.stats;
+        stats.set_first_index(state.trim.index + 1);
+        stats.set_disk_entries(state.last_index - state.trim.index);
+        stats.set_memory(state.memory.len() as u64, state.memory.bytes() as u64);
     }
 }

@@ -70,6 +70,23 @@ impl MemoryTier {
         self.evict();
     }
 
+    /// Drops the entries up to and including `index`: they were trimmed from the log. The
+    /// window stays a suffix: it may only get shorter from the front.
+    pub fn trim_through(&mut self, index: u64) {
+        while self.entries.front().is_some_and(|e| e.index <= index) {
+            let e = self.entries.pop_front().expect("checked non-empty");
+            self.bytes -= entry_cost(&e);
+        }
+    }
+
+    /// Empties the window, which then starts after `last_index`: the log was replaced by a
+    /// snapshot's position and holds no entries.
+    pub fn reset(&mut self, last_index: u64) {
+        self.entries.clear();
+        self.bytes = 0;
+        self.next_index = last_index + 1;
+    }
+
     /// Drops entries at `index` and after (a conflicting append replaces them).
     fn truncate_from(&mut self, index: u64) {
         while self.entries.back().is_some_and(|e| e.index >= index) {
@@ -158,6 +175,32 @@ mod tests {
         assert_eq!(m.term(3), Some(2));
         assert_eq!(m.term(4), None);
         assert_eq!(m.range(1, 4).count(), 3);
+    }
+
+    #[test]
+    fn trim_drops_the_front_and_keeps_the_position() {
+        let mut m = five_appended(1 << 10, 1);
+        m.trim_through(2);
+        assert_eq!(m.first_index(), 3);
+        assert_eq!(m.len(), 3);
+        assert_eq!(m.bytes(), 3 * entry_cost(&entry(1, 1, 1)));
+        m.trim_through(5);
+        assert!(m.is_empty());
+        assert_eq!(m.first_index(), 6);
+        m.append(vec![entry(6, 1, 1)]);
+        assert_eq!(m.term(6), Some(1));
+    }
+
+    #[test]
+    fn reset_restarts_the_window_after_a_snapshot() {
+        let mut m = five_appended(1 << 10, 1);
+        m.reset(9);
+        assert!(m.is_empty());
+        assert_eq!(m.bytes(), 0);
+        assert_eq!(m.first_index(), 10);
+        m.append(vec![entry(10, 2, 1)]);
+        assert_eq!(m.first_index(), 10);
+        assert_eq!(m.term(10), Some(2));
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! HybridLog must answer every `raft::Storage` question exactly as raft-rs's own MemStorage
 //! does, whatever the sequence of appends (with conflicting overwrites), state updates,
+//! trims (`MemStorage::compact`), snapshot applications (`MemStorage::apply_snapshot`),
 //! reopens and memory budget.
 
-use hybrid_log::{HybridLog, LogBatch};
+use hybrid_log::{HybridLog, LogBatch, LogError, TrimPoint};
 use proptest::prelude::*;
-use raft::prelude::{ConfState, Entry, EntryType, HardState};
+use raft::prelude::{ConfState, Entry, EntryType, HardState, Snapshot, SnapshotMetadata};
 use raft::storage::MemStorage;
-use raft::{GetEntriesContext, Storage};
+use raft::{GetEntriesContext, Storage, StorageError};
 
 #[derive(Debug, Clone)]
 enum Op {
@@ -33,6 +34,20 @@ enum Op {
         max_size: Option<u64>,
     },
     Term(u64),
+    /// Trims through an index picked around the log's extent: below the trim point (a no-op),
+    /// inside, or past it (refused). `commit` first moves the commit index up to it, as raft
+    /// does before a caller may trim.
+    Trim {
+        at: u64,
+        commit: bool,
+    },
+    /// Applies a snapshot at an index picked around the log's extent, with the term of the
+    /// entry there or a later one, and a new membership.
+    Snapshot {
+        at: u64,
+        term_bump: u64,
+        voters: Vec<u64>,
+    },
     Reopen,
 }
 
@@ -47,6 +62,9 @@ fn op() -> impl Strategy<Value = Op> {
         6 => (0u64..60, 0u64..20, prop::option::of(0u64..2000))
             .prop_map(|(lo, span, max_size)| Op::Entries { lo, span, max_size }),
         3 => (0u64..60).prop_map(Op::Term),
+        2 => (any::<u64>(), any::<bool>()).prop_map(|(at, commit)| Op::Trim { at, commit }),
+        1 => (any::<u64>(), 0u64..3, prop::collection::vec(1u64..6, 1..4))
+            .prop_map(|(at, term_bump, voters)| Op::Snapshot { at, term_bump, voters }),
         1 => Just(Op::Reopen),
     ]
 }
@@ -58,6 +76,10 @@ struct Pair {
     model: MemStorage,
     /// The term of the newest entry, so appends keep terms non-decreasing as raft does.
     term: u64,
+    /// The model's trim point. `MemStorage::compact` forgets the term of the last entry it
+    /// removes, which raft-rs's `Storage` contract asks to keep (`term(first_index - 1)`), so
+    /// the model answers at and below it from here.
+    trim: TrimPoint,
 }
 
 impl Pair {
@@ -70,6 +92,7 @@ impl Pair {
             log: Some(log),
             model: MemStorage::new(),
             term: 1,
+            trim: TrimPoint::default(),
         }
     }
 
@@ -81,6 +104,53 @@ impl Pair {
         self.model.last_index().unwrap()
     }
 
+    fn commit(&self) -> u64 {
+        self.model.rl().hard_state().commit
+    }
+
+    /// The model's `term(idx)`: MemStorage's, except at and below the trim point.
+    fn model_term(&self, idx: u64) -> Result<u64, String> {
+        if idx == self.trim.index {
+            Ok(self.trim.term)
+        } else if idx < self.trim.index {
+            Err(raft::Error::Store(StorageError::Compacted).to_string())
+        } else {
+            self.model.term(idx).map_err(|e| e.to_string())
+        }
+    }
+
+    fn set_hard_state(&mut self, hs: HardState) {
+        self.model.wl().set_hardstate(hs.clone());
+        let mut batch = LogBatch::new();
+        batch.set_hard_state(hs);
+        self.hybrid().commit(batch, true).unwrap();
+    }
+
+    /// Trims both through `index`, which the caller found valid.
+    fn trim_model(&mut self, index: u64) {
+        let term = self.model.term(index).unwrap();
+        let last = self.last();
+        if index < last {
+            self.model.wl().compact(index + 1).unwrap();
+        } else {
+            // `compact` past the last entry would leave MemStorage without a position (its
+            // first index falls back to 1); a snapshot at the last entry is the same trim
+            // there, once the HardState it resets is put back.
+            let hs = self.model.rl().hard_state().clone();
+            let snapshot = Snapshot {
+                metadata: Some(SnapshotMetadata {
+                    conf_state: Some(self.model.initial_state().unwrap().conf_state),
+                    index,
+                    term,
+                }),
+                ..Default::default()
+            };
+            self.model.wl().apply_snapshot(snapshot).unwrap();
+            self.model.wl().set_hardstate(hs);
+        }
+        self.trim = TrimPoint { index, term };
+    }
+
     fn apply(&mut self, op: &Op) -> Result<(), TestCaseError> {
         match op {
             Op::Append {
@@ -89,7 +159,8 @@ impl Pair {
                 sizes,
                 with_context,
             } => {
-                let start = self.last().saturating_sub(*back).max(1);
+                // Never over trimmed entries: MemStorage panics there, HybridLog refuses.
+                let start = self.last().saturating_sub(*back).max(self.trim.index + 1);
                 self.term += term - 1;
                 let entries: Vec<Entry> = sizes
                     .iter()
@@ -111,15 +182,11 @@ impl Pair {
                 self.hybrid().commit(batch, false).unwrap();
             }
             Op::HardState { term, vote, commit } => {
-                let hs = HardState {
+                self.set_hard_state(HardState {
                     term: *term,
                     vote: *vote,
                     commit: *commit,
-                };
-                self.model.wl().set_hardstate(hs.clone());
-                let mut batch = LogBatch::new();
-                batch.set_hard_state(hs);
-                self.hybrid().commit(batch, true).unwrap();
+                });
             }
             Op::ConfState { voters, learners } => {
                 let cs = ConfState::from((voters.clone(), learners.clone()));
@@ -133,24 +200,91 @@ impl Pair {
                 if last == 0 {
                     return Ok(());
                 }
-                let lo = lo % (last + 1) + 1; // 1..=last+1
-                let lo = lo.min(last);
+                // From just below the trim point (Compacted) to the last entry.
+                let base = self.trim.index.saturating_sub(2).max(1);
+                let lo = base + lo % (last + 1 - base);
                 let hi = (lo + span).min(last + 1);
                 let want = self
                     .model
                     .entries(lo, hi, *max_size, GetEntriesContext::empty(false))
-                    .unwrap();
+                    .map_err(|e| e.to_string());
                 let got = self
                     .hybrid()
                     .entries(lo, hi, *max_size, GetEntriesContext::empty(false))
-                    .unwrap();
+                    .map_err(|e| e.to_string());
                 prop_assert_eq!(got, want, "entries({}, {}, {:?})", lo, hi, max_size);
             }
             Op::Term(idx) => {
                 let idx = idx % (self.last() + 3);
-                let want = self.model.term(idx).map_err(|e| e.to_string());
+                let want = self.model_term(idx);
                 let got = self.hybrid().term(idx).map_err(|e| e.to_string());
                 prop_assert_eq!(got, want, "term({})", idx);
+            }
+            Op::Trim { at, commit } => {
+                let (t, last) = (self.trim.index, self.last());
+                // From two below the trim point to one past the last index.
+                let index = t.saturating_sub(2) + at % (last + 4 - t.saturating_sub(2));
+                if *commit && index > self.commit() {
+                    let mut hs = self.model.rl().hard_state().clone();
+                    hs.commit = index;
+                    self.set_hard_state(hs);
+                }
+                let got = self.hybrid().trim(index);
+                if index <= t {
+                    let got = got.unwrap();
+                    prop_assert_eq!((got.entries, got.trim_point), (0, self.trim));
+                } else if index > last || index > self.commit() {
+                    let refused = matches!(got, Err(LogError::TrimBeyondCommitted { .. }));
+                    prop_assert!(
+                        refused,
+                        "trim({}) of 1..={} committed through {}: {:?}",
+                        index,
+                        last,
+                        self.commit(),
+                        got
+                    );
+                } else {
+                    let got = got.unwrap();
+                    self.trim_model(index);
+                    prop_assert_eq!((got.entries, got.trim_point), (index - t, self.trim));
+                }
+            }
+            Op::Snapshot {
+                at,
+                term_bump,
+                voters,
+            } => {
+                let (t, last) = (self.trim.index, self.last());
+                // From one below the trim point (out of date) to past the last index.
+                let index = t.saturating_sub(1) + at % (last + 8 - t.saturating_sub(1));
+                let term = self.model_term(index).unwrap_or(self.term) + term_bump;
+                let meta = SnapshotMetadata {
+                    conf_state: Some(ConfState::from((voters.clone(), vec![]))),
+                    index,
+                    term,
+                };
+                let before = self.model.rl().hard_state().clone();
+                let want = self.model.wl().apply_snapshot(Snapshot {
+                    metadata: Some(meta.clone()),
+                    ..Default::default()
+                });
+                let got = self.hybrid().apply_snapshot_metadata(&meta);
+                prop_assert_eq!(
+                    got.map_err(|e| raft::Error::from(e).to_string()),
+                    want.map_err(|e| e.to_string()),
+                    "apply_snapshot at {} with the log trimmed through {}",
+                    index,
+                    t
+                );
+                if index > t {
+                    // MemStorage sets the commit index to the snapshot's; HybridLog never
+                    // lowers it.
+                    let mut hs = self.model.rl().hard_state().clone();
+                    hs.commit = hs.commit.max(before.commit);
+                    self.model.wl().set_hardstate(hs);
+                    self.trim = TrimPoint { index, term };
+                    self.term = self.term.max(term);
+                }
             }
             Op::Reopen => {
                 // Close first: RocksDB holds a lock on the directory.
@@ -175,9 +309,30 @@ impl Pair {
             self.model.initial_state().unwrap(),
         );
         prop_assert_eq!(h.hard_state, m.hard_state);
-        prop_assert_eq!(h.conf_state, m.conf_state);
+        prop_assert_eq!(&h.conf_state, &m.conf_state);
+        prop_assert_eq!(self.hybrid().trim_point(), self.trim);
         let stats = self.hybrid().stats();
         prop_assert!(stats.memory_bytes <= self.budget as u64);
+        prop_assert_eq!(stats.first_index, self.trim.index + 1);
+        prop_assert_eq!(stats.disk_entries, self.last() - self.trim.index);
+        // What raft-rs sends a follower that needs trimmed entries.
+        let snapshot = self.hybrid().snapshot(0, 2).map_err(|e| e.to_string());
+        if self.trim.index == 0 {
+            prop_assert!(snapshot.is_err());
+        } else {
+            let want = SnapshotMetadata {
+                conf_state: Some(h.conf_state),
+                index: self.trim.index,
+                term: self.trim.term,
+            };
+            prop_assert_eq!(
+                snapshot,
+                Ok(Snapshot {
+                    metadata: Some(want),
+                    data: vec![]
+                })
+            );
+        }
         Ok(())
     }
 }

@@ -164,3 +164,38 @@ fn a_log_in_the_first_format_opens_reads_and_appends() {
     let all: Vec<Entry> = first.into_iter().chain(more).collect();
     assert_eq!(read_all(&log), all);
 }
+
+#[test]
+fn a_log_in_the_first_format_can_be_trimmed() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        let db = rocksdb::DB::open_cf(&opts, dir.path(), ["entries", "state"]).unwrap();
+        let state = db.cf_handle("state").unwrap();
+        db.put_cf(state, b"format", b"hybrid-log v1").unwrap();
+        let hs = HardState {
+            term: 1,
+            vote: 1,
+            commit: 5,
+        };
+        db.put_cf(state, b"hard_state", hs.encode_to_vec()).unwrap();
+        let entries = db.cf_handle("entries").unwrap();
+        for e in (1..=5).map(|i| entry(i, 2048)) {
+            db.put_cf(entries, e.index.to_be_bytes(), e.encode_to_vec())
+                .unwrap();
+        }
+    }
+    {
+        let log = HybridLog::open(dir.path(), 0).unwrap();
+        assert_eq!(log.trim(3).unwrap().entries, 3);
+    }
+    let log = HybridLog::open(dir.path(), 0).unwrap();
+    assert_eq!(log.first_index().unwrap(), 4);
+    assert_eq!(log.term(3).unwrap(), 1);
+    let kept = log
+        .entries(4, 6, None, GetEntriesContext::empty(false))
+        .unwrap();
+    assert_eq!(kept, vec![entry(4, 2048), entry(5, 2048)]);
+}

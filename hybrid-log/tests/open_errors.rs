@@ -94,3 +94,77 @@ fn deleted_data_files_are_refused() {
     }
     assert_refused(dir.path(), "manifest deleted");
 }
+
+/// A log of entries 1 to 5, committed, trimmed through 3; then `damage` is done to its
+/// RocksDB directly.
+fn trimmed_then(path: &std::path::Path, damage: impl FnOnce(&rocksdb::DB)) {
+    {
+        let log = HybridLog::open(path, 1 << 20).unwrap();
+        let mut batch = LogBatch::new();
+        batch
+            .append(
+                (1..=5)
+                    .map(|index| Entry {
+                        index,
+                        term: 1,
+                        ..Default::default()
+                    })
+                    .collect(),
+            )
+            .set_hard_state(HardState {
+                term: 1,
+                vote: 1,
+                commit: 5,
+            });
+        log.commit(batch, true).unwrap();
+        log.trim(3).unwrap();
+    }
+    let db =
+        rocksdb::DB::open_cf(&rocksdb::Options::default(), path, ["entries", "state"]).unwrap();
+    damage(&db);
+}
+
+#[test]
+fn a_trimmed_log_reopens_trimmed() {
+    let dir = tempfile::tempdir().unwrap();
+    trimmed_then(dir.path(), |_| {});
+    let log = HybridLog::open(dir.path(), 1 << 20).unwrap();
+    assert_eq!((log.trim_point().index, log.last_index()), (3, 5));
+}
+
+#[test]
+fn a_damaged_trim_point_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    trimmed_then(dir.path(), |db| {
+        db.put_cf(db.cf_handle("state").unwrap(), b"trim_point", [0, 3])
+            .unwrap();
+    });
+    assert_refused(dir.path(), "a trim point of 2 bytes");
+}
+
+#[test]
+fn an_entry_below_the_trim_point_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    trimmed_then(dir.path(), |db| {
+        let stray = Entry {
+            index: 2,
+            term: 1,
+            ..Default::default()
+        };
+        let mut value = vec![0]; // the tag of a plain value
+        prost::Message::encode(&stray, &mut value).unwrap();
+        db.put_cf(db.cf_handle("entries").unwrap(), 2u64.to_be_bytes(), value)
+            .unwrap();
+    });
+    assert_refused(dir.path(), "entry 2 in a log trimmed through 3");
+}
+
+#[test]
+fn a_gap_after_the_trim_point_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    trimmed_then(dir.path(), |db| {
+        db.delete_cf(db.cf_handle("entries").unwrap(), 4u64.to_be_bytes())
+            .unwrap();
+    });
+    assert_refused(dir.path(), "entry 4 missing after a trim through 3");
+}

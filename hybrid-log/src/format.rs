@@ -1,0 +1,124 @@
+//! How the log is stored, byte for byte: the keys of the `state` column family, the format
+//! marker, the two encodings of an entry value, and the trim point. Everything written to
+//! disk is spelled here, so that a change of format is one file's change.
+
+use prost::Message as _;
+use raft::prelude::Entry;
+
+use crate::trim::TrimPoint;
+
+pub const CF_ENTRIES: &str = "entries";
+pub const CF_STATE: &str = "state";
+
+pub const KEY_FORMAT: &[u8] = b"format";
+pub const KEY_HARD_STATE: &[u8] = b"hard_state";
+pub const KEY_CONF_STATE: &[u8] = b"conf_state";
+/// Absent until the first trim (or snapshot application): a log without it starts at 1, as
+/// every log written before trimming existed does. That is why trimming needs no new format
+/// marker: v1 and v2 logs read the same with or without it. An older build does not misread
+/// a trimmed log either: it refuses entries that do not start at 1, and a trimmed log with no
+/// entries left has a commit index past its end (0 to that build), which raft-rs refuses.
+pub const KEY_TRIM_POINT: &[u8] = b"trim_point";
+const META_PREFIX: &str = "meta/";
+
+/// Written once when a log is created; a directory without it is not ours.
+/// v1: an entry's value is its prost encoding. v2 (what new logs use): a tag byte, then the
+/// prost encoding, LZ4-compressed when that makes it smaller (see [`Values`]).
+pub const FORMAT_V1: &[u8] = b"hybrid-log v1";
+pub const FORMAT_V2: &[u8] = b"hybrid-log v2";
+
+const TAG_PLAIN: u8 = 0;
+const TAG_LZ4: u8 = 1;
+
+/// Entries smaller than this are stored as they are: LZ4 gains little on a few hundred bytes,
+/// and RocksDB's block compression still applies to them on flush.
+const COMPRESS_MIN: usize = 512;
+
+pub fn entry_key(index: u64) -> [u8; 8] {
+    index.to_be_bytes()
+}
+
+pub fn meta_key(key: &str) -> Vec<u8> {
+    format!("{META_PREFIX}{key}").into_bytes()
+}
+
+/// How entry values are stored.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Values {
+    Plain,
+    Tagged,
+}
+
+impl Values {
+    /// The encoding a format marker stands for; `None` for a marker we do not know.
+    pub fn of_marker(marker: &[u8]) -> Option<Values> {
+        match marker {
+            FORMAT_V2 => Some(Values::Tagged),
+            // A log created by an earlier version keeps its format: every value in one
+            // directory is stored the same way.
+            FORMAT_V1 => Some(Values::Plain),
+            _ => None,
+        }
+    }
+
+    /// An entry as stored. Compressing here rather than only in RocksDB's blocks means the
+    /// WAL, which every synced append writes before it may be acknowledged, carries the
+    /// compressed bytes: line protocol shrinks several times over.
+    pub fn encode(self, e: &Entry) -> Vec<u8> {
+        let plain = e.encode_to_vec();
+        if self == Values::Plain {
+            return plain;
+        }
+        if plain.len() >= COMPRESS_MIN {
+            let mut out = Vec::with_capacity(1 + 4 + plain.len() / 2);
+            out.push(TAG_LZ4);
+            out.extend_from_slice(&lz4_flex::block::compress_prepend_size(&plain));
+            if out.len() < plain.len() {
+                return out;
+            }
+        }
+        let mut out = Vec::with_capacity(1 + plain.len());
+        out.push(TAG_PLAIN);
+        out.extend_from_slice(&plain);
+        out
+    }
+
+    /// The entry a stored value holds, or what is wrong with it.
+    pub fn decode(self, stored: &[u8]) -> Result<Entry, String> {
+        let plain = match (self, stored.split_first()) {
+            (Values::Plain, _) => return decode(stored),
+            (Values::Tagged, Some((&TAG_PLAIN, plain))) => return decode(plain),
+            (Values::Tagged, Some((&TAG_LZ4, packed))) => {
+                lz4_flex::block::decompress_size_prepended(packed)
+                    .map_err(|e| format!("does not decompress: {e}"))?
+            }
+            (Values::Tagged, Some((tag, _))) => {
+                return Err(format!("has an unknown encoding tag {tag}"))
+            }
+            (Values::Tagged, None) => return Err("is empty".into()),
+        };
+        decode(&plain)
+    }
+}
+
+fn decode(bytes: &[u8]) -> Result<Entry, String> {
+    Entry::decode(bytes).map_err(|e| format!("does not decode: {e}"))
+}
+
+/// The trim point as stored: index then term, big-endian. Fixed-size rather than a protobuf
+/// message, so a damaged value cannot decode into a plausible smaller one.
+pub fn encode_trim_point(point: TrimPoint) -> [u8; 16] {
+    let mut out = [0; 16];
+    out[..8].copy_from_slice(&point.index.to_be_bytes());
+    out[8..].copy_from_slice(&point.term.to_be_bytes());
+    out
+}
+
+pub fn decode_trim_point(stored: &[u8]) -> Option<TrimPoint> {
+    let bytes: [u8; 16] = stored.try_into().ok()?;
+    let (index, term) = bytes.split_at(8);
+    Some(TrimPoint {
+        index: u64::from_be_bytes(index.try_into().ok()?),
+        term: u64::from_be_bytes(term.try_into().ok()?),
+    })
+}

@@ -72,7 +72,9 @@ impl Node {
     pub fn new(cfg: NodeConfig, log: HybridLog, out: Wiring) -> Result<Node, raft::Error> {
         // Membership changes up to here were applied (and their ConfState persisted) before
         // the restart; raft-rs must hand us only what comes after.
-        let applied = read_u64(&log, MetaKey::RaftApplied);
+        // A crash right after a snapshot was applied can leave the recorded index below the
+        // trim point, and raft-rs must never be handed entries the log no longer holds.
+        let applied = read_u64(&log, MetaKey::RaftApplied).max(log.trim_point().index);
         let config = Config {
             id: cfg.id,
             election_tick: cfg.election_ticks,

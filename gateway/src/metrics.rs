@@ -52,6 +52,9 @@ struct Gauges {
     log_memory_entries: IntGauge,
     log_disk_entries: IntGauge,
     log_disk_bytes: IntGauge,
+    log_dir_bytes: IntGauge,
+    log_first_index: IntGauge,
+    log_trimmed_entries: IntGauge,
     log_syncs: IntGauge,
     log_sync_seconds: Gauge,
     peer_sent: IntGauge,
@@ -187,6 +190,21 @@ impl Metrics {
                 "gateway_log_disk_bytes",
                 "Estimated live bytes of entries on disk",
             ),
+            log_dir_bytes: gauge(
+                r,
+                "gateway_log_dir_bytes",
+                "Bytes of every file in the log's directory (SST, WAL, manifest)",
+            ),
+            log_first_index: gauge(
+                r,
+                "gateway_log_first_index",
+                "First index the log holds (1 until it is trimmed)",
+            ),
+            log_trimmed_entries: gauge(
+                r,
+                "gateway_log_trimmed_entries_total",
+                "Entries trimmed from the log",
+            ),
             log_syncs: gauge(r, "gateway_log_syncs_total", "Synced log writes"),
             log_sync_seconds,
             peer_sent: gauge(
@@ -244,6 +262,9 @@ impl Metrics {
         g.log_memory_entries.set(log.memory_entries as i64);
         g.log_disk_entries.set(log.disk_entries as i64);
         g.log_disk_bytes.set(log.disk_bytes as i64);
+        g.log_dir_bytes.set(log.dir_bytes as i64);
+        g.log_first_index.set(log.first_index as i64);
+        g.log_trimmed_entries.set(log.trimmed_entries_total as i64);
         g.log_syncs.set(log.syncs as i64);
         g.log_sync_seconds.set(log.sync_seconds_total);
         g.peer_sent.set(t.sent.load(Relaxed) as i64);

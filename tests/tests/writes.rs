@@ -187,6 +187,13 @@ fn query_reads_locally_and_api_answers_like_influxd() {
     let metrics = api.get("/metrics").unwrap();
     assert_eq!(metrics.status, 200);
     assert!(metrics.body.contains("gateway_raft_commit_index"));
+    assert!(metrics.body.contains("gateway_log_first_index 1"));
+
+    // The log's figures: nothing trimmed, so it starts at 1, and its files take room.
+    let log = api.get("/status").unwrap().json()["log"].clone();
+    assert_eq!(log["first_index"], 1, "{log}");
+    assert_eq!(log["trimmed_entries"], 0, "{log}");
+    assert!(log["dir_bytes"].as_u64().unwrap_or(0) > 0, "{log}");
 }
 
 /// A request answered before its body was read (an unknown path, a reserved database, a body

@@ -76,8 +76,12 @@ pub async fn status(State(node): State<NodeView>) -> Resp {
         "applier": s.applier,
         "log": {
             "path": node.log.path().display().to_string(),
+            "first_index": s.log.first_index,
             "disk_entries": s.log.disk_entries,
             "disk_bytes": s.log.disk_bytes,
+            "dir_bytes": s.log.dir_bytes,
+            "trimmed_entries": s.log.trimmed_entries_total,
+            "trimmed_bytes": s.log.trimmed_bytes_total,
             "memory_entries": s.log.memory_entries,
             "memory_bytes": s.log.memory_bytes,
             "memory_budget": node.memory_budget,

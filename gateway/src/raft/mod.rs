@@ -25,7 +25,7 @@ pub use handle::{Input, MemberStatus, ProposeError, RaftHandle, RaftStatus, Role
 use members::AddressBook;
 use node::{Node, NodeConfig, Wiring};
 use progress::Progress;
-use transport::{Transport, TransportStats};
+use transport::{Identity, Transport, TransportStats};
 
 /// Proposals, read-index requests and peer messages waiting for the Raft thread. Bounded so
 /// that overload turns into prompt 503s, not unbounded memory.
@@ -64,10 +64,13 @@ pub fn start(
         tracing::info!(members = ?members, "new cluster: wrote the initial membership");
     }
     let (inbox_tx, inbox_rx) = sync_channel(INBOX);
+    let me = Identity {
+        id: config.node_id(),
+        advertise: config.advertise(),
+        cluster: ClusterId::load(log),
+    };
     let transport = Transport::new(
-        config.node_id(),
-        config.advertise(),
-        ClusterId::load(log),
+        me,
         book.clone(),
         progress.clone(),
         inbox_tx.clone(),

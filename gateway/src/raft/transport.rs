@@ -88,10 +88,16 @@ struct Lanes {
     peer_is_back: Arc<Notify>,
 }
 
+/// Who this node is to its peers: what every connection it opens says first.
+pub struct Identity {
+    pub id: u64,
+    /// Its peer address, as the others reach it.
+    pub advertise: String,
+    pub cluster: ClusterId,
+}
+
 pub struct Transport {
-    id: u64,
-    advertise: String,
-    cluster: ClusterId,
+    me: Identity,
     book: AddressBook,
     progress: Progress,
     inbox: SyncSender<Input>,
@@ -102,18 +108,14 @@ pub struct Transport {
 
 impl Transport {
     pub fn new(
-        id: u64,
-        advertise: String,
-        cluster: ClusterId,
+        me: Identity,
         book: AddressBook,
         progress: Progress,
         inbox: SyncSender<Input>,
         runtime: tokio::runtime::Handle,
     ) -> Arc<Transport> {
         Arc::new(Transport {
-            id,
-            advertise,
-            cluster,
+            me,
             book,
             progress,
             inbox,
@@ -197,7 +199,8 @@ impl Transport {
     }
 
     fn local_ip(&self) -> Option<std::net::IpAddr> {
-        self.advertise
+        self.me
+            .advertise
             .parse::<std::net::SocketAddr>()
             .ok()
             .map(|a| a.ip())
@@ -206,9 +209,9 @@ impl Transport {
 
     fn hello(&self) -> Hello {
         Hello {
-            from: self.id,
-            addr: self.advertise.clone(),
-            cluster: self.cluster.get(),
+            from: self.me.id,
+            addr: self.me.advertise.clone(),
+            cluster: self.me.cluster.get(),
         }
     }
 
@@ -251,7 +254,7 @@ impl Transport {
             let batch: Batch = read_frame(&mut frames).await?;
             self.progress.record(hello.from, batch.applied);
             for m in batch.msgs {
-                if m.to != self.id {
+                if m.to != self.me.id {
                     continue;
                 }
                 self.stats.received.fetch_add(1, Relaxed);
@@ -271,6 +274,7 @@ impl Transport {
     /// them exchange messages would corrupt both logs, so they refuse each other loudly.
     fn check_cluster(&self, hello: &Hello) -> std::io::Result<()> {
         if self
+            .me
             .cluster
             .admit(hello.cluster)
             .map_err(std::io::Error::other)?

@@ -62,7 +62,10 @@ pub async fn send<W: AsyncWrite + Unpin>(
     progress: &watch::Sender<Progress>,
 ) -> Result<(), SeedError> {
     let total = copy.total_bytes();
-    let mut framer = Framer::new(w);
+    let mut framer = Framer {
+        w,
+        sums: Sums::default(),
+    };
     let count = u32::try_from(copy.files().len())
         .map_err(|_| SeedError::Backup("more than 2^32 files".into()))?;
     framer.header(copy.marker(), total, count).await?;
@@ -90,7 +93,10 @@ pub async fn receive<R: AsyncRead + Unpin>(
     work_dir: &Path,
     progress: &watch::Sender<Progress>,
 ) -> Result<Copy, SeedError> {
-    let mut stream = Unframer::new(r);
+    let mut stream = Unframer {
+        r,
+        sums: Sums::default(),
+    };
     let (marker, total, count) = stream.header().await?;
     // Dropped, and so removed, on every early return below.
     let dir = new_dir(work_dir, "seed-incoming-")?;
@@ -135,25 +141,38 @@ fn check_name(name: &str) -> Result<(), StreamError> {
     }
 }
 
-/// The writing half: every byte goes through `put`, which keeps the checksums.
-struct Framer<'a, W> {
-    w: &'a mut W,
+/// The two checksums both halves keep: over the whole stream, and over the current record.
+#[derive(Default)]
+struct Sums {
     stream: crc32fast::Hasher,
     record: crc32fast::Hasher,
 }
 
-impl<'a, W: AsyncWrite + Unpin> Framer<'a, W> {
-    fn new(w: &'a mut W) -> Self {
-        Framer {
-            w,
-            stream: crc32fast::Hasher::new(),
-            record: crc32fast::Hasher::new(),
-        }
-    }
-
-    async fn put(&mut self, bytes: &[u8]) -> Result<(), SeedError> {
+impl Sums {
+    fn update(&mut self, bytes: &[u8]) {
         self.stream.update(bytes);
         self.record.update(bytes);
+    }
+
+    /// The current record's checksum; the next record starts afresh.
+    fn end_record(&mut self) -> u32 {
+        std::mem::take(&mut self.record).finalize()
+    }
+
+    fn stream(&self) -> u32 {
+        self.stream.clone().finalize()
+    }
+}
+
+/// The writing half: every byte goes through `put`, which keeps the checksums.
+struct Framer<'a, W> {
+    w: &'a mut W,
+    sums: Sums,
+}
+
+impl<W: AsyncWrite + Unpin> Framer<'_, W> {
+    async fn put(&mut self, bytes: &[u8]) -> Result<(), SeedError> {
+        self.sums.update(bytes);
         self.w
             .write_all(bytes)
             .await
@@ -162,9 +181,9 @@ impl<'a, W: AsyncWrite + Unpin> Framer<'a, W> {
 
     /// Ends a record with the checksum of everything put since the last one.
     async fn seal(&mut self) -> Result<(), SeedError> {
-        let crc = std::mem::take(&mut self.record).finalize();
+        let crc = self.sums.end_record();
         self.put(&crc.to_be_bytes()).await?;
-        self.record = crc32fast::Hasher::new();
+        self.sums.record = crc32fast::Hasher::new();
         Ok(())
     }
 
@@ -215,7 +234,7 @@ impl<'a, W: AsyncWrite + Unpin> Framer<'a, W> {
         self.put(END).await?;
         self.put(&count.to_be_bytes()).await?;
         self.put(&total.to_be_bytes()).await?;
-        let crc = self.stream.clone().finalize();
+        let crc = self.sums.stream();
         self.put(&crc.to_be_bytes()).await?;
         self.w
             .flush()
@@ -228,26 +247,16 @@ impl<'a, W: AsyncWrite + Unpin> Framer<'a, W> {
 /// early end into [`StreamError::Truncated`] naming the part it cut.
 struct Unframer<'a, R> {
     r: &'a mut R,
-    stream: crc32fast::Hasher,
-    record: crc32fast::Hasher,
+    sums: Sums,
 }
 
-impl<'a, R: AsyncRead + Unpin> Unframer<'a, R> {
-    fn new(r: &'a mut R) -> Self {
-        Unframer {
-            r,
-            stream: crc32fast::Hasher::new(),
-            record: crc32fast::Hasher::new(),
-        }
-    }
-
+impl<R: AsyncRead + Unpin> Unframer<'_, R> {
     async fn take(&mut self, buf: &mut [u8], part: &'static str) -> Result<(), SeedError> {
         self.r.read_exact(buf).await.map_err(|e| match e.kind() {
             std::io::ErrorKind::UnexpectedEof => StreamError::Truncated(part),
             _ => StreamError::Io(e),
         })?;
-        self.stream.update(buf);
-        self.record.update(buf);
+        self.sums.update(buf);
         Ok(())
     }
 
@@ -271,12 +280,12 @@ impl<'a, R: AsyncRead + Unpin> Unframer<'a, R> {
 
     /// Reads a record's checksum and compares it with what the record's bytes give.
     async fn unseal(&mut self, part: &'static str, what: &str) -> Result<(), SeedError> {
-        let expected = std::mem::take(&mut self.record).finalize();
+        let expected = self.sums.end_record();
         let got = self.u32(part).await?;
         if got != expected {
             return Err(corrupt(format!("checksum mismatch in {what}")));
         }
-        self.record = crc32fast::Hasher::new();
+        self.sums.record = crc32fast::Hasher::new();
         Ok(())
     }
 
@@ -360,7 +369,7 @@ impl<'a, R: AsyncRead + Unpin> Unframer<'a, R> {
         if (c, t) != (count, total) {
             return Err(corrupt(format!("the trailer says {c} files and {t} bytes")));
         }
-        let expected = self.stream.clone().finalize();
+        let expected = self.sums.stream();
         if self.u32("the trailer").await? != expected {
             return Err(corrupt("checksum mismatch over the whole stream".into()));
         }

@@ -113,7 +113,10 @@ async fn every_flipped_bit_is_refused_and_leaves_nothing() {
 /// A stream of the given files, as a sender that does not check names would make it.
 async fn crafted(files: &[(&str, &[u8])]) -> Vec<u8> {
     let mut out = Vec::new();
-    let mut f = Framer::new(&mut out);
+    let mut f = Framer {
+        w: &mut out,
+        sums: Sums::default(),
+    };
     let total = files.iter().map(|(_, b)| b.len() as u64).sum();
     f.header(Marker { index: 1, term: 1 }, total, files.len() as u32)
         .await

@@ -10,9 +10,11 @@
 //! - `ingest/`: line protocol to a validated, deterministic, nanosecond batch.
 //! - `replicate.rs`: the life of a replicated request: readiness, propose, committed,
 //!   applied. Every handler that writes, and `/health`, asks it.
-//! - `raft/`: the Raft node on its own thread (`node.rs`), the peer transport
-//!   (`transport.rs`), a new cluster's first entries and identity (`bootstrap.rs`), the
-//!   members' addresses (`members.rs`). The log itself is the `hybrid-log` crate.
+//! - `raft/`: `start` (mod.rs); the handle the rest of the gateway uses (`handle.rs`); the
+//!   Raft node on its own thread (`node.rs`); the peer transport (`transport.rs`); a new
+//!   cluster's first entries and identity (`bootstrap.rs`); the members' addresses
+//!   (`members.rs`) and how far each applied the log to its influxd (`progress.rs`). The log
+//!   itself is the `hybrid-log` crate.
 //! - `pending.rs`: requests waiting on the log, found again by the origin their entries carry.
 //! - The applier that replays committed entries into the local influxd is the `snapshotless`
 //!   crate; it answers waiting requests through `pending.rs`.

@@ -232,7 +232,7 @@ impl Config {
             if *pid == 0 {
                 return Err(err("peer id 0 is reserved by Raft"));
             }
-            check_host_port(addr).map_err(|e| err(format!("peer {pid}: {e}")))?;
+            check_host_port(addr).map_err(|e| err(format!("peer {pid}: {}", e.0)))?;
         }
         if peers.is_empty() {
             return Err(err(if self.join {
@@ -327,15 +327,15 @@ impl Config {
     }
 }
 
-fn check_host_port(addr: &str) -> Result<(), String> {
+fn check_host_port(addr: &str) -> Result<(), ConfigError> {
     let (host, port) = addr
         .rsplit_once(':')
-        .ok_or_else(|| format!("{addr:?} is not HOST:PORT"))?;
+        .ok_or_else(|| err(format!("{addr:?} is not HOST:PORT")))?;
     if host.is_empty() {
-        return Err(format!("{addr:?} has no host"));
+        return Err(err(format!("{addr:?} has no host")));
     }
     port.parse::<u16>()
-        .map_err(|_| format!("{addr:?} has an invalid port"))?;
+        .map_err(|_| err(format!("{addr:?} has an invalid port")))?;
     Ok(())
 }
 

@@ -84,25 +84,36 @@ impl Values {
     }
 
     /// The entry a stored value holds, or what is wrong with it.
-    pub fn decode(self, stored: &[u8]) -> Result<Entry, String> {
+    pub fn decode(self, stored: &[u8]) -> Result<Entry, BadValue> {
         let plain = match (self, stored.split_first()) {
             (Values::Plain, _) => return decode(stored),
             (Values::Tagged, Some((&TAG_PLAIN, plain))) => return decode(plain),
             (Values::Tagged, Some((&TAG_LZ4, packed))) => {
                 lz4_flex::block::decompress_size_prepended(packed)
-                    .map_err(|e| format!("does not decompress: {e}"))?
+                    .map_err(|e| BadValue::Decompress(e.to_string()))?
             }
-            (Values::Tagged, Some((tag, _))) => {
-                return Err(format!("has an unknown encoding tag {tag}"))
-            }
-            (Values::Tagged, None) => return Err("is empty".into()),
+            (Values::Tagged, Some((&tag, _))) => return Err(BadValue::UnknownTag(tag)),
+            (Values::Tagged, None) => return Err(BadValue::Empty),
         };
         decode(&plain)
     }
 }
 
-fn decode(bytes: &[u8]) -> Result<Entry, String> {
-    Entry::decode(bytes).map_err(|e| format!("does not decode: {e}"))
+/// What is wrong with a stored entry value; the caller names the entry and the directory.
+#[derive(Debug, thiserror::Error)]
+pub enum BadValue {
+    #[error("does not decompress: {0}")]
+    Decompress(String),
+    #[error("has an unknown encoding tag {0}")]
+    UnknownTag(u8),
+    #[error("is empty")]
+    Empty,
+    #[error("does not decode: {0}")]
+    Decode(#[from] prost::DecodeError),
+}
+
+fn decode(bytes: &[u8]) -> Result<Entry, BadValue> {
+    Ok(Entry::decode(bytes)?)
 }
 
 /// The trim point as stored: index then term, big-endian. Fixed-size rather than a protobuf

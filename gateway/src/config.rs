@@ -111,6 +111,34 @@ pub struct Config {
     /// Bytes of the newest log entries kept in memory.
     #[arg(long, default_value = "64MiB")]
     pub memory_budget: ByteSize,
+    /// How long the log keeps entries that every member's influxd holds: a duration (`7d`,
+    /// `12h`) or `forever`. A member that needs an entry no longer kept is seeded from a
+    /// peer's influxd instead of replaying it.
+    #[arg(long, default_value = "1d", value_parser = parse_retention)]
+    pub log_retention: Retention,
+    /// Cap on the log's disk use (`20GiB`; `0`: no cap). Over it, entries that a quorum's
+    /// influxd holds are trimmed too, even if a member still needs them (it will be seeded).
+    #[arg(long, default_value = "10GiB")]
+    pub log_max_size: ByteSize,
+    /// The local influxd's RPC address (its `bind-address`), where influxd's own backup and
+    /// restore tools copy it for a peer that is seeded, and restore a copy into it.
+    #[arg(long, default_value = "127.0.0.1:8088")]
+    pub influxd_rpc: String,
+    /// The influxd program, whose `backup` and `restore` subcommands seeding runs.
+    #[arg(long, default_value = "influxd")]
+    pub influxd_program: PathBuf,
+    /// A node that would replay more than this many times the bytes a copy of a peer's
+    /// influxd moves is seeded from that copy instead (0: only when the entries it needs
+    /// were trimmed).
+    #[arg(long, default_value_t = 10)]
+    pub seed_backlog_ratio: u64,
+    /// A backlog smaller than this is always replayed: a seed costs a few seconds whatever
+    /// its size, and wipes the node's influxd first.
+    #[arg(long, default_value = "256MiB")]
+    pub seed_min_backlog: ByteSize,
+    /// Upper bound of one influxd backup or restore run while seeding.
+    #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+    pub seed_timeout: Duration,
     /// How long a write waits to be committed and applied before the client is told its
     /// outcome is unknown.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
@@ -124,6 +152,23 @@ pub struct Config {
     /// Log level or tracing filter, e.g. info or gateway=debug [RUST_LOG wins if set].
     #[arg(long, default_value = "info")]
     pub log_level: String,
+}
+
+/// How long the log keeps applied entries; `None` is `forever`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Retention(pub Option<Duration>);
+
+fn parse_retention(s: &str) -> Result<Retention, ConfigError> {
+    if s.trim().eq_ignore_ascii_case("forever") {
+        return Ok(Retention(None));
+    }
+    humantime::parse_duration(s.trim())
+        .map(|d| Retention(Some(d)))
+        .map_err(|e| {
+            err(format!(
+                "log retention {s:?}: {e} (a duration such as 7d, or forever)"
+            ))
+        })
 }
 
 fn parse_peer(s: &str) -> Result<(u64, String), ConfigError> {
@@ -190,6 +235,7 @@ fn read_file(path: &Path) -> Result<Vec<(String, Vec<String>)>, ConfigError> {
         let values = match value {
             toml::Value::String(s) => vec![s],
             toml::Value::Integer(i) => vec![i.to_string()],
+            toml::Value::Float(f) => vec![f.to_string()],
             toml::Value::Boolean(b) => vec![b.to_string()],
             toml::Value::Table(t) if key == "peers" => t
                 .into_iter()
@@ -325,6 +371,14 @@ impl Config {
     pub fn max_body_size(&self) -> usize {
         self.max_body_size.as_u64() as usize
     }
+
+    /// The log retention and size cap, `None` where unbounded.
+    pub fn trim_policy(&self) -> crate::raft::TrimPolicy {
+        crate::raft::TrimPolicy {
+            retention: self.log_retention.0,
+            max_size: Some(self.log_max_size.as_u64()).filter(|&b| b > 0),
+        }
+    }
 }
 
 fn check_host_port(addr: &str) -> Result<(), ConfigError> {
@@ -366,6 +420,26 @@ mod tests {
         assert_eq!(c.memory_budget(), 64 << 20);
         assert_eq!(c.write_timeout, Duration::from_secs(10));
         assert_eq!(c.max_body_size(), 25_000_000);
+        let policy = c.trim_policy();
+        assert_eq!(policy.retention, Some(Duration::from_secs(86_400)));
+        assert_eq!(policy.max_size, Some(10 << 30));
+    }
+
+    #[test]
+    fn log_bounds() {
+        let base = ["--id", "1", "--peer", "1=127.0.0.1:8089"];
+        let with = |extra: &[&str]| load(&[&base[..], extra].concat());
+        let c = with(&["--log-retention", "forever", "--log-max-size", "0"]).unwrap();
+        assert_eq!(c.trim_policy().retention, None);
+        assert_eq!(c.trim_policy().max_size, None);
+        let c = with(&["--log-retention", "7d", "--log-max-size", "4MiB"]).unwrap();
+        assert_eq!(
+            c.trim_policy().retention,
+            Some(Duration::from_secs(7 * 86_400))
+        );
+        assert_eq!(c.trim_policy().max_size, Some(4 << 20));
+        let e = with(&["--log-retention", "a week"]).unwrap_err();
+        assert!(e.contains("forever"), "{e}");
     }
 
     #[test]

@@ -35,5 +35,6 @@ pub mod metrics;
 pub mod pending;
 pub mod raft;
 pub mod replicate;
+pub mod seed;
 pub mod server;
 pub mod state;

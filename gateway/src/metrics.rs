@@ -55,6 +55,11 @@ struct Gauges {
     log_dir_bytes: IntGauge,
     log_first_index: IntGauge,
     log_trimmed_entries: IntGauge,
+    log_trimmed_bytes: IntGauge,
+    seeding: IntGauge,
+    seeds_started: IntGauge,
+    seeds_completed: IntGauge,
+    seeds_failed: IntGauge,
     log_syncs: IntGauge,
     log_sync_seconds: Gauge,
     peer_sent: IntGauge,
@@ -205,6 +210,19 @@ impl Metrics {
                 "gateway_log_trimmed_entries_total",
                 "Entries trimmed from the log",
             ),
+            log_trimmed_bytes: gauge(
+                r,
+                "gateway_log_trimmed_bytes_total",
+                "Approximate bytes of the entries trimmed from the log",
+            ),
+            seeding: gauge(
+                r,
+                "gateway_seeding",
+                "1 while influxd is replaced by a copy of a peer's",
+            ),
+            seeds_started: gauge(r, "gateway_seeds_started_total", "Seeds started"),
+            seeds_completed: gauge(r, "gateway_seeds_completed_total", "Seeds completed"),
+            seeds_failed: gauge(r, "gateway_seeds_failed_total", "Seed attempts that failed"),
             log_syncs: gauge(r, "gateway_log_syncs_total", "Synced log writes"),
             log_sync_seconds,
             peer_sent: gauge(
@@ -265,6 +283,11 @@ impl Metrics {
         g.log_dir_bytes.set(log.dir_bytes as i64);
         g.log_first_index.set(log.first_index as i64);
         g.log_trimmed_entries.set(log.trimmed_entries_total as i64);
+        g.log_trimmed_bytes.set(log.trimmed_bytes_total as i64);
+        g.seeding.set(i64::from(applier.seeding.is_some()));
+        g.seeds_started.set(applier.seeds_started as i64);
+        g.seeds_completed.set(applier.seeds_completed as i64);
+        g.seeds_failed.set(applier.seeds_failed as i64);
         g.log_syncs.set(log.syncs as i64);
         g.log_sync_seconds.set(log.sync_seconds_total);
         g.peer_sent.set(t.sent.load(Relaxed) as i64);

@@ -39,6 +39,10 @@ pub enum Unavailable {
         "local influxd is being rebuilt from the log (applied {applied} of {target}); writes with consistency=any are still accepted"
     )]
     Rebuilding { applied: u64, target: u64 },
+    #[error(
+        "local influxd is being seeded from a copy of a peer's ({phase}); writes with consistency=any are still accepted"
+    )]
+    Seeding { phase: &'static str },
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -130,6 +134,9 @@ impl Replicator {
         if !applier.influxd_up {
             let why = applier.influxd_error.as_deref().unwrap_or("not answering");
             return Err(Unavailable::InfluxdDown(why.to_owned()));
+        }
+        if let Some(s) = &applier.seeding {
+            return Err(Unavailable::Seeding { phase: s.phase });
         }
         if let Some(r) = applier.rebuilding {
             return Err(Unavailable::Rebuilding {

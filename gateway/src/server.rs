@@ -16,6 +16,7 @@ use crate::metrics::Metrics;
 use crate::pending::Pending;
 use crate::raft::progress::Progress;
 use crate::replicate::Replicator;
+use crate::seed::{SeedParts, Seeds};
 use crate::state::{AppState, Limits, LocalInfluxd, NodeView};
 use crate::{http, raft};
 
@@ -62,6 +63,17 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         admin,
         ..ApplierConfig::default()
     };
+    let seeds = Seeds::new(
+        &config,
+        SeedParts {
+            log: log.clone(),
+            book: raft.book,
+            raft: raft.handle.clone(),
+            transport: raft.transport,
+            progress: progress.clone(),
+            influxd: influxd.clone(),
+        },
+    );
     let (applier, applied) = Applier::new(
         applier_config,
         log.clone(),
@@ -69,7 +81,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         raft.commits,
         pending.clone(),
     );
-    tokio::spawn(applier.run());
+    tokio::spawn(applier.with_seeder(seeds.clone()).run());
+    tokio::spawn(seeds.serve(raft.side, applied.clone()));
     tokio::spawn(progress.follow(applied.clone()));
 
     let replicator = Replicator::new(raft.handle, pending, applied, config.write_timeout);

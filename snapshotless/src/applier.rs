@@ -11,6 +11,9 @@ mod backoff;
 mod coalesce;
 mod decode;
 mod resume;
+mod seeding;
+
+pub use seeding::{SeedReport, Seeder};
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -25,7 +28,7 @@ use crate::influxd::{Influxd, Response};
 use crate::log::CommittedLog;
 use crate::marker::{self, Marker, Written};
 use crate::outcome::{classify, Interrupt, Outcome, OutcomeSink};
-use crate::status::ApplierStatus;
+use crate::status::{ApplierStatus, SeedReason};
 
 #[derive(Debug, Clone)]
 pub struct ApplierConfig {
@@ -81,6 +84,9 @@ pub struct Applier<L: CommittedLog> {
     /// When an idle applier last pinged influxd, and last checked its marker.
     pinged_at: Instant,
     marker_checked_at: Instant,
+    seeder: Option<seeding::SharedSeeder>,
+    /// A seed chosen for speed failed: until then, replay.
+    faster_paused_until: Option<Instant>,
 }
 
 /// How often a rebuild logs its progress.
@@ -109,8 +115,17 @@ impl<L: CommittedLog> Applier<L> {
             progress_logged_at: now,
             pinged_at: now,
             marker_checked_at: now,
+            seeder: None,
+            faster_paused_until: None,
         };
         (applier, status_rx)
+    }
+
+    /// Lets the applier seed influxd from a peer's when the log no longer holds what it
+    /// needs, or a copy is much faster than a replay. Without one, such a node waits.
+    pub fn with_seeder(mut self, seeder: Arc<dyn Seeder>) -> Self {
+        self.seeder = Some(seeder);
+        self
     }
 
     /// Runs until the process ends: resume from the marker, apply, and on any interruption
@@ -120,9 +135,16 @@ impl<L: CommittedLog> Applier<L> {
         loop {
             self.resume(first).await;
             first = false;
+            if self.seed_is_faster().await {
+                self.seed(SeedReason::Faster).await;
+                continue;
+            }
             let why = self.apply_loop().await;
             self.status.send_modify(|s| s.resumes += 1);
-            if why.lost_data() {
+            if let Interrupt::Trimmed { next } = why {
+                tracing::warn!(next, "the log no longer holds the next entry to apply");
+                self.seed(SeedReason::Trimmed).await;
+            } else if why.lost_data() {
                 tracing::warn!(%why, applied = self.pos, "influxd lost data; replaying the log from its marker");
                 // Never a hot loop, whatever influxd keeps answering.
                 tokio::time::sleep(Duration::from_millis(100)).await;
@@ -205,6 +227,7 @@ impl<L: CommittedLog> Applier<L> {
         let max_bytes = self.config.batch_bytes as u64;
         let entries = match self.log.read(self.pos + 1, committed + 1, max_bytes) {
             Ok(e) => e,
+            Err(e) if e.is_trimmed() => return Err(Interrupt::Trimmed { next: self.pos + 1 }),
             Err(e) => {
                 // The log is on this node's own disk; if it cannot be read nothing can be
                 // applied, and skipping is never an option.

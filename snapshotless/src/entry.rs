@@ -1,5 +1,7 @@
 //! The format of a normal Raft entry: its data (a [`Command`]: a write or a state-changing
 //! query, ready to replay) and its context (the [`Origin`] of the request waiting for it).
+//! One more kind of normal entry has no data: a [`Trim`], the leader's decision that every
+//! node removes the log up to an index, carried in the context.
 //!
 //! The encoding is prost, and everything in a command is already deterministic: timestamps
 //! were converted to nanoseconds and missing ones stamped by the node that received the
@@ -104,6 +106,35 @@ impl Origin {
     }
 }
 
+/// The leader's decision to trim the log through `through`: an entry with no data (nothing
+/// for influxd, like a leader's no-op) and this in its context. It goes through the log so
+/// that every node trims at the same point of it; its 12-byte context can never be read as
+/// an [`Origin`] (16 bytes).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Trim {
+    pub through: u64,
+}
+
+impl Trim {
+    const TAG: &'static [u8; 4] = b"trim";
+
+    pub fn to_context(self) -> Vec<u8> {
+        let mut v = Vec::with_capacity(12);
+        v.extend_from_slice(Self::TAG);
+        v.extend_from_slice(&self.through.to_be_bytes());
+        v
+    }
+
+    /// The trim an entry with `data` and `ctx` carries, if it is one.
+    pub fn from_entry(data: &[u8], ctx: &[u8]) -> Option<Trim> {
+        if !data.is_empty() || ctx.len() != 12 || &ctx[..4] != Self::TAG {
+            return None;
+        }
+        let through = u64::from_be_bytes(ctx[4..].try_into().ok()?);
+        Some(Trim { through })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -118,5 +149,10 @@ mod tests {
         };
         assert_eq!(Origin::from_context(&o.to_context()), Some(o));
         assert_eq!(Origin::from_context(b"short"), None);
+        let t = Trim { through: 42 };
+        assert_eq!(Trim::from_entry(b"", &t.to_context()), Some(t));
+        assert_eq!(Origin::from_context(&t.to_context()), None);
+        assert_eq!(Trim::from_entry(b"x", &t.to_context()), None);
+        assert_eq!(Trim::from_entry(b"", &o.to_context()), None);
     }
 }

@@ -202,6 +202,43 @@ impl Influxd {
     }
 }
 
+impl Influxd {
+    /// What influxd's data takes on disk, from its own statistics (`/debug/vars`): the TSM
+    /// files and the WAL of every shard, `_internal` left out as a seed leaves it out. About
+    /// what a portable backup of it moves.
+    pub async fn disk_bytes(&self) -> Result<u64, Unavailable> {
+        let req = self
+            .request(Method::GET, "/debug/vars")
+            .body(Full::new(Bytes::new()))
+            .expect("valid request");
+        let (parts, body) = self.exchange(req, self.timeout).await?;
+        if !parts.status.is_success() {
+            return Err(self.unavailable(format!("/debug/vars answered {}", parts.status)));
+        }
+        let vars: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)
+            .map_err(|e| self.unavailable(format!("/debug/vars: {e}")))?;
+        Ok(shard_disk_bytes(&vars))
+    }
+}
+
+/// The sum of the shards' TSM and WAL bytes in influxd's `/debug/vars`.
+fn shard_disk_bytes(vars: &serde_json::Map<String, serde_json::Value>) -> u64 {
+    const SIZES: [(&str, &str); 3] = [
+        ("tsm1_filestore", "diskBytes"),
+        ("tsm1_wal", "currentSegmentDiskBytes"),
+        ("tsm1_wal", "oldSegmentsDiskBytes"),
+    ];
+    vars.values()
+        .filter(|v| v["tags"]["database"] != "_internal")
+        .flat_map(|v| {
+            SIZES
+                .iter()
+                .filter(move |(name, _)| v["name"] == *name)
+                .filter_map(move |(_, field)| v["values"][field].as_u64())
+        })
+        .sum()
+}
+
 fn basic_auth(user: &str, password: &str) -> HeaderValue {
     use base64::Engine as _;
     let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
@@ -224,6 +261,20 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn disk_bytes_sums_the_shards_but_internal() {
+        let vars = serde_json::json!({
+            "tsm1_filestore:/d/db1/autogen/1": {"name": "tsm1_filestore",
+                "tags": {"database": "db1"}, "values": {"diskBytes": 1000, "numFiles": 2}},
+            "tsm1_wal:/w/db1/autogen/1": {"name": "tsm1_wal", "tags": {"database": "db1"},
+                "values": {"currentSegmentDiskBytes": 30, "oldSegmentsDiskBytes": 7}},
+            "tsm1_filestore:/d/_internal/monitor/2": {"name": "tsm1_filestore",
+                "tags": {"database": "_internal"}, "values": {"diskBytes": 5000}},
+            "memstats": {"Alloc": 123},
+        });
+        assert_eq!(shard_disk_bytes(vars.as_object().unwrap()), 1037);
+    }
 
     #[test]
     fn quoting_escapes_quotes_and_backslashes() {

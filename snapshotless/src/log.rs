@@ -82,6 +82,13 @@ pub fn put_u64(batch: &mut LogBatch, key: MetaKey, value: u64) {
 #[error(transparent)]
 pub struct LogReadError(#[from] pub raft::Error);
 
+impl LogReadError {
+    /// The entries asked for were trimmed: nothing on this node can replay them.
+    pub fn is_trimmed(&self) -> bool {
+        matches!(self.0, raft::Error::Store(raft::StorageError::Compacted))
+    }
+}
+
 /// The applier's view of the log: committed entries to read, and a place to remember how far
 /// it got (a hint only; influxd's own marker is the truth).
 pub trait CommittedLog: Send + Sync + 'static {

@@ -82,6 +82,9 @@ pub(crate) enum Interrupt {
     /// influxd lost data: the marker database is gone.
     #[error("the marker database disappeared")]
     MarkerDatabaseGone,
+    /// The log no longer holds the next entry to apply: influxd must be seeded.
+    #[error("the log no longer holds entry {next}: it was trimmed")]
+    Trimmed { next: u64 },
     /// influxd lost data: it no longer holds the marker last written.
     #[error("influxd's marker is {} but {written} was written", shown(.found))]
     MarkerBehind { found: Option<u64>, written: u64 },

@@ -45,6 +45,8 @@ mod stream;
 mod tool;
 mod users;
 
+use std::future::Future;
+use std::pin::Pin;
 use std::time::Duration;
 
 pub use copy::{take_copy, Copy, CopyFile};
@@ -52,6 +54,11 @@ pub use restore::{check_empty, restore, wipe_for_seed, Restored};
 pub use stream::{receive, send, StreamError};
 pub use tool::Tools;
 pub use users::Passwords;
+
+pub use crate::applier::{SeedReport, Seeder};
+
+/// A boxed future, as [`Seeder`]'s methods return.
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
 use crate::influxd::Unavailable;
 use crate::marker::MarkerError;
@@ -113,6 +120,9 @@ pub enum SeedError {
     /// data. See [`wipe_for_seed`].
     #[error("influxd is not empty: it holds {databases:?}")]
     NotEmpty { databases: Vec<String> },
+    /// No peer sent a usable copy; why, peer by peer.
+    #[error("no peer sent a copy: {0}")]
+    NoSource(String),
     /// After the restore, influxd does not hold what the copy does.
     #[error("the restored influxd differs from the copy: {0}")]
     Verify(String),
@@ -120,7 +130,7 @@ pub enum SeedError {
 
 impl SeedError {
     /// An I/O error while doing `action` ("create /tmp/x").
-    pub(crate) fn io(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> SeedError {
+    pub fn io(action: impl Into<String>) -> impl FnOnce(std::io::Error) -> SeedError {
         let action = action.into();
         move |source| SeedError::Io { action, source }
     }

@@ -1,6 +1,8 @@
 //! What the applier reports about itself: for /health, /metrics and the write path's
 //! readiness check.
 
+use std::time::Instant;
+
 use serde::Serialize;
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -29,6 +31,40 @@ pub struct ApplierStatus {
     pub rejected: u64,
     /// Times the applier went back to the marker (influxd restarted, lost data, failed).
     pub resumes: u64,
+    /// Set while influxd is being replaced by a copy of a peer's: the node is not ready.
+    pub seeding: Option<Seeding>,
+    /// Seeds started, completed and failed since start; why the last one failed.
+    pub seeds_started: u64,
+    pub seeds_completed: u64,
+    pub seeds_failed: u64,
+    pub last_seed_error: Option<String>,
+}
+
+/// A seed under way.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Seeding {
+    /// Why: the entries influxd needs were trimmed, or the replay would move far more.
+    pub reason: SeedReason,
+    /// The log index the copy must cover at least.
+    pub need: u64,
+    /// "finding a source", "copying", "restoring".
+    pub phase: &'static str,
+    /// The peer the copy comes from, once one agreed to send it.
+    pub source: Option<String>,
+    /// Bytes of the copy received, of its total (0 until the source said).
+    pub bytes_done: u64,
+    pub bytes_total: u64,
+    #[serde(skip)]
+    pub started: Option<Instant>,
+}
+
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "snake_case")]
+pub enum SeedReason {
+    /// The log no longer holds the entries influxd needs next.
+    Trimmed,
+    /// Replaying the backlog would move many times what a copy moves.
+    Faster,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
@@ -40,6 +76,6 @@ pub struct Rebuild {
 impl ApplierStatus {
     /// Ready to serve writes that wait for the local apply.
     pub fn ready(&self) -> bool {
-        self.influxd_up && self.rebuilding.is_none()
+        self.influxd_up && self.rebuilding.is_none() && self.seeding.is_none()
     }
 }

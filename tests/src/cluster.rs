@@ -181,11 +181,17 @@ impl Cluster {
             peers,
             data_dir: node_dir.join("gateway"),
             influxd_url: format!("http://{ip}:{INFLUXD_PORT}"),
-            extra: ["--write-timeout", "10s"]
-                .iter()
-                .chain(extra)
-                .map(|a| a.to_string())
-                .collect(),
+            extra: [
+                "--write-timeout",
+                "10s",
+                "--influxd-rpc",
+                &influxd.rpc_addr(),
+            ]
+            .iter()
+            .copied()
+            .chain(extra.iter().copied())
+            .map(str::to_owned)
+            .collect(),
         };
         let process = node
             .process(&gateway_binary(), node_dir.join("gateway.log"))

@@ -56,6 +56,11 @@ impl Influxd {
         }
     }
 
+    /// Its RPC address, where influxd's backup and restore tools reach it.
+    pub fn rpc_addr(&self) -> String {
+        self.config.rpc_addr()
+    }
+
     pub fn url(&self) -> String {
         format!("http://{}", self.addr)
     }

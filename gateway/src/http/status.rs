@@ -54,6 +54,17 @@ pub async fn health(State(replicator): State<Replicator>) -> Resp {
             "committed": raft.commit,
             "progress": progress(r.from, r.target, applier.applied),
         })),
+        "seed": applier.seeding.as_ref().map(|s| json!({
+            "reason": s.reason,
+            "phase": s.phase,
+            "source": s.source,
+            "need": s.need,
+            "bytes_copied": s.bytes_done,
+            "bytes_total": s.bytes_total,
+            "progress": if s.bytes_total == 0 { 0.0 } else { (s.bytes_done as f64 / s.bytes_total as f64).min(1.0) },
+            "elapsed_seconds": s.started.map_or(0.0, |t| t.elapsed().as_secs_f64()),
+            "last_error": applier.last_seed_error,
+        })),
     });
     let status = match readiness {
         Ok(()) => StatusCode::OK,

@@ -53,6 +53,25 @@ impl AddressBook {
         self.inner.write().remove(&id).is_some()
     }
 
+    /// The book as a leader's snapshot carries it: a member that takes its position from a
+    /// snapshot never sees the membership changes below it, which carried the addresses.
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(&*self.inner.read()).expect("a map serializes")
+    }
+
+    /// Takes the addresses of a book from [`AddressBook::encode`]; returns whether anything
+    /// changed. Unreadable bytes change nothing.
+    pub fn merge(&self, encoded: &[u8]) -> bool {
+        let Ok(map) = serde_json::from_slice::<BTreeMap<u64, String>>(encoded) else {
+            return false;
+        };
+        let mut changed = false;
+        for (id, addr) in map {
+            changed |= self.set(id, &addr);
+        }
+        changed
+    }
+
     /// Adds the book to a batch, so it is made durable with the change that altered it.
     pub fn persist(&self, batch: &mut LogBatch) {
         let json = serde_json::to_vec(&*self.inner.read()).expect("a map serializes");

@@ -10,13 +10,14 @@ pub mod members;
 pub mod node;
 pub mod progress;
 pub mod transport;
+pub mod trim;
 
 use std::sync::mpsc::sync_channel;
 use std::sync::Arc;
 
 use hybrid_log::HybridLog;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
 use crate::pending::Pending;
@@ -25,11 +26,14 @@ pub use handle::{Input, MemberStatus, ProposeError, RaftHandle, RaftStatus, Role
 use members::AddressBook;
 use node::{Node, NodeConfig, Wiring};
 use progress::Progress;
-use transport::{Identity, Transport, TransportStats};
+use transport::{Identity, SideRequest, Transport, TransportStats};
+pub use trim::TrimPolicy;
 
 /// Proposals, read-index requests and peer messages waiting for the Raft thread. Bounded so
 /// that overload turns into prompt 503s, not unbounded memory.
 const INBOX: usize = 65_536;
+/// Side channels waiting to be answered; more are refused.
+const SIDE_QUEUE: usize = 16;
 
 /// A running Raft node, as the rest of the gateway sees it.
 pub struct Started {
@@ -37,6 +41,10 @@ pub struct Started {
     /// How far the committed, locally durable log reaches: what the applier may apply.
     pub commits: watch::Receiver<u64>,
     pub peers: Arc<TransportStats>,
+    pub transport: Arc<Transport>,
+    pub book: AddressBook,
+    /// Side channels peers opened (seeding); whoever serves them takes this.
+    pub side: mpsc::Receiver<SideRequest>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,11 +77,13 @@ pub fn start(
         advertise: config.advertise(),
         cluster: ClusterId::load(log),
     };
+    let (side_tx, side) = mpsc::channel(SIDE_QUEUE);
     let transport = Transport::new(
         me,
         book.clone(),
         progress.clone(),
         inbox_tx.clone(),
+        side_tx,
         tokio::runtime::Handle::current(),
     );
     tokio::spawn(transport.clone().serve(peers));
@@ -85,11 +95,12 @@ pub fn start(
         tick: config.raft_tick,
         election_ticks: 10,
         heartbeat_ticks: 1,
+        trim: config.trim_policy(),
     };
     let stats = transport.stats.clone();
     let wiring = Wiring {
-        book,
-        transport,
+        book: book.clone(),
+        transport: transport.clone(),
         pending,
         progress,
         commit_tx,
@@ -103,5 +114,8 @@ pub fn start(
         handle: RaftHandle::new(inbox_tx, status_rx),
         commits,
         peers: stats,
+        transport,
+        book,
+        side,
     })
 }

@@ -12,25 +12,34 @@
 //! Normal entries are not applied here: the applier reads them from the log on its own, at
 //! influxd's pace, so a slow influxd never slows Raft down. This loop only tells it how far
 //! the committed, locally durable log reaches.
+//!
+//! It also bounds the log. The leader decides how far it may be trimmed (trim.rs) and
+//! proposes a [`Trim`] entry; every node trims its own log when that entry commits. A
+//! follower that needs entries the leader no longer holds gets a snapshot without data: it
+//! takes the log position from it, and its applier, finding the entries it needs trimmed,
+//! has its influxd seeded from a peer's (seed.rs).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use hybrid_log::{HybridLog, LogBatch};
 use prost::Message as _;
-use raft::prelude::{ConfChange, ConfChangeType, ConfChangeV2, Entry, EntryType, Message};
-use raft::{Config, RawNode, StateRole};
+use raft::prelude::{
+    ConfChange, ConfChangeType, ConfChangeV2, Entry, EntryType, Message, MessageType,
+};
+use raft::{Config, ProgressState, RawNode, SnapshotStatus, StateRole};
 use raft_proto::ConfChangeI;
 use snapshotless::log::{put_u64, read_u64, MetaKey};
-use snapshotless::Origin;
+use snapshotless::{Origin, Trim};
 use tokio::sync::watch;
 
 use super::handle::{Input, MemberStatus, ProposeError, RaftStatus, Role};
 use super::members::AddressBook;
 use super::progress::Progress;
 use super::transport::Transport;
+use super::trim::{self, LogShape, Samples, TrimPolicy};
 use crate::pending::Pending;
 
 /// Inputs handled per loop turn before the next Ready: large enough to batch many proposals
@@ -38,12 +47,20 @@ use crate::pending::Pending;
 const MAX_INPUTS_PER_TURN: usize = 4096;
 /// A learner this close to the commit index is promoted to voter.
 const PROMOTE_LAG: u64 = 64;
+/// How often the leader considers trimming the log.
+const TRIM_EVERY: Duration = Duration::from_secs(1);
+/// A trim proposed this long ago and not seen committed may be proposed again.
+const TRIM_RETRY: Duration = Duration::from_secs(5);
+/// A follower sent a snapshot and silent about it this long gets another: the message may
+/// have been lost, and raft-rs sends nothing more to a follower waiting for a snapshot.
+const SNAPSHOT_WAIT: Duration = Duration::from_secs(3);
 
 pub struct NodeConfig {
     pub id: u64,
     pub tick: Duration,
     pub election_ticks: usize,
     pub heartbeat_ticks: usize,
+    pub trim: TrimPolicy,
 }
 
 /// Where the node's decisions go: peers, waiting requests, the applier, status readers.
@@ -66,6 +83,21 @@ pub struct Node {
     /// Index of the last committed entry this loop handled.
     applied: u64,
     leader: u64,
+    trim: TrimState,
+}
+
+/// The log's bound: the leader's decisions and every node's share of carrying them out.
+struct TrimState {
+    policy: TrimPolicy,
+    samples: Samples,
+    checked_at: Instant,
+    /// The last trim this node proposed as leader, and when.
+    proposed: Option<(u64, Instant)>,
+    /// The furthest committed [`Trim`] not carried out yet: it waits until the Ready that
+    /// committed it is persisted, so the log's commit index covers it.
+    due: u64,
+    /// Followers waiting for a snapshot, since when.
+    snapshot_sent: HashMap<u64, Instant>,
 }
 
 impl Node {
@@ -94,6 +126,7 @@ impl Node {
         config.validate()?;
         let raw = RawNode::new(&config, log.clone(), &crate::logging::raft_logger())?;
         out.commit_tx.send_replace(applied);
+        let now = Instant::now();
         Ok(Node {
             id: cfg.id,
             raw,
@@ -102,6 +135,14 @@ impl Node {
             tick: cfg.tick,
             applied,
             leader: 0,
+            trim: TrimState {
+                samples: Samples::new(&cfg.trim, applied, now),
+                policy: cfg.trim,
+                checked_at: now,
+                proposed: None,
+                due: 0,
+                snapshot_sent: HashMap::new(),
+            },
         })
     }
 
@@ -124,6 +165,8 @@ impl Node {
             if now >= next_tick {
                 self.raw.tick();
                 self.promote_caught_up_learners();
+                self.maybe_propose_trim(now);
+                self.retry_lost_snapshots(now);
                 // After a stall (a long fsync), tick once rather than in a burst.
                 next_tick = (next_tick + self.tick).max(now);
             }
@@ -173,9 +216,28 @@ impl Node {
         }
     }
 
-    fn send(&mut self, msgs: Vec<Message>) {
+    fn send(&mut self, mut msgs: Vec<Message>) {
         if msgs.is_empty() {
             return;
+        }
+        for m in &mut msgs {
+            if m.msg_type() == MessageType::MsgSnapshot {
+                // The snapshot is only a position; it carries the address book, which the
+                // membership changes below that position would otherwise have given.
+                if let Some(snap) = m.snapshot.as_mut() {
+                    snap.data = self.out.book.encode();
+                }
+                self.trim.snapshot_sent.insert(m.to, Instant::now());
+                tracing::info!(
+                    peer = m.to,
+                    index = m
+                        .snapshot
+                        .as_ref()
+                        .and_then(|s| s.metadata.as_ref())
+                        .map_or(0, |md| md.index),
+                    "peer needs trimmed entries: sending it the log position; it will be seeded"
+                );
+            }
         }
         for id in self.out.transport.send(msgs) {
             self.raw.report_unreachable(id);
@@ -189,9 +251,7 @@ impl Node {
         let mut rd = self.raw.ready();
         self.send(rd.take_messages());
         if !rd.snapshot().is_empty() {
-            // Nothing here ever creates a snapshot (the log is never compacted), so a peer
-            // sending one is a bug worth stopping for rather than installing.
-            fail_stop("received a Raft snapshot, which this cluster never creates");
+            self.take_snapshot_position(rd.snapshot().clone());
         }
         let committed = rd.take_committed_entries();
         self.handle_committed(committed);
@@ -236,11 +296,137 @@ impl Node {
         if let Err(e) = self.log.commit(batch, false) {
             fail_stop(&format!("cannot persist the Raft state: {e}"));
         }
+        self.carry_out_trim();
+        self.trim.samples.record(self.applied, Instant::now());
         self.out.commit_tx.send_if_modified(|c| {
             let changed = *c != self.applied;
             *c = self.applied;
             changed
         });
+    }
+
+    /// A follower too far behind: its log restarts at the leader's trim point. Its influxd
+    /// is then behind its log, which the applier finds out and has seeded.
+    fn take_snapshot_position(&mut self, snap: raft::prelude::Snapshot) {
+        let meta = snap.metadata.unwrap_or_default();
+        if let Err(e) = self.log.apply_snapshot_metadata(&meta) {
+            fail_stop(&format!(
+                "cannot take the log position {} from the leader: {e}",
+                meta.index
+            ));
+        }
+        if self.out.book.merge(&snap.data) {
+            let mut batch = LogBatch::new();
+            self.out.book.persist(&mut batch);
+            if let Err(e) = self.log.commit(batch, true) {
+                fail_stop(&format!("cannot persist the address book: {e}"));
+            }
+        }
+        tracing::warn!(
+            index = meta.index,
+            term = meta.term,
+            "the entries this node needs were trimmed: its log continues after {}, and its \
+             influxd will be seeded from a peer's",
+            meta.index
+        );
+        self.applied = meta.index;
+    }
+
+    /// As leader: proposes a trim when the rules allow one (trim.rs).
+    fn maybe_propose_trim(&mut self, now: Instant) {
+        if self.raw.raft.state != StateRole::Leader
+            || now.duration_since(self.trim.checked_at) < TRIM_EVERY
+        {
+            return;
+        }
+        self.trim.checked_at = now;
+        let trimmed = self.log.trim_point().index;
+        if let Some((through, at)) = self.trim.proposed {
+            if through > trimmed && now.duration_since(at) < TRIM_RETRY {
+                return;
+            }
+        }
+        let conf = self.raw.raft.prs().conf();
+        let members: Vec<trim::Member> = conf
+            .voters()
+            .ids()
+            .iter()
+            .map(|id| (id, true))
+            .chain(conf.learners().iter().map(|&id| (id, false)))
+            .map(|(id, voter)| trim::Member {
+                voter,
+                applied: if id == self.id {
+                    Some(self.out.progress.own())
+                } else {
+                    self.out.progress.of(id)
+                },
+            })
+            .collect();
+        let stats = self.log.stats();
+        let shape = LogShape {
+            trimmed,
+            last: self.raw.raft.raft_log.last_index(),
+            commit: self.raw.raft.raft_log.committed,
+            dir_bytes: stats.dir_bytes,
+            entries_bytes: stats.disk_bytes,
+            settled: stats.compacted_through >= trimmed,
+        };
+        let policy = self.trim.policy;
+        let Some((through, reason)) =
+            trim::decide(&policy, &mut self.trim.samples, &members, &shape, now)
+        else {
+            return;
+        };
+        match self.raw.propose(Trim { through }.to_context(), Vec::new()) {
+            Ok(()) => {
+                tracing::debug!(through, ?reason, "trim proposed");
+                self.trim.proposed = Some((through, now));
+            }
+            Err(e) => tracing::debug!(error = %e, "trim not proposed"),
+        }
+    }
+
+    /// Trims this node's log as far as the committed trims say, once the log's commit index
+    /// covers them.
+    fn carry_out_trim(&mut self) {
+        let through = self.trim.due.min(self.applied);
+        if through <= self.log.trim_point().index {
+            return;
+        }
+        match self.log.trim(through) {
+            Ok(t) => tracing::debug!(
+                through,
+                entries = t.entries,
+                approx_bytes = t.approx_bytes,
+                "log trimmed"
+            ),
+            Err(hybrid_log::LogError::TrimBeyondCommitted { .. }) => {}
+            Err(e) => fail_stop(&format!("cannot trim the log through {through}: {e}")),
+        }
+    }
+
+    /// raft-rs waits for a follower to acknowledge a snapshot before it sends it anything
+    /// else; a lost one would leave the follower behind for good.
+    fn retry_lost_snapshots(&mut self, now: Instant) {
+        if self.trim.snapshot_sent.is_empty() {
+            return;
+        }
+        let prs = self.raw.raft.prs();
+        let mut lost = Vec::new();
+        self.trim.snapshot_sent.retain(|&id, since| {
+            let waiting = self.raw.raft.state == StateRole::Leader
+                && prs
+                    .get(id)
+                    .is_some_and(|p| p.state == ProgressState::Snapshot);
+            if waiting && now.duration_since(*since) >= SNAPSHOT_WAIT {
+                lost.push(id);
+            }
+            waiting && now.duration_since(*since) < SNAPSHOT_WAIT
+        });
+        for id in lost {
+            tracing::debug!(peer = id, "no answer to the snapshot; sending it again");
+            self.raw.report_snapshot(id, SnapshotStatus::Failure);
+        }
     }
 
     fn leader_changed(&mut self, leader: u64, state: StateRole) {
@@ -256,7 +442,11 @@ impl Node {
     fn handle_committed(&mut self, entries: Vec<Entry>) {
         for e in entries {
             match e.entry_type() {
-                EntryType::EntryNormal => {}
+                EntryType::EntryNormal => {
+                    if let Some(t) = Trim::from_entry(&e.data, &e.context) {
+                        self.trim.due = self.trim.due.max(t.through);
+                    }
+                }
                 EntryType::EntryConfChange => match ConfChange::decode(e.data.as_slice()) {
                     Ok(cc) => self.apply_conf_change(&cc, &cc.context),
                     Err(err) => fail_stop(&format!(

@@ -11,7 +11,9 @@
 //!
 //! Wire format: frames of a 4-byte big-endian length and a prost payload
 //! (`LengthDelimitedCodec`). The first frame on a connection is a `Hello` (sender id, its peer
-//! address, cluster id), then `Batch`es.
+//! address, cluster id), then `Batch`es. A `Hello` may also open a side channel instead
+//! (seed.rs: a copy of this node's influxd, or its size): the connection is checked like any
+//! other, then handed over whole, and never carries Raft messages.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -58,6 +60,30 @@ struct Hello {
     addr: String,
     #[prost(uint64, tag = "3")]
     cluster: u64,
+    /// 0: Raft messages follow. Otherwise a [`SideChannel`] the connection is for.
+    #[prost(uint32, tag = "4")]
+    side: u32,
+    /// What the side channel asks for: the log index a copy must cover.
+    #[prost(uint64, tag = "5")]
+    need: u64,
+}
+
+/// What a peer connection can be opened for besides Raft messages.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SideChannel {
+    /// A copy of this node's influxd covering at least the given index.
+    Seed = 1,
+    /// The size of this node's influxd: what a copy of it would move.
+    Size = 2,
+}
+
+/// A side-channel connection from a peer, checked to belong to this cluster; the hello was
+/// its only frame so far.
+pub struct SideRequest {
+    pub from: u64,
+    pub kind: SideChannel,
+    pub need: u64,
+    pub stream: TcpStream,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -103,6 +129,7 @@ pub struct Transport {
     inbox: SyncSender<Input>,
     lanes: Mutex<HashMap<u64, Lanes>>,
     runtime: tokio::runtime::Handle,
+    side: mpsc::Sender<SideRequest>,
     pub stats: Arc<TransportStats>,
 }
 
@@ -112,6 +139,7 @@ impl Transport {
         book: AddressBook,
         progress: Progress,
         inbox: SyncSender<Input>,
+        side: mpsc::Sender<SideRequest>,
         runtime: tokio::runtime::Handle,
     ) -> Arc<Transport> {
         Arc::new(Transport {
@@ -121,8 +149,28 @@ impl Transport {
             inbox,
             lanes: Mutex::new(HashMap::new()),
             runtime,
+            side,
             stats: Arc::default(),
         })
+    }
+
+    /// Opens a side channel to the peer at `addr`, as this node: the stream comes back with
+    /// the hello sent, for the caller to speak the channel's protocol on.
+    pub async fn open_side(
+        &self,
+        addr: &str,
+        kind: SideChannel,
+        need: u64,
+    ) -> std::io::Result<TcpStream> {
+        let stream = dial(addr, self.local_ip()).await?;
+        let mut out = FramedWrite::new(stream, codec());
+        let hello = Hello {
+            side: kind as u32,
+            need,
+            ..self.hello()
+        };
+        out.send(frame(&hello)).await?;
+        Ok(out.into_inner())
     }
 
     /// Queues messages for their peers without blocking. Returns the peers that could not
@@ -212,6 +260,8 @@ impl Transport {
             from: self.me.id,
             addr: self.me.advertise.clone(),
             cluster: self.me.cluster.get(),
+            side: 0,
+            need: 0,
         }
     }
 
@@ -242,6 +292,27 @@ impl Transport {
             .await
             .map_err(|_| invalid("no hello within 5s"))??;
         self.check_cluster(&hello)?;
+        if hello.side != 0 {
+            let kind = match hello.side {
+                1 => SideChannel::Seed,
+                2 => SideChannel::Size,
+                other => return Err(invalid(format!("unknown side channel {other}"))),
+            };
+            // Nothing was sent after the hello: the peer waits for an answer.
+            if !frames.read_buffer().is_empty() {
+                return Err(invalid("data after a side-channel hello"));
+            }
+            let request = SideRequest {
+                from: hello.from,
+                kind,
+                need: hello.need,
+                stream: frames.into_inner(),
+            };
+            if self.side.try_send(request).is_err() {
+                tracing::debug!(peer = hello.from, ?kind, "side channel refused: busy");
+            }
+            return Ok(());
+        }
         // A joining node learns where to answer from whoever contacts it first.
         if self.book.get(hello.from).is_none() && !hello.addr.is_empty() {
             tracing::info!(peer = hello.from, addr = %hello.addr, "learned a peer address");
@@ -363,26 +434,7 @@ impl Lane {
     }
 
     async fn connect(&self) -> std::io::Result<Connection> {
-        let dial = async {
-            let remote = tokio::net::lookup_host(&self.addr)
-                .await?
-                .next()
-                .ok_or_else(|| invalid(format!("{} resolves to nothing", self.addr)))?;
-            let socket = match remote {
-                std::net::SocketAddr::V4(_) => TcpSocket::new_v4()?,
-                std::net::SocketAddr::V6(_) => TcpSocket::new_v6()?,
-            };
-            // Connections come from this node's own peer address, so that peers (and
-            // firewalls) see node-to-node traffic as coming from the node it belongs to.
-            if let Some(ip) = self.local_ip.filter(|ip| ip.is_ipv4() == remote.is_ipv4()) {
-                socket.bind(std::net::SocketAddr::new(ip, 0))?;
-            }
-            socket.connect(remote).await
-        };
-        let stream = tokio::time::timeout(CONNECT_TIMEOUT, dial)
-            .await
-            .map_err(|_| invalid("connect timed out"))??;
-        tune(&stream)?;
+        let stream = dial(&self.addr, self.local_ip).await?;
         let (watch, out) = stream.into_split();
         let mut out = FramedWrite::new(out, codec());
         out.send(frame(&self.hello)).await?;
@@ -422,6 +474,31 @@ impl Lane {
             }
         }
     }
+}
+
+/// A tuned connection to `addr`, from `local_ip` if given.
+async fn dial(addr: &str, local_ip: Option<std::net::IpAddr>) -> std::io::Result<TcpStream> {
+    let dial = async {
+        let remote = tokio::net::lookup_host(addr)
+            .await?
+            .next()
+            .ok_or_else(|| invalid(format!("{addr} resolves to nothing")))?;
+        let socket = match remote {
+            std::net::SocketAddr::V4(_) => TcpSocket::new_v4()?,
+            std::net::SocketAddr::V6(_) => TcpSocket::new_v6()?,
+        };
+        // Connections come from this node's own peer address, so that peers (and
+        // firewalls) see node-to-node traffic as coming from the node it belongs to.
+        if let Some(ip) = local_ip.filter(|ip| ip.is_ipv4() == remote.is_ipv4()) {
+            socket.bind(std::net::SocketAddr::new(ip, 0))?;
+        }
+        socket.connect(remote).await
+    };
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, dial)
+        .await
+        .map_err(|_| invalid("connect timed out"))??;
+    tune(&stream)?;
+    Ok(stream)
 }
 
 /// `first` and whatever else is queued, up to about [`BATCH_BYTES`].

@@ -116,6 +116,9 @@ impl<L: CommittedLog> Applier<L> {
                 );
                 Marker::ZERO
             }
+            // Below the log's start: nothing to compare with. If the entries after it were
+            // trimmed too, applying finds out and influxd is seeded.
+            Err(e) if e.is_trimmed() => m,
             Err(e) => {
                 tracing::error!(error = %e, "cannot read the log at the marker; replaying from index 1");
                 Marker::ZERO

@@ -54,6 +54,10 @@ pub async fn restore(
         .iter()
         .filter(|d| !not_copied(&d.name))
         .collect();
+    // The marker's database first, as on every replica (its applier creates it before
+    // anything is applied), so that influxd lists databases in the same order everywhere.
+    // It holds no marker until the end.
+    marker::create_database(influxd).await?;
     for db in &dbs {
         restore_database(tools, rpc_addr, copy.dir(), db).await?;
     }

@@ -207,7 +207,12 @@ impl Cluster {
     /// Starts a new node that joins through `gateway members add` semantics (the caller
     /// adds it with the admin API).
     pub fn start_joining_node(&mut self, id: u64) -> &mut Node {
-        let mut node = Self::new_node(&self.slot, self.dir.path(), id, None, Peers::Join, &[]);
+        self.start_joining_node_with(id, &[])
+    }
+
+    /// As [`Cluster::start_joining_node`], with extra gateway flags.
+    pub fn start_joining_node_with(&mut self, id: u64, extra: &[&str]) -> &mut Node {
+        let mut node = Self::new_node(&self.slot, self.dir.path(), id, None, Peers::Join, extra);
         node.gateway.start();
         self.nodes.push(node);
         self.nodes.last_mut().unwrap()

@@ -48,13 +48,17 @@ fn everything(c: &Cluster, id: u64) -> Result<Vec<String>, HttpError> {
 }
 
 fn wait_identical(c: &Cluster, id: u64, reference: &[String]) {
-    wait_until(&format!("node {id} identical to node 1"), CONVERGE, || {
-        let now = everything(c, id).map_err(|e| e.to_string())?;
-        match now.iter().zip(reference).find(|(a, b)| a != b) {
-            None => Ok(()),
-            Some((a, b)) => Err(format!("{a}\n  where node 1 has\n{b}")),
-        }
-    });
+    wait_until(
+        &format!("node {id} identical to the reference"),
+        CONVERGE,
+        || {
+            let now = everything(c, id).map_err(|e| e.to_string())?;
+            match now.iter().zip(reference).find(|(a, b)| a != b) {
+                None => Ok(()),
+                Some((a, b)) => Err(format!("{a}\n  where node 1 has\n{b}")),
+            }
+        },
+    );
 }
 
 /// Schema, a user and points, written through every node.
@@ -108,4 +112,264 @@ fn wiped_influxd_is_seeded_once_its_entries_were_trimmed() {
         .api()
         .write_ok("db=db", "cpu,host=after v=1i 1000");
     c.wait_converged("db", "cpu", 301, CONVERGE);
+}
+
+/// The leader's view of a member's role ("voter", "learner").
+fn kind_of(c: &Cluster, via: u64, id: u64) -> Option<String> {
+    let s = status(c, via);
+    s["raft"]["members"]
+        .as_array()?
+        .iter()
+        .find(|m| m["id"] == id)
+        .and_then(|m| m["kind"].as_str().map(str::to_owned))
+}
+
+#[test]
+fn a_node_added_after_trimming_is_seeded_then_becomes_a_voter() {
+    let flags = ["--log-retention", "0s"];
+    let mut c = Cluster::start_with(3, &flags);
+    populate(&c, 200);
+    let last = status(&c, 1)["raft"]["commit"].as_u64().unwrap();
+    wait_trimmed_past(&c, 1, last - 5);
+    let reference = everything(&c, 1).unwrap();
+
+    c.start_joining_node_with(4, &flags);
+    let r = c.add_member(1, 4);
+    assert_eq!(r.status, 200, "{}", r.body);
+    wait_identical(&c, 4, &reference);
+    let s = status(&c, 4);
+    assert!(
+        s["applier"]["seeds_completed"].as_u64() >= Some(1),
+        "node 4 was not seeded: {}",
+        s["applier"]
+    );
+    assert!(
+        s["applier"]["entries_applied"].as_u64() < Some(last / 2),
+        "node 4 replayed the log rather than being seeded: {}",
+        s["applier"]
+    );
+    let leader = c.wait_for_leader(CONVERGE);
+    wait_until("node 4 to become a voter", CONVERGE, || {
+        match kind_of(&c, leader, 4).as_deref() {
+            Some("voter") => Ok(()),
+            other => Err(format!("{other:?}")),
+        }
+    });
+    c.node(4)
+        .api()
+        .write_ok("db=db", "cpu,host=from4 v=1i 2000");
+    c.wait_converged("db", "cpu", 201, CONVERGE);
+}
+
+/// Sends `signal` (`STOP`, `CONT`) to a process.
+fn signal(pid: u32, signal: &str) {
+    let ok = std::process::Command::new("kill")
+        .args([&format!("-{signal}"), &pid.to_string()])
+        .status()
+        .unwrap()
+        .success();
+    assert!(ok, "kill -{signal} {pid}");
+}
+
+#[test]
+fn a_seed_whose_source_dies_completes_from_another_peer() {
+    let mut c = Cluster::start_with(3, &["--log-retention", "0s"]);
+    populate(&c, 200);
+    let last = status(&c, 1)["raft"]["commit"].as_u64().unwrap();
+    for id in 1..=3 {
+        wait_trimmed_past(&c, id, last - 5);
+    }
+    let reference = everything(&c, 1).unwrap();
+    let leader = c.wait_for_leader(CONVERGE);
+    let wiped = if leader == 3 { 2 } else { 3 };
+
+    // The leader is asked first; its influxd frozen, it is stuck taking the copy when its
+    // gateway is killed: the source dies in the middle of the seed.
+    let frozen = c.node(leader).influxd.pid().unwrap();
+    signal(frozen, "STOP");
+    let n = c.node_mut(wiped);
+    n.influxd.kill();
+    n.influxd.wipe();
+    n.influxd.start_again();
+    wait_until(
+        &format!("node {leader} to start copying for node {wiped}"),
+        CONVERGE,
+        || {
+            let log = c.node(leader).gateway.log();
+            if log.contains("copying influxd for a peer") {
+                Ok(())
+            } else {
+                Err("not yet")
+            }
+        },
+    );
+    c.node_mut(leader).gateway.kill();
+    signal(frozen, "CONT");
+
+    wait_identical(&c, wiped, &reference);
+    let s = status(&c, wiped);
+    assert!(
+        s["applier"]["seeds_completed"].as_u64() >= Some(1),
+        "node {wiped} was not seeded: {}",
+        s["applier"]
+    );
+    c.node_mut(leader).gateway.start();
+    c.wait_ready(&[1, 2, 3], CONVERGE);
+    c.node(wiped)
+        .api()
+        .write_ok("db=db", "cpu,host=after v=1i 3000");
+    c.wait_converged("db", "cpu", 201, CONVERGE);
+}
+
+/// `n` characters nothing compresses much (hex of a xorshift sequence), so that the log's
+/// size on disk is what the test thinks it writes.
+fn noise(seed: u64, n: usize) -> String {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = String::with_capacity(n + 16);
+    while out.len() < n {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        out += &format!("{x:016x}");
+    }
+    out.truncate(n);
+    out
+}
+
+/// Writes through `via`, trying again while the cluster elects a leader.
+fn write_retrying(c: &Cluster, via: u64, body: &str) {
+    wait_until(&format!("a write through node {via}"), CONVERGE, || {
+        let r = c
+            .node(via)
+            .api()
+            .write("db=db", body)
+            .map_err(|e| e.to_string())?;
+        if r.status == 204 {
+            Ok(())
+        } else {
+            Err(format!("{}: {}", r.status, r.body))
+        }
+    });
+}
+
+#[test]
+fn a_node_stopped_while_the_log_was_trimmed_past_it_converges_after_restart() {
+    // The cap trims what a quorum applied, past the stopped node.
+    let mut c = Cluster::start_with(3, &["--log-retention", "0s", "--log-max-size", "1MiB"]);
+    populate(&c, 50);
+    let leader = c.wait_for_leader(CONVERGE);
+    let stopped = if leader == 3 { 2 } else { 3 };
+    let writers: Vec<u64> = (1..=3).filter(|&id| id != stopped).collect();
+    c.node_mut(stopped).gateway.kill();
+    let mut written = 50;
+    for i in 0..1000u64 {
+        let body: String = (0..4)
+            .map(|j| {
+                let ts = 10_000 + i * 4 + j;
+                format!("cpu,host=big v=1i,pad=\"{}\" {ts}\n", noise(ts, 1000))
+            })
+            .collect();
+        write_retrying(&c, writers[i as usize % 2], &body);
+        written += 4;
+    }
+    let last = status(&c, leader)["raft"]["commit"].as_u64().unwrap();
+    wait_trimmed_past(&c, leader, 100);
+    c.node_mut(stopped).gateway.start();
+    c.wait_converged("db", "cpu", written, CONVERGE);
+    let reference = everything(&c, leader).unwrap();
+    wait_identical(&c, stopped, &reference);
+    let s = status(&c, stopped);
+    assert!(
+        s["applier"]["seeds_completed"].as_u64() >= Some(1),
+        "node {stopped} was not seeded: {}",
+        s["applier"]
+    );
+    assert!(
+        s["log"]["first_index"].as_u64() > Some(100),
+        "node {stopped}'s log did not take the leader's trim point: {}",
+        s["log"]
+    );
+    assert!(s["raft"]["commit"].as_u64() >= Some(last));
+}
+
+#[test]
+fn a_gateway_restarted_on_a_trimmed_log_resumes_without_a_seed() {
+    let mut c = Cluster::start_with(3, &["--log-retention", "0s"]);
+    populate(&c, 100);
+    let last = status(&c, 1)["raft"]["commit"].as_u64().unwrap();
+    let first = wait_trimmed_past(&c, 2, last - 5);
+    c.node_mut(2).gateway.kill();
+    c.node_mut(2).gateway.start();
+    c.wait_ready(&[2], CONVERGE);
+    let s = status(&c, 2);
+    assert!(
+        s["log"]["first_index"].as_u64() >= Some(first),
+        "the trim was lost across the restart: {}",
+        s["log"]
+    );
+    assert_eq!(s["applier"]["seeds_started"], 0, "{}", s["applier"]);
+    for i in 0..20 {
+        c.node(2)
+            .api()
+            .write_ok("db=db", &format!("cpu,host=later v={i}i {}", 5000 + i));
+    }
+    c.wait_converged("db", "cpu", 120, CONVERGE);
+}
+
+#[test]
+fn the_log_directory_stays_bounded_under_continuous_writes() {
+    const CAP_BOUND: u64 = 64 << 20;
+    let c = Cluster::start_with(3, &["--log-retention", "1h", "--log-max-size", "4MiB"]);
+    c.create_database(1, "db");
+    let mut written_bytes = 0u64;
+    let mut points = 0usize;
+    let mut largest = [0u64; 4];
+    let mut ts = 0u64;
+    while written_bytes < 110 << 20 {
+        let body: String = (0..1000)
+            .map(|_| {
+                ts += 1;
+                format!(
+                    "cpu,host=h{} v={ts}i,pad=\"{}\" {ts}\n",
+                    ts % 50,
+                    noise(ts, 900)
+                )
+            })
+            .collect();
+        written_bytes += body.len() as u64;
+        points += 1000;
+        write_retrying(&c, 1 + ts % 3, &body);
+        for (id, largest) in largest.iter_mut().enumerate().skip(1) {
+            let dir = status(&c, id as u64)["log"]["dir_bytes"].as_u64().unwrap();
+            *largest = (*largest).max(dir);
+        }
+    }
+    c.wait_converged("db", "cpu", points, CONVERGE);
+    for id in 1..=3u64 {
+        let s = status(&c, id);
+        eprintln!(
+            "node {id}: largest log directory {} MiB after {} MiB of line protocol; now {}",
+            largest[id as usize] >> 20,
+            written_bytes >> 20,
+            s["log"]
+        );
+        assert!(
+            largest[id as usize] < CAP_BOUND,
+            "node {id}'s log directory reached {} bytes",
+            largest[id as usize]
+        );
+        assert!(
+            s["log"]["trimmed_entries"].as_u64() > Some(50),
+            "{}",
+            s["log"]
+        );
+    }
+    // Point for point, not only counts.
+    let reference = c.node(1).influx().rows("db", "cpu");
+    for id in 2..=3 {
+        assert!(
+            c.node(id).influx().rows("db", "cpu") == reference,
+            "node {id} differs from node 1"
+        );
+    }
 }

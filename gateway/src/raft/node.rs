@@ -47,6 +47,9 @@ use crate::pending::Pending;
 const MAX_INPUTS_PER_TURN: usize = 4096;
 /// A learner this close to the commit index is promoted to voter.
 const PROMOTE_LAG: u64 = 64;
+/// ...and its influxd's marker this close (the marker trails applying by up to 10,000
+/// entries or a second).
+const PROMOTE_APPLY_LAG: u64 = 20_000;
 /// How often the leader considers trimming the log.
 const TRIM_EVERY: Duration = Duration::from_secs(1);
 /// A trim proposed this long ago and not seen committed may be proposed again.
@@ -543,8 +546,8 @@ impl Node {
         }
     }
 
-    /// New members join as learners (they replay the whole log without weakening the quorum)
-    /// and become voters once they have caught up.
+    /// New members join as learners (they replay the log, or are seeded, without weakening
+    /// the quorum) and become voters once they have caught up.
     fn promote_caught_up_learners(&mut self) {
         if self.raw.raft.state != StateRole::Leader || self.raw.raft.has_pending_conf() {
             return;
@@ -560,12 +563,19 @@ impl Node {
             .copied()
             .collect();
         for id in learners {
+            // Its log, and its influxd too: a learner seeded from a peer's influxd holds the
+            // log long before its influxd holds the data, and a voter is expected to serve.
             let caught_up = self
                 .raw
                 .raft
                 .prs()
                 .get(id)
-                .is_some_and(|p| p.matched + PROMOTE_LAG >= commit);
+                .is_some_and(|p| p.matched + PROMOTE_LAG >= commit)
+                && self
+                    .out
+                    .progress
+                    .of(id)
+                    .is_some_and(|m| m + PROMOTE_APPLY_LAG >= commit);
             if caught_up {
                 let cc = ConfChange {
                     change_type: ConfChangeType::AddNode as i32,

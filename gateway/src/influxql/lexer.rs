@@ -1,5 +1,5 @@
 //! Splits an InfluxQL query into statements, and each statement into the tokens that
-//! classifying it needs, exactly where influxd would.
+//! classifying it and reading its user statements need, exactly where influxd would.
 //!
 //! This is not a parser: influxd's parser is the judge of validity. influxd parses the whole
 //! query before it executes any statement of it, so a query it rejects changes nothing
@@ -21,9 +21,12 @@
 //! deliberately not followed: influxd reads a bare word directly followed by a quoted
 //! identifier (`INTO"x"`) as that identifier alone. Here they stay two tokens, so such an
 //! `INTO` still makes a write: influxd rejects that query, so routing it through the log loses
-//! nothing, and a scanner without the quirk would take it as a target.
+//! nothing, and a scanner without the quirk would take it as a target. Their spans
+//! ([`spanned_statements`]) show that they touch, for a reader that must see what influxd sees
+//! in a query it accepts (`DROP USER a"b"` drops `b`).
 
 use std::fmt;
+use std::ops::Range;
 
 /// A lexical error that leaves statement boundaries unknowable: an unterminated string,
 /// quoted identifier, regex or block comment (influxd rejects such a query too), or a NUL
@@ -62,7 +65,27 @@ impl fmt::Display for Problem {
 
 /// The statements of `q`, each as its tokens; empty statements (`;;`, comments only) are
 /// left out. The iterator stops after the first error.
-pub(super) fn statements(q: &str) -> Result<Statements<'_>, InfluxqlError> {
+pub(super) fn statements(q: &str) -> Result<Statements<'_, Tok<'_>>, InfluxqlError> {
+    split(q, |tok, _| tok)
+}
+
+/// A token and the bytes of the query it was read from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Spanned<'a> {
+    pub(super) tok: Tok<'a>,
+    pub(super) span: Range<usize>,
+}
+
+/// [`statements`], each token with its span: whether two tokens touch matters where influxd's
+/// scanner reads them as one (see the module's note on `INTO"x"`).
+pub(super) fn spanned_statements(q: &str) -> Result<Statements<'_, Spanned<'_>>, InfluxqlError> {
+    split(q, |tok, span| Spanned { tok, span })
+}
+
+fn split<'a, T>(
+    q: &'a str,
+    make: fn(Tok<'a>, Range<usize>) -> T,
+) -> Result<Statements<'a, T>, InfluxqlError> {
     let lexer = Lexer::new(q);
     // influxd's scanner uses NUL as its end-of-input marker, yet reads on past it: a NUL
     // inside a word vanishes (`IN\0TO` is INTO) and one inside a `--` comment ends it. No
@@ -73,16 +96,18 @@ pub(super) fn statements(q: &str) -> Result<Statements<'_>, InfluxqlError> {
     Ok(Statements {
         lexer,
         failed: false,
+        make,
     })
 }
 
-pub(super) struct Statements<'a> {
+pub(super) struct Statements<'a, T> {
     lexer: Lexer<'a>,
     failed: bool,
+    make: fn(Tok<'a>, Range<usize>) -> T,
 }
 
-impl<'a> Iterator for Statements<'a> {
-    type Item = Result<Vec<Tok<'a>>, InfluxqlError>;
+impl<'a, T> Iterator for Statements<'a, T> {
+    type Item = Result<Vec<T>, InfluxqlError>;
 
     fn next(&mut self) -> Option<Self::Item> {
         if self.failed {
@@ -96,25 +121,25 @@ impl<'a> Iterator for Statements<'a> {
                     return Some(Err(e));
                 }
                 Ok(None) => return (!current.is_empty()).then_some(Ok(current)),
-                Ok(Some(Tok::Semicolon)) if !current.is_empty() => return Some(Ok(current)),
-                Ok(Some(Tok::Semicolon)) => {}
-                Ok(Some(tok)) => current.push(tok),
+                Ok(Some((Tok::Semicolon, _))) if !current.is_empty() => return Some(Ok(current)),
+                Ok(Some((Tok::Semicolon, _))) => {}
+                Ok(Some((tok, span))) => current.push((self.make)(tok, span)),
             }
         }
     }
 }
 
-/// A token, as far as classification cares. Whitespace and comments are not tokens.
+/// A token, as far as this module's readers care. Whitespace and comments are not tokens.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(super) enum Tok<'a> {
     /// A bare identifier or keyword, as written.
     Word(&'a str),
     /// A double-quoted identifier, unescaped; never a keyword.
     Quoted(String),
-    /// A single-quoted string.
-    Str,
-    /// A bound parameter, `$name` or `$"name"`.
-    Param,
+    /// A single-quoted string, unescaped.
+    Str(String),
+    /// A bound parameter, `$name` or `$"name"`: its name, unescaped.
+    Param(String),
     /// An integer, a float or a duration (`10s`, `1h30m`).
     Number,
     Regex,
@@ -205,7 +230,7 @@ impl<'a> Lexer<'a> {
         }
     }
 
-    fn next_token(&mut self) -> Result<Option<Tok<'a>>, InfluxqlError> {
+    fn next_token(&mut self) -> Result<Option<(Tok<'a>, Range<usize>)>, InfluxqlError> {
         self.skip_blanks_and_comments()?;
         let start = self.pos;
         let Some(c) = self.peek() else {
@@ -217,19 +242,15 @@ impl<'a> Lexer<'a> {
                 self.regex(start)?;
                 Tok::Regex
             }
-            '\'' => {
-                self.quoted('\'', start)?;
-                Tok::Str
-            }
+            '\'' => Tok::Str(self.quoted('\'', start)?),
             '"' => Tok::Quoted(self.quoted('"', start)?),
             '$' => {
                 self.bump();
                 if self.peek() == Some('"') {
-                    self.quoted('"', start)?;
+                    Tok::Param(self.quoted('"', start)?)
                 } else {
-                    self.bare();
+                    Tok::Param(self.bare().to_owned())
                 }
-                Tok::Param
             }
             c if c.is_ascii_digit() => {
                 self.number();
@@ -246,7 +267,7 @@ impl<'a> Lexer<'a> {
             }
         };
         self.after(&tok);
-        Ok(Some(tok))
+        Ok(Some((tok, start..self.pos)))
     }
 
     /// Whitespace and comments, which are not tokens. A comment ends a place where a regex
@@ -314,7 +335,7 @@ impl<'a> Lexer<'a> {
 
     /// Updates the regex context the way influxd's parser would see it after `tok`.
     fn after(&mut self, tok: &Tok<'_>) {
-        let name = matches!(tok, Tok::Word(_) | Tok::Quoted(_) | Tok::Param);
+        let name = matches!(tok, Tok::Word(_) | Tok::Quoted(_) | Tok::Param(_));
         self.from = match (self.from, tok) {
             (_, t) if t.is_keyword("FROM") => FromList::Expect,
             (FromList::Expect, _) if name => FromList::Name,

@@ -9,13 +9,16 @@
 //! positively recognise as a read is a write.
 //!
 //! `lexer` splits a query into statements where influxd does; `statement` says where each
-//! statement must run and which databases it names.
+//! statement must run and which databases it names; `users` reads the statements that set or
+//! remove a user's password.
 
 mod lexer;
 mod statement;
+mod users;
 
 pub use lexer::{InfluxqlError, Problem};
 pub use statement::{Statement, StatementKind};
+pub use users::{password_changes, PasswordChange};
 
 /// A query's statements, in order; empty statements (`;;`, comments only) are left out.
 #[derive(Debug)]
@@ -129,7 +132,7 @@ mod tests {
     }
 
     /// A small xorshift generator: the same inputs on every run, no dependency.
-    struct Rng(u64);
+    pub(super) struct Rng(pub(super) u64);
 
     impl Rng {
         fn next(&mut self) -> u64 {
@@ -139,7 +142,7 @@ mod tests {
             self.0
         }
 
-        fn below(&mut self, n: usize) -> usize {
+        pub(super) fn below(&mut self, n: usize) -> usize {
             (self.next() % n as u64) as usize
         }
     }

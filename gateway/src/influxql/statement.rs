@@ -65,7 +65,7 @@ impl Statement {
             kind,
             name,
             databases,
-            bound_params: toks.contains(&Tok::Param),
+            bound_params: toks.iter().any(|t| matches!(t, Tok::Param(_))),
         }
     }
 }
@@ -233,7 +233,7 @@ fn named_databases(toks: &[Tok<'_>], out: &mut Vec<(usize, String)>) {
 /// segment). Returns the database, when there are three segments, and the index after it.
 fn segmented_name(toks: &[Tok<'_>], start: usize) -> (Option<String>, usize) {
     let first = match toks.get(start) {
-        Some(t @ (Tok::Word(_) | Tok::Quoted(_) | Tok::Param)) => t,
+        Some(t @ (Tok::Word(_) | Tok::Quoted(_) | Tok::Param(_))) => t,
         Some(Tok::Regex) => return (None, start + 1),
         _ => return (None, start),
     };
@@ -242,7 +242,7 @@ fn segmented_name(toks: &[Tok<'_>], start: usize) -> (Option<String>, usize) {
     while toks.get(i) == Some(&Tok::Dot) {
         i += 1;
         match toks.get(i) {
-            Some(Tok::Word(_) | Tok::Quoted(_) | Tok::Param | Tok::Regex) => i += 1,
+            Some(Tok::Word(_) | Tok::Quoted(_) | Tok::Param(_) | Tok::Regex) => i += 1,
             Some(Tok::Colon) if toks.get(i + 1).is_some_and(|t| t.is_keyword("MEASUREMENT")) => {
                 i += 2
             }

@@ -32,6 +32,7 @@ pub mod ingest;
 pub mod logging;
 pub mod members_cli;
 pub mod metrics;
+pub mod passwords;
 pub mod pending;
 pub mod raft;
 pub mod replicate;

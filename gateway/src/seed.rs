@@ -29,6 +29,7 @@ use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::config::Config;
+use crate::passwords::{PasswordBook, Records};
 use crate::raft::members::AddressBook;
 use crate::raft::progress::Progress;
 use crate::raft::transport::{SideChannel, SideRequest, Transport};
@@ -48,6 +49,9 @@ struct Answer {
     marker: u64,
     /// The copy's bytes (seed), or what the source's influxd takes on disk (size).
     bytes: u64,
+    /// With a copy: the users' passwords the source recorded (passwords.rs).
+    #[serde(default)]
+    passwords: Records,
 }
 
 /// Both sides of seeding on this node.
@@ -59,6 +63,7 @@ pub struct Seeds {
     pub transport: Arc<Transport>,
     pub progress: Progress,
     pub influxd: Influxd,
+    pub passwords: Arc<PasswordBook>,
     pub tools: Tools,
     pub rpc: String,
     pub work_dir: PathBuf,
@@ -83,6 +88,7 @@ impl Seeds {
             transport: parts.transport,
             progress: parts.progress,
             influxd: parts.influxd,
+            passwords: parts.passwords,
             tools: Tools {
                 program: config.influxd_program.clone(),
                 timeout: config.seed_timeout,
@@ -131,6 +137,7 @@ impl Seeds {
             refused: Some(why),
             marker,
             bytes: 0,
+            passwords: Records::new(),
         };
         if applier.borrow().seeding.is_some() {
             let answer = refuse("this node's influxd is being seeded itself".into());
@@ -142,6 +149,7 @@ impl Seeds {
                     refused: None,
                     marker,
                     bytes,
+                    passwords: Records::new(),
                 },
                 Err(e) => refuse(e.to_string()),
             };
@@ -165,10 +173,12 @@ impl Seeds {
                 }
                 Err(e) => return write_answer(&mut stream, &refuse(e.to_string())).await,
             };
+        // Read after the copy was taken: they cover at least what it covers.
         let answer = Answer {
             refused: None,
             marker: copy.marker().index,
             bytes: copy.total_bytes(),
+            passwords: self.passwords.records(),
         };
         write_answer(&mut stream, &answer).await?;
         let (progress, _) = watch::channel(CopyProgress::default());
@@ -204,7 +214,8 @@ impl Seeds {
         let mut refusals = Vec::new();
         for (id, addr) in self.sources() {
             match self.fetch(id, &addr, need, report).await {
-                Ok(copy) => {
+                Ok((copy, passwords)) => {
+                    self.passwords.merge(passwords);
                     report.restoring();
                     let dropped = seed::wipe_for_seed(&self.influxd).await?;
                     if !dropped.is_empty() {
@@ -238,7 +249,7 @@ impl Seeds {
         addr: &str,
         need: u64,
         report: &SeedReport,
-    ) -> Result<seed::Copy, SeedError> {
+    ) -> Result<(seed::Copy, Records), SeedError> {
         let mut stream = self
             .transport
             .open_side(addr, SideChannel::Seed, need)
@@ -274,11 +285,16 @@ impl Seeds {
                 copy.marker().index
             )));
         }
-        Ok(copy)
+        Ok((copy, answer.passwords))
     }
 
+    /// Every password known: the recorded ones, and the gateway's own account.
     fn passwords(&self) -> Passwords {
-        self.admin.iter().cloned().collect()
+        let mut known = self.passwords.passwords();
+        if let Some((user, password)) = &self.admin {
+            known.insert(user.clone(), password.clone());
+        }
+        known
     }
 
     async fn prefers_seed_now(&self, from: u64, to: u64) -> bool {
@@ -337,6 +353,7 @@ pub struct SeedParts {
     pub transport: Arc<Transport>,
     pub progress: Progress,
     pub influxd: Influxd,
+    pub passwords: Arc<PasswordBook>,
 }
 
 impl Seeder for Seeds {

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::metrics::Metrics;
+use crate::passwords::PasswordBook;
 use crate::pending::Pending;
 use crate::raft::progress::Progress;
 use crate::replicate::Replicator;
@@ -63,6 +64,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         admin,
         ..ApplierConfig::default()
     };
+    let passwords = Arc::new(PasswordBook::load(&log));
     let seeds = Seeds::new(
         &config,
         SeedParts {
@@ -72,6 +74,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             transport: raft.transport,
             progress: progress.clone(),
             influxd: influxd.clone(),
+            passwords: passwords.clone(),
         },
     );
     let (applier, applied) = Applier::new(
@@ -81,7 +84,10 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         raft.commits,
         pending.clone(),
     );
-    tokio::spawn(applier.with_seeder(seeds.clone()).run());
+    let applier = applier
+        .with_seeder(seeds.clone())
+        .with_applied_queries(passwords);
+    tokio::spawn(applier.run());
     tokio::spawn(seeds.serve(raft.side, applied.clone()));
     tokio::spawn(progress.follow(applied.clone()));
 

@@ -27,7 +27,7 @@ use crate::entry::{Origin, Query, Write};
 use crate::influxd::{Influxd, Response};
 use crate::log::CommittedLog;
 use crate::marker::{self, Marker, Written};
-use crate::outcome::{classify, Interrupt, Outcome, OutcomeSink};
+use crate::outcome::{classify, AppliedQueries, Interrupt, Outcome, OutcomeSink};
 use crate::status::{ApplierStatus, SeedReason};
 
 #[derive(Debug, Clone)]
@@ -85,6 +85,7 @@ pub struct Applier<L: CommittedLog> {
     pinged_at: Instant,
     marker_checked_at: Instant,
     seeder: Option<seeding::SharedSeeder>,
+    queries: Option<Arc<dyn AppliedQueries>>,
     /// A seed chosen for speed failed: until then, replay.
     faster_paused_until: Option<Instant>,
 }
@@ -116,9 +117,16 @@ impl<L: CommittedLog> Applier<L> {
             pinged_at: now,
             marker_checked_at: now,
             seeder: None,
+            queries: None,
             faster_paused_until: None,
         };
         (applier, status_rx)
+    }
+
+    /// Tells `queries` of every state-changing query applied, with influxd's answer.
+    pub fn with_applied_queries(mut self, queries: Arc<dyn AppliedQueries>) -> Self {
+        self.queries = Some(queries);
+        self
     }
 
     /// Lets the applier seed influxd from a peer's when the log no longer holds what it
@@ -310,6 +318,9 @@ impl<L: CommittedLog> Applier<L> {
         }
         self.status.send_modify(|s| s.requests += 1);
         let r = classify(self.influxd.query(&q.q, &q.db, &q.rp, &q.params).await?)?;
+        if let Some(queries) = &self.queries {
+            queries.applied(e.index, q, &r);
+        }
         // The marker goes right after every state change, before its outcome is handed out:
         // a replay then never starts before a schema change that later entries depend on,
         // and writing it proves influxd was not wiped under the statement.

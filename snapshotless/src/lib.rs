@@ -36,5 +36,5 @@ pub use applier::{Applier, ApplierConfig};
 pub use entry::{Command, Origin, Trim};
 pub use influxd::Influxd;
 pub use log::{CommittedLog, LogReadError, MetaKey};
-pub use outcome::{Outcome, OutcomeSink};
+pub use outcome::{AppliedQueries, Outcome, OutcomeSink};
 pub use status::ApplierStatus;

@@ -29,15 +29,21 @@ pub enum MetaKey {
     /// not synced; read when it resumes, where a marker in influxd below this value means
     /// influxd lost data. A hint only: influxd's own marker is the truth.
     ApplierMarker,
+    /// The last password set for each user by an applied statement (JSON, user -> index and
+    /// password, or none once dropped). Written, synced, by the gateway after each applied
+    /// statement that sets one, before the marker covers it; sent with a seed, because
+    /// influxd's portable restore does not carry passwords.
+    Passwords,
 }
 
 impl MetaKey {
     /// Every key, for checks over all of them.
-    pub const ALL: [MetaKey; 4] = [
+    pub const ALL: [MetaKey; 5] = [
         MetaKey::RaftApplied,
         MetaKey::ClusterId,
         MetaKey::Addresses,
         MetaKey::ApplierMarker,
+        MetaKey::Passwords,
     ];
 
     /// The key as stored. Never change one: logs written by earlier versions use these.
@@ -47,6 +53,7 @@ impl MetaKey {
             MetaKey::ClusterId => "raft.cluster",
             MetaKey::Addresses => "raft.addresses",
             MetaKey::ApplierMarker => "applier.marker",
+            MetaKey::Passwords => "seed.passwords",
         }
     }
 }
@@ -139,7 +146,8 @@ mod tests {
                 "raft.applied",
                 "raft.cluster",
                 "raft.addresses",
-                "applier.marker"
+                "applier.marker",
+                "seed.passwords"
             ]
         );
         assert_eq!(keys.iter().collect::<HashSet<_>>().len(), keys.len());

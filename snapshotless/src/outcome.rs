@@ -9,7 +9,7 @@
 use bytes::Bytes;
 use hyper::StatusCode;
 
-use crate::entry::Origin;
+use crate::entry::{Origin, Query};
 use crate::influxd::{Response, Unavailable};
 use crate::log::LogReadError;
 use crate::marker::MarkerError;
@@ -59,6 +59,13 @@ impl Outcome {
 /// Receives the outcome of every entry this node proposed (the entry's context names it).
 pub trait OutcomeSink: Send + Sync + 'static {
     fn applied(&self, origin: Origin, index: u64, outcome: Outcome);
+}
+
+/// Told of every state-changing query the applier applied, with influxd's answer, before the
+/// marker covers it: what a node keeps beside influxd (users' passwords, which a copy of
+/// influxd cannot carry) follows its influxd this way.
+pub trait AppliedQueries: Send + Sync + 'static {
+    fn applied(&self, index: u64, query: &Query, answer: &Response);
 }
 
 /// Why applying stopped and must start again from influxd's marker.

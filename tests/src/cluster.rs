@@ -123,14 +123,20 @@ impl Cluster {
     /// influxd with authentication enabled, and gateways checking credentials and applying
     /// the log as `admin` (which they create on their fresh influxd).
     pub fn start_with_auth(n: u64, admin: (&str, &str)) -> Cluster {
-        let extra = [
+        Self::start_with_auth_and(n, admin, &[])
+    }
+
+    /// As [`Cluster::start_with_auth`], with extra gateway flags.
+    pub fn start_with_auth_and(n: u64, admin: (&str, &str), extra: &[&str]) -> Cluster {
+        let mut flags = vec![
             "--auth-enabled",
             "--influxd-username",
             admin.0,
             "--influxd-password",
             admin.1,
         ];
-        Self::start_full(n, &extra, Some(admin))
+        flags.extend_from_slice(extra);
+        Self::start_full(n, &flags, Some(admin))
     }
 
     fn start_full(n: u64, extra: &[&str], admin: Option<(&str, &str)>) -> Cluster {

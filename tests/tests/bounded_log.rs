@@ -373,3 +373,65 @@ fn the_log_directory_stays_bounded_under_continuous_writes() {
         );
     }
 }
+
+#[test]
+fn a_seeded_influxd_gives_users_their_passwords_back() {
+    let admin = ("admin", "admin-pw");
+    let mut c = Cluster::start_with_auth_and(3, admin, &["--log-retention", "0s"]);
+    let api = c.node(1).api().with_auth(admin.0, admin.1);
+    for q in [
+        "CREATE DATABASE db",
+        "CREATE USER reader WITH PASSWORD 'first'",
+        "GRANT READ ON db TO reader",
+        "SET PASSWORD FOR reader = 'second'",
+        "CREATE USER gone WITH PASSWORD 'x'",
+        "DROP USER gone",
+        "CREATE USER boss WITH PASSWORD 'b0ss' WITH ALL PRIVILEGES",
+    ] {
+        api.query_ok("", q);
+    }
+    for i in 0..50 {
+        api.write_ok("db=db", &format!("cpu v={i}i {i}"));
+    }
+    let last = status(&c, 1)["raft"]["commit"].as_u64().unwrap();
+    for id in 1..=3 {
+        wait_trimmed_past(&c, id, last - 5);
+    }
+    let n3 = c.node_mut(3);
+    n3.influxd.kill();
+    n3.influxd.wipe();
+    n3.influxd.start_again();
+    c.wait_ready(&[3], CONVERGE);
+    wait_until("node 3 seeded", CONVERGE, || {
+        let s = status(&c, 3);
+        match s["applier"]["seeds_completed"].as_u64() {
+            Some(n) if n >= 1 => Ok(()),
+            _ => Err(s["applier"].clone()),
+        }
+    });
+    let influxd = c.node(3).influxd.http();
+    let as_user = |user: &str, pw: &str| {
+        tests::Http::new(&influxd.base().replace("http://", ""))
+            .with_auth(user, pw)
+            .query("db", "SELECT count(v) FROM cpu")
+            .unwrap()
+    };
+    let r = as_user("reader", "second");
+    assert_eq!(
+        r.status, 200,
+        "reader's password on the seeded influxd: {}",
+        r.body
+    );
+    assert!(r.body.contains("50"), "{}", r.body);
+    assert_eq!(as_user("reader", "first").status, 401);
+    assert_eq!(as_user("boss", "b0ss").status, 200);
+    assert_eq!(as_user("gone", "x").status, 401);
+    // Through the seeded node's gateway as well.
+    let r = c
+        .node(3)
+        .api()
+        .with_auth("reader", "second")
+        .query("db", "SELECT count(v) FROM cpu")
+        .unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+}

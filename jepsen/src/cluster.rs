@@ -63,7 +63,13 @@ impl NodeProcs {
     /// Node `n`'s two processes, not started: each in the node's namespace and in a process
     /// group of its own, so a Ctrl-C on the terminal stays away from them (the harness
     /// decides when the cluster stops).
-    fn new(n: u8, gateway_bin: &Path, work: &Path, logs: &Path) -> anyhow::Result<NodeProcs> {
+    fn new(
+        n: u8,
+        gateway_bin: &Path,
+        gateway_args: &[String],
+        work: &Path,
+        logs: &Path,
+    ) -> anyhow::Result<NodeProcs> {
         let influxd = influxd::Config::new(INFLUXD_HOST, INFLUXD_PORT, work.join("influxd"))
             .process(logs.join("influxd.log"))?;
         let peers = nodes()
@@ -76,7 +82,7 @@ impl NodeProcs {
             peers: Peers::Initial(peers),
             data_dir: work.join("gateway"),
             influxd_url: format!("http://{INFLUXD_HOST}:{INFLUXD_PORT}"),
-            extra: Vec::new(),
+            extra: gateway_args.to_vec(),
         }
         .process(gateway_bin, logs.join("gateway.log"));
         let managed = |p: Process| Managed {
@@ -144,9 +150,14 @@ pub struct Cluster {
 }
 
 impl Cluster {
-    /// Builds the network and starts every process; returns once all three gateways are
-    /// ready with an agreed leader.
-    pub fn start(gateway_bin: &Path, work_dir: &Path, log_dir: &Path) -> anyhow::Result<Cluster> {
+    /// Builds the network and starts every process, each gateway with `gateway_args` on top
+    /// of its own; returns once all three gateways are ready with an agreed leader.
+    pub fn start(
+        gateway_bin: &Path,
+        gateway_args: &[String],
+        work_dir: &Path,
+        log_dir: &Path,
+    ) -> anyhow::Result<Cluster> {
         let network = Network::setup()?;
         let mut cluster = Cluster {
             work_dir: work_dir.to_path_buf(),
@@ -163,8 +174,13 @@ impl Cluster {
         for n in nodes() {
             fs::create_dir_all(cluster.node_work(n))?;
             fs::create_dir_all(cluster.node_logs(n))?;
-            let procs =
-                NodeProcs::new(n, gateway_bin, &cluster.node_work(n), &cluster.node_logs(n))?;
+            let procs = NodeProcs::new(
+                n,
+                gateway_bin,
+                gateway_args,
+                &cluster.node_work(n),
+                &cluster.node_logs(n),
+            )?;
             cluster.procs.get_mut().push(procs);
         }
         for n in nodes() {

@@ -96,6 +96,11 @@ struct TestArgs {
     /// date with `cargo build --release -p gateway` first; CARGO_TARGET_DIR is respected].
     #[arg(long)]
     gateway_bin: Option<PathBuf>,
+    /// One more argument for every gateway the run starts; repeat for several
+    /// (`--gateway-arg=--write-timeout=20s`, or `--gateway-arg --write-timeout
+    /// --gateway-arg 20s`).
+    #[arg(long = "gateway-arg", value_name = "ARG", allow_hyphen_values = true)]
+    gateway_args: Vec<String>,
     /// Data directories of influxd and the gateways (removed after the run).
     #[arg(long, default_value = "/tmp/jepsen-work")]
     work_dir: PathBuf,
@@ -153,6 +158,7 @@ fn test(args: TestArgs, stop: Arc<AtomicBool>) -> anyhow::Result<run::Verdict> {
         settle_timeout: secs(args.settle_timeout, "--settle-timeout")?,
         recovery_target: args.recovery_target,
         gateway_bin: gateway_bin(args.gateway_bin)?,
+        gateway_args: args.gateway_args,
         work_dir: args.work_dir,
         keep_data: args.keep_data,
         save_final_reads: args.save_final_reads,

@@ -38,6 +38,8 @@ pub struct Options {
     pub settle_timeout: Duration,
     pub recovery_target: f64,
     pub gateway_bin: PathBuf,
+    /// Given to every gateway on top of its own arguments.
+    pub gateway_args: Vec<String>,
     pub work_dir: PathBuf,
     pub keep_data: bool,
     pub save_final_reads: bool,
@@ -82,7 +84,15 @@ pub fn test(opts: Options, stop: Arc<AtomicBool>) -> anyhow::Result<Verdict> {
 
     netns::cleanup_leftovers();
     println!("starting 3 influxd and 3 gateways in network namespaces...");
-    let cluster = Arc::new(Cluster::start(&opts.gateway_bin, &work_dir, &run_dir)?);
+    if !opts.gateway_args.is_empty() {
+        println!("every gateway also gets: {}", opts.gateway_args.join(" "));
+    }
+    let cluster = Arc::new(Cluster::start(
+        &opts.gateway_bin,
+        &opts.gateway_args,
+        &work_dir,
+        &run_dir,
+    )?);
     let outcome = run_with_cluster(&opts, &kinds, &cluster, &run_dir, &run_id, &stop);
     // Whatever happened: the processes and the network go (idempotent; a panic is caught in
     // main, which cleans up by name).
@@ -284,6 +294,7 @@ fn run_with_cluster(
         "command": opts.command_line,
         "seed": opts.seed,
         "nemeses": kinds.iter().map(|k| k.name()).collect::<Vec<_>>(),
+        "gateway_args": opts.gateway_args,
         "time_limit_s": opts.time_limit.as_secs_f64(),
         "interval_s": opts.interval.as_secs_f64(),
         "concurrency": opts.concurrency,
@@ -329,6 +340,7 @@ fn run_with_cluster(
                 .collect::<Vec<_>>()
                 .join(", "),
         ),
+        ("gateway arguments".to_owned(), opts.gateway_args.join(" ")),
         ("faults injected".to_owned(), extra["faults"].to_string()),
         (
             "writes".to_owned(),

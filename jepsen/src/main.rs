@@ -62,7 +62,8 @@ struct TestArgs {
     time_limit: u64,
     /// Faults, comma-separated, or `all`: partition-one, partition-halves, partition-leader,
     /// majorities-ring, bridge, kill-gateway, kill-influxd, kill-node, pause-gateway,
-    /// pause-influxd, pause-node, delay, loss; groups: partition, kill, pause, packet; none.
+    /// pause-influxd, pause-node, delay, loss, wipe-influxd, wipe-node; groups: partition,
+    /// kill, pause, packet, wipe; none.
     #[arg(long, default_value = "all")]
     nemesis: String,
     /// Where run directories are created.
@@ -96,9 +97,9 @@ struct TestArgs {
     /// date with `cargo build --release -p gateway` first; CARGO_TARGET_DIR is respected].
     #[arg(long)]
     gateway_bin: Option<PathBuf>,
-    /// One more argument for every gateway the run starts; repeat for several
-    /// (`--gateway-arg=--write-timeout=20s`, or `--gateway-arg --write-timeout
-    /// --gateway-arg 20s`).
+    /// One more argument for every gateway the run starts, replacements included; repeat
+    /// for several (`--gateway-arg=--write-timeout=20s`, or `--gateway-arg
+    /// --write-timeout --gateway-arg 20s`).
     #[arg(long = "gateway-arg", value_name = "ARG", allow_hyphen_values = true)]
     gateway_args: Vec<String>,
     /// Data directories of influxd and the gateways (removed after the run).

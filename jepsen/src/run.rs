@@ -1,6 +1,7 @@
 //! One test run from start to verdict: build the cluster, run the workload under the
 //! nemesis, heal, let the cluster settle, read every replica, check, write the results.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
@@ -288,6 +289,12 @@ fn run_with_cluster(
         .filter(|e| matches!(e.f, F::Start | F::Stop))
         .collect();
     let (ok, fail, info, read_count) = recorder.counts();
+    // A node replaced after losing its Raft log has a new id; the checker knows nodes by
+    // their namespace only, so the ids are there to find each node in the gateways' logs.
+    let raft_ids: BTreeMap<String, u64> = nodes()
+        .zip(cluster.ids())
+        .map(|(n, id)| (format!("n{n}"), id))
+        .collect();
     let mut out = serde_json::to_value(&result)?;
     let extra = json!({
         "run": run_id,
@@ -295,6 +302,7 @@ fn run_with_cluster(
         "seed": opts.seed,
         "nemeses": kinds.iter().map(|k| k.name()).collect::<Vec<_>>(),
         "gateway_args": opts.gateway_args,
+        "raft_ids": raft_ids,
         "time_limit_s": opts.time_limit.as_secs_f64(),
         "interval_s": opts.interval.as_secs_f64(),
         "concurrency": opts.concurrency,
@@ -341,6 +349,14 @@ fn run_with_cluster(
                 .join(", "),
         ),
         ("gateway arguments".to_owned(), opts.gateway_args.join(" ")),
+        (
+            "raft ids".to_owned(),
+            raft_ids
+                .iter()
+                .map(|(n, id)| format!("{n} {id}"))
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
         ("faults injected".to_owned(), extra["faults"].to_string()),
         (
             "writes".to_owned(),

@@ -707,3 +707,22 @@ impl Drop for Cluster {
         self.teardown();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replaced_node_gets_an_id_never_used_and_retires_its_old_ones() {
+        let mut ids = Identities::new();
+        assert_eq!(ids.replace(2), 4);
+        // Replaced again before the first replacement finished: both earlier ids go.
+        assert_eq!(ids.replace(2), 5);
+        assert_eq!(ids.replace(1), 6);
+        let two = ids.of(2).clone();
+        assert_eq!((two.id, two.retired, two.joining), (5, vec![2, 4], true));
+        let current: Vec<u64> = ids.nodes.iter().map(|i| i.id).collect();
+        assert_eq!(current, vec![6, 5, 3]);
+        assert!(!ids.of(3).joining && ids.of(3).retired.is_empty());
+    }
+}

@@ -1,7 +1,9 @@
 //! The cluster under test: in each node namespace an influxd (on the namespace's loopback)
 //! and a gateway (API and peer port on the namespace's address), run by the shared process
 //! harness behind `ip netns exec`. Processes can be killed, paused, resumed and restarted;
-//! anything that dies on its own is noticed.
+//! anything that dies on its own is noticed. A node's data can be wiped: a gateway that lost
+//! its Raft log comes back under a new Raft id, replaced the way an operator would, while the
+//! node (its namespace, addresses, reads) stays the same node.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -9,12 +11,12 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use harness::gateway::{self, Peers};
-use harness::{influxd, poll, process, Http, Process, Response};
+use harness::{influxd, poll, process, Http, HttpError, Process, Response};
 use nix::sys::signal::Signal;
 use parking_lot::Mutex;
 use serde::Serialize;
 
-use crate::netns::{self, exec_prefix, ip, nodes, Network};
+use crate::netns::{self, exec_prefix, ip, nodes, Network, NODES};
 
 pub const API_PORT: u16 = 8086;
 pub const PEER_PORT: u16 = 8089;
@@ -22,6 +24,9 @@ pub const PEER_PORT: u16 = 8089;
 /// from inside the namespace, reach it.
 const INFLUXD_HOST: &str = "127.0.0.1";
 const INFLUXD_PORT: u16 = 18086;
+/// How long a membership change is retried through the other nodes: long enough for an
+/// election after the removed member was the leader, and for a change in progress to finish.
+const MEMBERSHIP_LIMIT: Duration = Duration::from_secs(30);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -57,35 +62,48 @@ impl Managed {
 struct NodeProcs {
     influxd: Managed,
     gateway: Managed,
+    /// influxd's files, for wiping them.
+    influxd_config: influxd::Config,
+    /// The gateway's command line: a replaced node's has a new id and `--join`.
+    gateway_node: gateway::Node,
+    gateway_bin: PathBuf,
+    gateway_log: PathBuf,
 }
 
 impl NodeProcs {
     /// Node `n`'s two processes, not started: each in the node's namespace and in a process
     /// group of its own, so a Ctrl-C on the terminal stays away from them (the harness
     /// decides when the cluster stops).
-    fn new(n: u8, gateway_bin: &Path, work: &Path, logs: &Path) -> anyhow::Result<NodeProcs> {
-        let influxd = influxd::Config::new(INFLUXD_HOST, INFLUXD_PORT, work.join("influxd"))
-            .process(logs.join("influxd.log"))?;
+    fn new(
+        n: u8,
+        gateway_bin: &Path,
+        gateway_args: &[String],
+        work: &Path,
+        logs: &Path,
+    ) -> anyhow::Result<NodeProcs> {
+        let influxd_config = influxd::Config::new(INFLUXD_HOST, INFLUXD_PORT, work.join("influxd"));
+        let influxd = influxd_config.process(logs.join("influxd.log"))?;
         let peers = nodes()
             .map(|m| (u64::from(m), format!("{}:{PEER_PORT}", ip(m))))
             .collect();
-        let gateway = gateway::Node {
+        let gateway_node = gateway::Node {
             id: u64::from(n),
             api_addr: format!("{}:{API_PORT}", ip(n)),
             peer_addr: format!("{}:{PEER_PORT}", ip(n)),
             peers: Peers::Initial(peers),
             data_dir: work.join("gateway"),
             influxd_url: format!("http://{INFLUXD_HOST}:{INFLUXD_PORT}"),
-            extra: Vec::new(),
-        }
-        .process(gateway_bin, logs.join("gateway.log"));
-        let managed = |p: Process| Managed {
-            process: p.prefix(exec_prefix(n)).own_process_group(),
-            paused: false,
+            extra: gateway_args.to_vec(),
         };
+        let gateway_log = logs.join("gateway.log");
+        let gateway = gateway_node.process(gateway_bin, gateway_log.clone());
         Ok(NodeProcs {
-            influxd: managed(influxd),
-            gateway: managed(gateway),
+            influxd: managed(n, influxd),
+            gateway: managed(n, gateway),
+            influxd_config,
+            gateway_node,
+            gateway_bin: gateway_bin.to_path_buf(),
+            gateway_log,
         })
     }
 
@@ -95,11 +113,114 @@ impl NodeProcs {
             Proc::Gateway => &mut self.gateway,
         }
     }
+
+    /// From now on the gateway starts as a new node `id` that waits to be added (`--join`).
+    /// Its output goes on into the same log, so the node's story stays in one file.
+    fn rejoin_as(&mut self, n: u8, id: u64) {
+        self.gateway_node.id = id;
+        self.gateway_node.peers = Peers::Join;
+        let gateway = self
+            .gateway_node
+            .process(&self.gateway_bin, self.gateway_log.clone());
+        self.gateway = managed(n, gateway);
+    }
+}
+
+fn managed(n: u8, p: Process) -> Managed {
+    Managed {
+        process: p.prefix(exec_prefix(n)).own_process_group(),
+        paused: false,
+    }
+}
+
+/// What a wipe deletes, as if disks had been replaced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wipe {
+    /// influxd's data, meta and wal; the gateway keeps running and must rebuild it.
+    Influxd,
+    /// Those and the gateway's data directory (its Raft log): the node must come back as a
+    /// new member.
+    Node,
+}
+
+/// Who a node is in Raft. Its id changes when its gateway lost its log: rejoining under the
+/// old id with an empty log could vote twice in one term.
+#[derive(Debug, Clone)]
+struct Identity {
+    id: u64,
+    /// Ids this node had before, still to be removed from the membership.
+    retired: Vec<u64>,
+    /// `id` is still to be added (its gateway starts with `--join`).
+    joining: bool,
+}
+
+struct Identities {
+    nodes: Vec<Identity>,
+    /// Never reused: a removed id must not come back.
+    next: u64,
+}
+
+impl Identities {
+    fn new() -> Identities {
+        Identities {
+            nodes: nodes()
+                .map(|n| Identity {
+                    id: u64::from(n),
+                    retired: Vec::new(),
+                    joining: false,
+                })
+                .collect(),
+            next: u64::from(NODES) + 1,
+        }
+    }
+
+    fn of(&mut self, n: u8) -> &mut Identity {
+        &mut self.nodes[usize::from(n - 1)]
+    }
+
+    /// A new id for node `n`; its current one is retired.
+    fn replace(&mut self, n: u8) -> u64 {
+        let id = self.next;
+        self.next += 1;
+        let node = self.of(n);
+        let old = std::mem::replace(&mut node.id, id);
+        node.retired.push(old);
+        node.joining = true;
+        id
+    }
+}
+
+/// A membership change the harness could not make.
+#[derive(Debug, thiserror::Error)]
+pub enum MembershipError {
+    #[error("{change}: no other node confirmed it within {limit:?}; last answer: {last}")]
+    NotConfirmed {
+        change: String,
+        limit: Duration,
+        last: String,
+    },
+    #[error("n{node} (id {id}) was not promoted to voter within {limit:?}; last seen: {last}")]
+    NotPromoted {
+        node: u8,
+        id: u64,
+        limit: Duration,
+        last: String,
+    },
+}
+
+/// One member as `/admin/members` lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub id: u64,
+    /// "voter" or "learner".
+    pub kind: String,
 }
 
 /// What a node's /health says.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Health {
+    /// The node's Raft id.
+    pub id: u64,
     pub ready: bool,
     pub leader: Option<u64>,
     pub role: String,
@@ -120,6 +241,7 @@ impl Health {
                 .to_owned()
         };
         Some(Health {
+            id: number("node").unwrap_or(0),
             ready: r.status == 200,
             leader: number("leader"),
             role: text("role"),
@@ -140,31 +262,49 @@ pub struct Cluster {
     /// Each gateway's API, with short timeouts: a node that does not answer at once is
     /// reported as not answering.
     apis: Vec<Http>,
+    /// The same APIs, given the time a membership change may take to be confirmed.
+    admin: Vec<Http>,
+    ids: Mutex<Identities>,
     network: Mutex<Option<Network>>,
 }
 
 impl Cluster {
-    /// Builds the network and starts every process; returns once all three gateways are
-    /// ready with an agreed leader.
-    pub fn start(gateway_bin: &Path, work_dir: &Path, log_dir: &Path) -> anyhow::Result<Cluster> {
+    /// Builds the network and starts every process, each gateway with `gateway_args` on top
+    /// of its own; returns once all three gateways are ready with an agreed leader.
+    pub fn start(
+        gateway_bin: &Path,
+        gateway_args: &[String],
+        work_dir: &Path,
+        log_dir: &Path,
+    ) -> anyhow::Result<Cluster> {
         let network = Network::setup()?;
+        let api = |request: Duration| -> Vec<Http> {
+            nodes()
+                .map(|n| {
+                    Http::new(&format!("{}:{API_PORT}", ip(n)))
+                        .with_timeouts(Duration::from_secs(1), request)
+                })
+                .collect()
+        };
         let mut cluster = Cluster {
             work_dir: work_dir.to_path_buf(),
             log_dir: log_dir.to_path_buf(),
             procs: Mutex::new(Vec::new()),
-            apis: nodes()
-                .map(|n| {
-                    Http::new(&format!("{}:{API_PORT}", ip(n)))
-                        .with_timeouts(Duration::from_secs(1), Duration::from_secs(2))
-                })
-                .collect(),
+            apis: api(Duration::from_secs(2)),
+            admin: api(Duration::from_secs(30)),
+            ids: Mutex::new(Identities::new()),
             network: Mutex::new(Some(network)),
         };
         for n in nodes() {
             fs::create_dir_all(cluster.node_work(n))?;
             fs::create_dir_all(cluster.node_logs(n))?;
-            let procs =
-                NodeProcs::new(n, gateway_bin, &cluster.node_work(n), &cluster.node_logs(n))?;
+            let procs = NodeProcs::new(
+                n,
+                gateway_bin,
+                gateway_args,
+                &cluster.node_work(n),
+                &cluster.node_logs(n),
+            )?;
             cluster.procs.get_mut().push(procs);
         }
         for n in nodes() {
@@ -230,25 +370,237 @@ impl Cluster {
             .map(|(_, n)| n)
     }
 
-    /// Waits until every gateway is ready and agrees on the leader; with `caught_up`, also
-    /// until every applier has applied the whole log and all report the same index.
+    /// Waits until every gateway is ready and agrees on the leader, and the membership is
+    /// exactly the nodes' current ids, all voters; with `caught_up`, also until every
+    /// applier has applied the whole log and all report the same index.
     pub fn wait_settled(&self, limit: Duration, caught_up: bool) -> anyhow::Result<Vec<Health>> {
         let settled = poll(limit, Duration::from_millis(250), || {
             let hs = self.healths();
-            if let Some(hs) = hs.iter().cloned().collect::<Option<Vec<Health>>>() {
-                let leader = hs[0].leader;
-                let agreed = leader.is_some() && hs.iter().all(|h| h.ready && h.leader == leader);
-                let applied = !caught_up
-                    || hs
-                        .iter()
-                        .all(|h| h.applied == h.committed && h.committed == hs[0].committed);
-                if agreed && applied {
-                    return Ok(hs);
+            let Some(all) = hs.iter().cloned().collect::<Option<Vec<Health>>>() else {
+                return Err(format!("not every gateway answers; health: {hs:?}"));
+            };
+            let leader = all[0].leader;
+            let agreed = leader.is_some() && all.iter().all(|h| h.ready && h.leader == leader);
+            let applied = !caught_up
+                || all
+                    .iter()
+                    .all(|h| h.applied == h.committed && h.committed == all[0].committed);
+            if !(agreed && applied) {
+                return Err(format!("health: {all:?}"));
+            }
+            let via = nodes()
+                .zip(&all)
+                .find(|(_, h)| Some(h.id) == leader)
+                .map(|(n, _)| n)
+                .ok_or_else(|| format!("the leader is none of the nodes; health: {all:?}"))?;
+            self.membership_complete(via)
+                .map_err(|e| format!("{e}; health: {all:?}"))?;
+            Ok(all)
+        });
+        settled.or_else(|last| bail!("not settled within {limit:?}; last seen: {last}"))
+    }
+
+    /// Node `n`'s Raft id now.
+    pub fn id(&self, n: u8) -> u64 {
+        self.ids.lock().of(n).id
+    }
+
+    /// Every node's Raft id now, in node order.
+    pub fn ids(&self) -> Vec<u64> {
+        self.ids.lock().nodes.iter().map(|i| i.id).collect()
+    }
+
+    /// The membership as node `n` lists it.
+    pub fn members(&self, n: u8) -> Result<Vec<Member>, String> {
+        members_of(&self.apis[usize::from(n - 1)])
+    }
+
+    /// Ok when node `via` lists exactly the nodes' current ids as members, each a voter.
+    fn membership_complete(&self, via: u8) -> Result<(), String> {
+        let mut members = self.members(via).map_err(|e| format!("n{via}: {e}"))?;
+        members.sort_by_key(|m| m.id);
+        let mut ids = self.ids();
+        ids.sort_unstable();
+        let complete = members.iter().map(|m| m.id).eq(ids.iter().copied())
+            && members.iter().all(|m| m.kind == "voter");
+        if complete {
+            Ok(())
+        } else {
+            Err(format!(
+                "n{via} lists members {members:?}; the nodes' ids are {:?}",
+                self.ids()
+            ))
+        }
+    }
+
+    /// Kills what `what` wipes on node `n` and deletes its data, as replaced disks would
+    /// lose it. After [`Wipe::Node`] the gateway starts as a new member, under a new id and
+    /// with `--join`, and the old id is still a member: [`Cluster::replace_member`] does the
+    /// rest. Returns the node's id from now on.
+    pub fn wipe(&self, n: u8, what: Wipe) -> anyhow::Result<u64> {
+        let mut procs = self.procs.lock();
+        let np = &mut procs[usize::from(n - 1)];
+        if what == Wipe::Node {
+            np.gateway.process.kill();
+            np.gateway.paused = false;
+        }
+        np.influxd.process.kill();
+        np.influxd.paused = false;
+        np.influxd_config.wipe();
+        // The harness's wipe is best effort; a fault that silently deleted nothing would
+        // test nothing.
+        for d in ["data", "meta", "wal"] {
+            let path = np.influxd_config.dir.join(d);
+            if path.exists() {
+                bail!("cannot delete {}", path.display());
+            }
+        }
+        if what == Wipe::Influxd {
+            return Ok(np.gateway_node.id);
+        }
+        let dir = np.gateway_node.data_dir.clone();
+        match fs::remove_dir_all(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e).with_context(|| format!("cannot delete {}", dir.display())),
+        }
+        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+        let id = self.ids.lock().replace(n);
+        np.rejoin_as(n, id);
+        Ok(id)
+    }
+
+    /// Finishes replacing node `n`'s member, in an operator's order: its old ids removed
+    /// through another node, its gateway started (it waits to be added), its new id added
+    /// through another node. The node joins as a learner; with `promoted`, this waits that
+    /// long at most until it is a voter. A no-op for a node that is not being replaced.
+    pub fn replace_member(&self, n: u8, promoted: Option<Duration>) -> anyhow::Result<()> {
+        let (id, retired, joining) = {
+            let mut ids = self.ids.lock();
+            let me = ids.of(n);
+            (me.id, me.retired.clone(), me.joining)
+        };
+        for old in retired {
+            self.change_members(
+                n,
+                &format!("removing n{n}'s old id {old}"),
+                "DELETE",
+                &format!("/admin/members?id={old}"),
+                b"",
+                // 404: not a member (any more).
+                |status| status == 200 || status == 404,
+            )?;
+            self.ids.lock().of(n).retired.retain(|&r| r != old);
+        }
+        self.restart(n, Proc::Gateway)?;
+        if joining {
+            let body =
+                serde_json::json!({ "id": id, "peer_addr": format!("{}:{PEER_PORT}", ip(n)) });
+            self.change_members(
+                n,
+                &format!("adding n{n} as id {id}"),
+                "POST",
+                "/admin/members",
+                body.to_string().as_bytes(),
+                // 409: already a member (an earlier try went through unconfirmed).
+                |status| status == 200 || status == 409,
+            )?;
+            self.ids.lock().of(n).joining = false;
+        }
+        if let Some(limit) = promoted {
+            self.wait_voter(n, id, limit)?;
+        }
+        Ok(())
+    }
+
+    /// Every replacement left unfinished (a heal that failed part-way) finished now.
+    pub fn complete_replacements(&self) -> anyhow::Result<()> {
+        let unfinished: Vec<u8> = {
+            let ids = self.ids.lock();
+            nodes()
+                .zip(&ids.nodes)
+                .filter(|(_, i)| i.joining || !i.retired.is_empty())
+                .map(|(n, _)| n)
+                .collect()
+        };
+        for n in unfinished {
+            self.replace_member(n, None)?;
+        }
+        Ok(())
+    }
+
+    /// Whether some node lists every node's current id as a voter; false while a replaced
+    /// node has not been added or not caught up.
+    pub fn all_voters(&self) -> bool {
+        let ids = self.ids();
+        nodes().any(|via| {
+            self.members(via).is_ok_and(|ms| {
+                ids.iter()
+                    .all(|id| ms.iter().any(|m| m.id == *id && m.kind == "voter"))
+            })
+        })
+    }
+
+    /// Makes a membership change through the nodes other than `n` that are members, in
+    /// turn, until one confirms it (`confirmed` says which statuses do).
+    fn change_members(
+        &self,
+        n: u8,
+        change: &str,
+        method: &str,
+        path: &str,
+        body: &[u8],
+        confirmed: impl Fn(u16) -> bool,
+    ) -> Result<(), MembershipError> {
+        let mut last = String::from("no node to ask");
+        let done = poll(MEMBERSHIP_LIMIT, Duration::from_millis(500), || {
+            for via in self.members_other_than(n) {
+                let api = &self.admin[usize::from(via - 1)];
+                let headers = [("Content-Type", "application/json")];
+                match api.send(method, path, &headers, body) {
+                    Ok(r) if confirmed(r.status) => return Ok(()),
+                    Ok(r) => last = format!("n{via}: {} {}", r.status, r.body.trim()),
+                    Err(e) => last = format!("n{via}: {e}"),
                 }
             }
-            Err(hs)
+            Err(())
         });
-        settled.or_else(|hs| bail!("not settled within {limit:?}; last health: {hs:?}"))
+        done.map_err(|()| MembershipError::NotConfirmed {
+            change: change.to_owned(),
+            limit: MEMBERSHIP_LIMIT,
+            last,
+        })
+    }
+
+    /// The nodes other than `n` that are members: a node still waiting to be added knows no
+    /// leader, and would only time out on a change.
+    fn members_other_than(&self, n: u8) -> Vec<u8> {
+        let ids = self.ids.lock();
+        nodes()
+            .zip(&ids.nodes)
+            .filter(|(m, i)| *m != n && !i.joining)
+            .map(|(m, _)| m)
+            .collect()
+    }
+
+    fn wait_voter(&self, n: u8, id: u64, limit: Duration) -> Result<(), MembershipError> {
+        let mut last = String::from("no node to ask");
+        let promoted = poll(limit, Duration::from_millis(500), || {
+            for via in self.members_other_than(n) {
+                match self.members(via) {
+                    Ok(ms) if ms.iter().any(|m| m.id == id && m.kind == "voter") => return Ok(()),
+                    Ok(ms) => last = format!("n{via} lists {ms:?}"),
+                    Err(e) => last = format!("n{via}: {e}"),
+                }
+            }
+            Err(())
+        });
+        promoted.map_err(|()| MembershipError::NotPromoted {
+            node: n,
+            id,
+            limit,
+            last,
+        })
     }
 
     /// kill -9, and reap it.
@@ -329,8 +681,48 @@ impl Cluster {
     }
 }
 
+/// The members `api`'s gateway lists at `/admin/members`.
+fn members_of(api: &Http) -> Result<Vec<Member>, String> {
+    let r = api
+        .get("/admin/members")
+        .map_err(|e: HttpError| e.to_string())?;
+    if r.status != 200 {
+        return Err(format!("status {}: {}", r.status, r.body.trim()));
+    }
+    let v: serde_json::Value = serde_json::from_str(&r.body).map_err(|e| e.to_string())?;
+    let members = v["members"]
+        .as_array()
+        .ok_or_else(|| format!("no members in {}", r.body))?;
+    Ok(members
+        .iter()
+        .map(|m| Member {
+            id: m["id"].as_u64().unwrap_or(0),
+            kind: m["kind"].as_str().unwrap_or_default().to_owned(),
+        })
+        .collect())
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         self.teardown();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replaced_node_gets_an_id_never_used_and_retires_its_old_ones() {
+        let mut ids = Identities::new();
+        assert_eq!(ids.replace(2), 4);
+        // Replaced again before the first replacement finished: both earlier ids go.
+        assert_eq!(ids.replace(2), 5);
+        assert_eq!(ids.replace(1), 6);
+        let two = ids.of(2).clone();
+        assert_eq!((two.id, two.retired, two.joining), (5, vec![2, 4], true));
+        let current: Vec<u64> = ids.nodes.iter().map(|i| i.id).collect();
+        assert_eq!(current, vec![6, 5, 3]);
+        assert!(!ids.of(3).joining && ids.of(3).retired.is_empty());
     }
 }

@@ -62,7 +62,8 @@ struct TestArgs {
     time_limit: u64,
     /// Faults, comma-separated, or `all`: partition-one, partition-halves, partition-leader,
     /// majorities-ring, bridge, kill-gateway, kill-influxd, kill-node, pause-gateway,
-    /// pause-influxd, pause-node, delay, loss; groups: partition, kill, pause, packet; none.
+    /// pause-influxd, pause-node, delay, loss, wipe-influxd, wipe-node; groups: partition,
+    /// kill, pause, packet, wipe; none.
     #[arg(long, default_value = "all")]
     nemesis: String,
     /// Where run directories are created.
@@ -96,6 +97,11 @@ struct TestArgs {
     /// date with `cargo build --release -p gateway` first; CARGO_TARGET_DIR is respected].
     #[arg(long)]
     gateway_bin: Option<PathBuf>,
+    /// One more argument for every gateway the run starts, replacements included; repeat
+    /// for several (`--gateway-arg=--write-timeout=20s`, or `--gateway-arg
+    /// --write-timeout --gateway-arg 20s`).
+    #[arg(long = "gateway-arg", value_name = "ARG", allow_hyphen_values = true)]
+    gateway_args: Vec<String>,
     /// Data directories of influxd and the gateways (removed after the run).
     #[arg(long, default_value = "/tmp/jepsen-work")]
     work_dir: PathBuf,
@@ -153,6 +159,7 @@ fn test(args: TestArgs, stop: Arc<AtomicBool>) -> anyhow::Result<run::Verdict> {
         settle_timeout: secs(args.settle_timeout, "--settle-timeout")?,
         recovery_target: args.recovery_target,
         gateway_bin: gateway_bin(args.gateway_bin)?,
+        gateway_args: args.gateway_args,
         work_dir: args.work_dir,
         keep_data: args.keep_data,
         save_final_reads: args.save_final_reads,

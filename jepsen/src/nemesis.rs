@@ -2,18 +2,23 @@
 //! all. A schedule picks one fault of the chosen kinds per cycle: fault, wait, heal, wait.
 //! Every fault is healed before the schedule ends, and each start and heal goes into the
 //! history.
+//!
+//! The wipes replace disks: a node's influxd loses its data, or the whole node loses its data
+//! and its Raft log. The gateway must rebuild influxd by itself; a node that lost its log is
+//! replaced the way an operator would, under a new Raft id, and is still the same node to the
+//! workload and the checker.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use anyhow::bail;
+use anyhow::{bail, Context};
 use parking_lot::Mutex;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use crate::cluster::{Cluster, Proc};
+use crate::cluster::{Cluster, Proc, Wipe};
 use crate::history::{Event, NemesisValue, Recorder, Type, F};
 use crate::netns::{self, nodes, NODES};
 
@@ -43,9 +48,20 @@ pub enum Kind {
     /// Packets of some nodes are dropped at random (tc netem; iptables' statistic match
     /// where the kernel has no netem).
     Loss,
+    /// One node's influxd killed and its data, meta and wal deleted; started again empty at
+    /// the heal, while its gateway runs on and must rebuild it.
+    WipeInfluxd,
+    /// One node's influxd and gateway killed and all their data deleted, the Raft log
+    /// included; at the heal the old member is removed and the node added as a new one.
+    WipeNode,
 }
 
-pub const ALL: [Kind; 13] = [
+/// How long a heal waits for a replaced node to become a voter. A second node replaced
+/// before the first is a voter would leave two voters, one of them dead: no majority could
+/// ever remove it, and the cluster would be stuck for good.
+const PROMOTION_LIMIT: Duration = Duration::from_secs(120);
+
+pub const ALL: [Kind; 15] = [
     Kind::PartitionOne,
     Kind::PartitionHalves,
     Kind::PartitionLeader,
@@ -59,6 +75,8 @@ pub const ALL: [Kind; 13] = [
     Kind::PauseNode,
     Kind::Delay,
     Kind::Loss,
+    Kind::WipeInfluxd,
+    Kind::WipeNode,
 ];
 
 impl Kind {
@@ -77,6 +95,8 @@ impl Kind {
             Kind::PauseNode => "pause-node",
             Kind::Delay => "delay",
             Kind::Loss => "loss",
+            Kind::WipeInfluxd => "wipe-influxd",
+            Kind::WipeNode => "wipe-node",
         }
     }
 
@@ -98,11 +118,12 @@ impl Kind {
                 "kill" => vec![Kind::KillGateway, Kind::KillInfluxd, Kind::KillNode],
                 "pause" => vec![Kind::PauseGateway, Kind::PauseInfluxd, Kind::PauseNode],
                 "packet" => vec![Kind::Delay, Kind::Loss],
+                "wipe" => vec![Kind::WipeInfluxd, Kind::WipeNode],
                 other => match ALL.iter().find(|k| k.name() == other) {
                     Some(k) => vec![*k],
                     None => bail!(
                         "unknown nemesis {other:?}; known: all, none, partition, kill, pause, \
-                         packet, {}",
+                         packet, wipe, {}",
                         ALL.map(Kind::name).join(", ")
                     ),
                 },
@@ -124,6 +145,7 @@ enum Active {
     Stopped(Vec<(u8, Proc)>),
     Paused(Vec<(u8, Proc)>),
     Netem(Vec<u8>),
+    Wiped(u8, Wipe),
 }
 
 pub struct Nemesis {
@@ -312,31 +334,71 @@ impl Nemesis {
                 };
                 (Active::Netem(targets.clone()), value(targets, detail))
             }
+            Kind::WipeInfluxd | Kind::WipeNode => {
+                let what = if kind == Kind::WipeInfluxd {
+                    Wipe::Influxd
+                } else {
+                    Wipe::Node
+                };
+                if what == Wipe::Node && !self.cluster.all_voters() {
+                    bail!(
+                        "not every node is a voter (a replaced node has not caught up): \
+                         no second node is replaced before it is"
+                    );
+                }
+                let n = all[rng.gen_range(0..all.len())];
+                let old = self.cluster.id(n);
+                let id = self
+                    .cluster
+                    .wipe(n, what)
+                    .with_context(|| format!("wiping n{n}"))?;
+                let detail = match what {
+                    Wipe::Influxd => {
+                        format!("n{n}'s influxd killed, its data, meta and wal deleted")
+                    }
+                    Wipe::Node => format!(
+                        "n{n}'s influxd and gateway killed, their data and the Raft log \
+                         deleted; member {old} to be replaced by {id}"
+                    ),
+                };
+                (Active::Wiped(n, what), value(vec![n], detail))
+            }
         })
     }
 
     fn heal(&self, active: Active) -> anyhow::Result<()> {
-        match active {
-            Active::Partition => netns::heal_partitions()?,
+        let healed = match active {
+            Active::Partition => netns::heal_partitions(),
             Active::Netem(targets) => {
                 targets.into_iter().for_each(netns::clear_qdisc);
-                netns::heal_partitions()?;
+                netns::heal_partitions()
             }
             Active::Paused(procs) => {
                 for (n, p) in procs {
                     self.cluster.resume(n, p);
                 }
+                Ok(())
             }
             Active::Stopped(procs) => {
                 // influxd first: a gateway starting against a dead influxd only waits.
-                for (n, p) in procs.into_iter().rev() {
-                    self.cluster.restart(n, p)?;
-                }
+                procs
+                    .into_iter()
+                    .rev()
+                    .try_for_each(|(n, p)| self.cluster.restart(n, p).map(drop))
             }
-        }
-        // Anything that died on its own meanwhile comes back with the heal.
-        self.cluster.revive_all()?;
-        Ok(())
+            Active::Wiped(n, what) => self.cluster.restart(n, Proc::Influxd).and_then(|_| {
+                if what == Wipe::Node {
+                    self.cluster.replace_member(n, Some(PROMOTION_LIMIT))
+                } else {
+                    Ok(())
+                }
+            }),
+        };
+        // Anything that died on its own meanwhile comes back with the heal, and a
+        // replacement an earlier heal left unfinished is finished, even if this heal failed.
+        let revived = self.cluster.revive_all().map(drop);
+        let replaced = self.cluster.complete_replacements();
+        healed.and(revived).and(replaced)
     }
 }
 
@@ -356,7 +418,13 @@ fn isolate(group: &[u8]) -> anyhow::Result<()> {
 pub fn heal_everything(cluster: &Cluster) -> anyhow::Result<Vec<(u8, Proc)>> {
     netns::heal_partitions()?;
     nodes().for_each(netns::clear_qdisc);
-    cluster.revive_all()
+    let revived = cluster.revive_all()?;
+    // Not fatal here: a membership that stays incomplete keeps the cluster from settling,
+    // which makes the run invalid, with the membership in the reason.
+    if let Err(e) = cluster.complete_replacements() {
+        eprintln!("finishing a node's replacement failed: {e:#}");
+    }
+    Ok(revived)
 }
 
 fn procs_of(kind: Kind) -> Vec<Proc> {
@@ -395,6 +463,10 @@ mod tests {
             vec![Kind::PartitionOne, Kind::KillGateway]
         );
         assert_eq!(Kind::parse_list("kill,kill-node").unwrap().len(), 3);
+        assert_eq!(
+            Kind::parse_list("wipe").unwrap(),
+            vec![Kind::WipeInfluxd, Kind::WipeNode]
+        );
         assert!(Kind::parse_list("none").unwrap().is_empty());
         assert!(Kind::parse_list("partition-everything").is_err());
         for k in ALL {

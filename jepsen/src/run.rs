@@ -1,6 +1,7 @@
 //! One test run from start to verdict: build the cluster, run the workload under the
 //! nemesis, heal, let the cluster settle, read every replica, check, write the results.
 
+use std::collections::BTreeMap;
 use std::fs;
 use std::io::{IsTerminal, Write as _};
 use std::path::{Path, PathBuf};
@@ -38,6 +39,8 @@ pub struct Options {
     pub settle_timeout: Duration,
     pub recovery_target: f64,
     pub gateway_bin: PathBuf,
+    /// Given to every gateway on top of its own arguments.
+    pub gateway_args: Vec<String>,
     pub work_dir: PathBuf,
     pub keep_data: bool,
     pub save_final_reads: bool,
@@ -82,7 +85,15 @@ pub fn test(opts: Options, stop: Arc<AtomicBool>) -> anyhow::Result<Verdict> {
 
     netns::cleanup_leftovers();
     println!("starting 3 influxd and 3 gateways in network namespaces...");
-    let cluster = Arc::new(Cluster::start(&opts.gateway_bin, &work_dir, &run_dir)?);
+    if !opts.gateway_args.is_empty() {
+        println!("every gateway also gets: {}", opts.gateway_args.join(" "));
+    }
+    let cluster = Arc::new(Cluster::start(
+        &opts.gateway_bin,
+        &opts.gateway_args,
+        &work_dir,
+        &run_dir,
+    )?);
     let outcome = run_with_cluster(&opts, &kinds, &cluster, &run_dir, &run_id, &stop);
     // Whatever happened: the processes and the network go (idempotent; a panic is caught in
     // main, which cleans up by name).
@@ -278,12 +289,20 @@ fn run_with_cluster(
         .filter(|e| matches!(e.f, F::Start | F::Stop))
         .collect();
     let (ok, fail, info, read_count) = recorder.counts();
+    // A node replaced after losing its Raft log has a new id; the checker knows nodes by
+    // their namespace only, so the ids are there to find each node in the gateways' logs.
+    let raft_ids: BTreeMap<String, u64> = nodes()
+        .zip(cluster.ids())
+        .map(|(n, id)| (format!("n{n}"), id))
+        .collect();
     let mut out = serde_json::to_value(&result)?;
     let extra = json!({
         "run": run_id,
         "command": opts.command_line,
         "seed": opts.seed,
         "nemeses": kinds.iter().map(|k| k.name()).collect::<Vec<_>>(),
+        "gateway_args": opts.gateway_args,
+        "raft_ids": raft_ids,
         "time_limit_s": opts.time_limit.as_secs_f64(),
         "interval_s": opts.interval.as_secs_f64(),
         "concurrency": opts.concurrency,
@@ -326,6 +345,15 @@ fn run_with_cluster(
             kinds
                 .iter()
                 .map(|k| k.name())
+                .collect::<Vec<_>>()
+                .join(", "),
+        ),
+        ("gateway arguments".to_owned(), opts.gateway_args.join(" ")),
+        (
+            "raft ids".to_owned(),
+            raft_ids
+                .iter()
+                .map(|(n, id)| format!("{n} {id}"))
                 .collect::<Vec<_>>()
                 .join(", "),
         ),

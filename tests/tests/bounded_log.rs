@@ -47,6 +47,17 @@ fn everything(c: &Cluster, id: u64) -> Result<Vec<String>, HttpError> {
     Ok(out)
 }
 
+/// Waits until node `id` completed a seed, and returns its status then.
+fn wait_seeded(c: &Cluster, id: u64) -> serde_json::Value {
+    wait_until(&format!("node {id} seeded"), CONVERGE, || {
+        let s = status(c, id);
+        match s["applier"]["seeds_completed"].as_u64() {
+            Some(n) if n >= 1 => Ok(s),
+            _ => Err(s["applier"].clone()),
+        }
+    })
+}
+
 fn wait_identical(c: &Cluster, id: u64, reference: &[String]) {
     wait_until(
         &format!("node {id} identical to the reference"),
@@ -100,13 +111,8 @@ fn wiped_influxd_is_seeded_once_its_entries_were_trimmed() {
     n3.influxd.wipe();
     n3.influxd.start_again();
     wait_identical(&c, 3, &reference);
+    wait_seeded(&c, 3);
     c.wait_ready(&[3], CONVERGE);
-    let s = status(&c, 3);
-    assert!(
-        s["applier"]["seeds_completed"].as_u64() >= Some(1),
-        "node 3 was not seeded: {}",
-        s["applier"]
-    );
     // It keeps applying what comes after the copy.
     c.node(1)
         .api()
@@ -137,12 +143,7 @@ fn a_node_added_after_trimming_is_seeded_then_becomes_a_voter() {
     let r = c.add_member(1, 4);
     assert_eq!(r.status, 200, "{}", r.body);
     wait_identical(&c, 4, &reference);
-    let s = status(&c, 4);
-    assert!(
-        s["applier"]["seeds_completed"].as_u64() >= Some(1),
-        "node 4 was not seeded: {}",
-        s["applier"]
-    );
+    let s = wait_seeded(&c, 4);
     assert!(
         s["applier"]["entries_applied"].as_u64() < Some(last / 2),
         "node 4 replayed the log rather than being seeded: {}",
@@ -207,12 +208,7 @@ fn a_seed_whose_source_dies_completes_from_another_peer() {
     signal(frozen, "CONT");
 
     wait_identical(&c, wiped, &reference);
-    let s = status(&c, wiped);
-    assert!(
-        s["applier"]["seeds_completed"].as_u64() >= Some(1),
-        "node {wiped} was not seeded: {}",
-        s["applier"]
-    );
+    wait_seeded(&c, wiped);
     c.node_mut(leader).gateway.start();
     c.wait_ready(&[1, 2, 3], CONVERGE);
     c.node(wiped)
@@ -278,12 +274,7 @@ fn a_node_stopped_while_the_log_was_trimmed_past_it_converges_after_restart() {
     c.wait_converged("db", "cpu", written, CONVERGE);
     let reference = everything(&c, leader).unwrap();
     wait_identical(&c, stopped, &reference);
-    let s = status(&c, stopped);
-    assert!(
-        s["applier"]["seeds_completed"].as_u64() >= Some(1),
-        "node {stopped} was not seeded: {}",
-        s["applier"]
-    );
+    let s = wait_seeded(&c, stopped);
     assert!(
         s["log"]["first_index"].as_u64() > Some(100),
         "node {stopped}'s log did not take the leader's trim point: {}",
@@ -401,14 +392,8 @@ fn a_seeded_influxd_gives_users_their_passwords_back() {
     n3.influxd.kill();
     n3.influxd.wipe();
     n3.influxd.start_again();
+    wait_seeded(&c, 3);
     c.wait_ready(&[3], CONVERGE);
-    wait_until("node 3 seeded", CONVERGE, || {
-        let s = status(&c, 3);
-        match s["applier"]["seeds_completed"].as_u64() {
-            Some(n) if n >= 1 => Ok(()),
-            _ => Err(s["applier"].clone()),
-        }
-    });
     let influxd = c.node(3).influxd.http();
     let as_user = |user: &str, pw: &str| {
         tests::Http::new(&influxd.base().replace("http://", ""))

@@ -301,10 +301,14 @@ impl Seeds {
         if self.ratio == 0 || from < self.log.trim_point().index {
             return false;
         }
+        // What a replay moves is line protocol: the memory tier holds entries as they are,
+        // while the disk tier's figure is compressed (several times smaller).
         let stats = self.log.stats();
-        let per_entry = stats.disk_bytes / stats.disk_entries.max(1);
+        let per_entry = (stats.memory_bytes / stats.memory_entries.max(1))
+            .max(stats.disk_bytes / stats.disk_entries.max(1));
         let backlog = per_entry.saturating_mul(to - from);
         if backlog < self.min_backlog {
+            tracing::debug!(backlog_bytes = backlog, "backlog small enough to replay");
             return false;
         }
         for (id, addr) in self.sources() {

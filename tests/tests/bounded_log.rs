@@ -420,3 +420,58 @@ fn a_seeded_influxd_gives_users_their_passwords_back() {
         .unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
 }
+
+#[test]
+fn a_wiped_influxd_with_a_large_backlog_is_seeded_although_nothing_was_trimmed() {
+    // Nothing is ever trimmed; the backlog of a wiped influxd (about 2.5 MB of line
+    // protocol) is over the minimum and several times what a copy of influxd takes (its
+    // WAL is not compacted yet at this size: a ratio of 2 leaves room for that).
+    let flags = [
+        "--log-retention",
+        "forever",
+        "--seed-min-backlog",
+        "1MiB",
+        "--seed-backlog-ratio",
+        "2",
+    ];
+    let mut c = Cluster::start_with(3, &flags);
+    c.create_database(1, "db");
+    let mut ts = 0u64;
+    for _ in 0..40 {
+        let body: String = (0..1000)
+            .map(|_| {
+                ts += 1;
+                format!(
+                    "cpu,host=h{},region=r{} usage_user={}.5,usage_idle=9{}.25 {ts}\n",
+                    ts % 20,
+                    ts % 3,
+                    ts % 100,
+                    ts % 10
+                )
+            })
+            .collect();
+        write_retrying(&c, 1, &body);
+    }
+    c.wait_converged("db", "cpu", 40_000, CONVERGE);
+    assert_eq!(status(&c, 1)["log"]["first_index"], 1, "nothing is trimmed");
+    let applied_before = status(&c, 3)["applier"]["entries_applied"]
+        .as_u64()
+        .unwrap();
+    let n3 = c.node_mut(3);
+    n3.influxd.kill();
+    n3.influxd.wipe();
+    n3.influxd.start_again();
+    let s = wait_seeded(&c, 3);
+    assert!(
+        s["applier"]["entries_applied"].as_u64() < Some(applied_before + 30),
+        "node 3 replayed the log: {}",
+        s["applier"]
+    );
+    c.wait_ready(&[3], CONVERGE);
+    c.wait_converged("db", "cpu", 40_000, CONVERGE);
+    assert!(
+        // The reason, as the log shows it (between colour codes).
+        c.node(3).gateway.log().contains("Faster"),
+        "the seed was not chosen for speed"
+    );
+}

@@ -25,6 +25,14 @@ impl<L: CommittedLog> Applier<L> {
         };
         if start.index < written_before {
             self.start_rebuild(start, written_before);
+        } else if self
+            .status
+            .borrow()
+            .rebuilding
+            .is_some_and(|r| r.target <= start.index)
+        {
+            // Reached already (a seed brought influxd past it): applying will not say so.
+            self.status.send_modify(|s| s.rebuilding = None);
         } else if first {
             tracing::info!(
                 marker = start.index,

@@ -13,7 +13,7 @@ use super::backoff::Backoff;
 use super::Applier;
 use crate::log::CommittedLog;
 use crate::seed::{BoxFuture, Restored, SeedError};
-use crate::status::{ApplierStatus, SeedReason, Seeding};
+use crate::status::{ApplierStatus, Rebuild, SeedReason, Seeding};
 
 /// After a seed chosen for speed failed, the applier replays for this long before it
 /// considers seeding for speed again: it must not wipe influxd over and over.
@@ -101,9 +101,12 @@ impl<L: CommittedLog> Applier<L> {
                         took = ?took,
                         "influxd seeded; replaying the log from the copy's marker"
                     );
+                    // Not ready until it replayed what was committed meanwhile.
+                    let (from, target) = (restored.marker.index, *self.committed.borrow());
                     self.status.send_modify(|s| {
                         s.seeds_completed += 1;
                         s.seeding = None;
+                        s.rebuilding = (from < target).then_some(Rebuild { from, target });
                     });
                     return;
                 }

@@ -13,11 +13,13 @@
 //! - `raft/`: `start` (mod.rs); the handle the rest of the gateway uses (`handle.rs`); the
 //!   Raft node on its own thread (`node.rs`); the peer transport (`transport.rs`); a new
 //!   cluster's first entries and identity (`bootstrap.rs`); the members' addresses
-//!   (`members.rs`) and how far each applied the log to its influxd (`progress.rs`). The log
-//!   itself is the `hybrid-log` crate.
+//!   (`members.rs`) and how far each applied the log to its influxd (`progress.rs`); how far
+//!   the log may be trimmed (`trim.rs`). The log itself is the `hybrid-log` crate.
 //! - `pending.rs`: requests waiting on the log, found again by the origin their entries carry.
 //! - The applier that replays committed entries into the local influxd is the `snapshotless`
-//!   crate; it answers waiting requests through `pending.rs`.
+//!   crate; it answers waiting requests through `pending.rs`. When the log no longer holds
+//!   what its influxd needs, `seed.rs` copies a peer's influxd to it (with the passwords
+//!   `passwords.rs` kept).
 //!
 //! Around it: `config.rs` (every setting, declared once), `server.rs` (start-up wiring),
 //! `state.rs` (what handlers share, in parts), `auth.rs` (credentials against influxd's

@@ -119,7 +119,7 @@ mod tests {
     use super::*;
     use crate::pending::Pending;
     use crate::raft::{RaftHandle, RaftStatus};
-    use snapshotless::status::Rebuild;
+    use snapshotless::status::{Rebuild, SeedReason, Seeding};
     use snapshotless::ApplierStatus;
     use std::time::Duration;
     use tokio::sync::watch;
@@ -190,8 +190,27 @@ mod tests {
                 },
                 false,
             ),
+            (
+                led.clone(),
+                ApplierStatus {
+                    seeding: Some(Seeding {
+                        reason: SeedReason::Trimmed,
+                        need: 8,
+                        phase: "copying",
+                        source: Some("2 (10.0.0.2:8089)".into()),
+                        bytes_done: 25,
+                        bytes_total: 100,
+                        started: Some(std::time::Instant::now()),
+                    }),
+                    ..up.clone()
+                },
+                false,
+            ),
         ];
         for (raft, applier, ready) in cases {
+            let r2 = |raft: &RaftStatus, applier: &ApplierStatus| {
+                replicator(raft.clone(), applier.clone())
+            };
             let r = replicator(raft.clone(), applier.clone());
             let decided = r.readiness(Wait::Applied);
             assert_eq!(decided.is_ok(), ready, "{raft:?} {applier:?}");
@@ -208,6 +227,13 @@ mod tests {
             let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
             if let Err(why) = decided {
                 assert_eq!(body["message"], why.to_string());
+            }
+            if let Some(seeding) = &applier.seeding {
+                assert_eq!(body["seed"]["phase"], seeding.phase);
+                assert_eq!(body["seed"]["progress"], 0.25);
+                assert_eq!(body["seed"]["source"], "2 (10.0.0.2:8089)");
+                // consistency=any waits for the commit only: still taken.
+                assert!(r2(&raft, &applier).readiness(Wait::Committed).is_ok());
             }
         }
     }

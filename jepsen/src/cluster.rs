@@ -93,7 +93,12 @@ impl NodeProcs {
             peers: Peers::Initial(peers),
             data_dir: work.join("gateway"),
             influxd_url: format!("http://{INFLUXD_HOST}:{INFLUXD_PORT}"),
-            extra: gateway_args.to_vec(),
+            // Where influxd's backup and restore reach it when the node seeds a peer or is
+            // seeded.
+            extra: ["--influxd-rpc".to_owned(), influxd_config.rpc_addr()]
+                .into_iter()
+                .chain(gateway_args.iter().cloned())
+                .collect(),
         };
         let gateway_log = logs.join("gateway.log");
         let gateway = gateway_node.process(gateway_bin, gateway_log.clone());

@@ -19,7 +19,7 @@ use std::time::{Duration, Instant};
 
 /// At most this many entries go in one trim: its deletes are one synced write on the Raft
 /// thread, which must stay short.
-const MAX_STEP: u64 = 200_000;
+const MAX_STEP: u64 = 50_000;
 /// Samples kept over the retention window, at most.
 const MAX_SAMPLES: u32 = 1024;
 

@@ -3,6 +3,7 @@
 //!
 //!   cargo run --release -p tests --bin cluster-bench -- throughput [--quick]
 //!   cargo run --release -p tests --bin cluster-bench -- catchup [--quick]
+//!   cargo run --release -p tests --bin cluster-bench -- seed [--quick]
 //!
 //! throughput: sustained points/s with 5,000-point batches and 4, 8 and 16 clients through the
 //! 3-node cluster, against a fan-out baseline (each batch written to all three influxd, as
@@ -11,8 +12,20 @@
 //!
 //! catchup: one node is down while N points are written, then restarted: the rate at which it
 //! replays them into its influxd, against writing the same points straight into one influxd.
+//!
+//! seed: the bounded log, on two clusters one after the other, each filled with N Telegraf-like
+//! points. On one the log is kept forever and seeding is off, on the other entries are trimmed
+//! as soon as every member applied them (and the log is capped at 64 MiB). On each: the log's
+//! and influxd's bytes per point; how long a node whose influxd was wiped takes to hold every
+//! point again (replayed from the log on the first, seeded from a peer's influxd on the second);
+//! the log directory's size, sampled every second, under sustained writes. Last, seed against
+//! replay and the bounded log's size against the unbounded one's. `--points N` and
+//! `--load-seconds S` change N (2,000,000) and the sustained writes' duration (60 s).
 
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
@@ -36,16 +49,40 @@ enum What {
         #[arg(long)]
         quick: bool,
     },
+    Seed {
+        /// 200,000 points and 5 s of sustained writes, for a smoke run.
+        #[arg(long)]
+        quick: bool,
+        /// Points each cluster is filled with, all of which a wiped node must get back
+        /// (default 2,000,000; 200,000 with --quick).
+        #[arg(long)]
+        points: Option<u64>,
+        /// Seconds of sustained writes while the log's size is sampled (default 60; 5 with
+        /// --quick).
+        #[arg(long)]
+        load_seconds: Option<f64>,
+    },
 }
 
 const BATCH: usize = 5_000;
 const SMALL_BATCH: usize = 100;
 const MEMORY_BUDGET: &str = "64MiB";
+/// Clients that fill a cluster: four already reach its top rate (see throughput), more only
+/// add latency.
+const WRITERS: usize = 4;
 
 fn main() {
     match Args::parse().what {
         What::Throughput { quick } => throughput(quick),
         What::Catchup { quick } => catchup(quick),
+        What::Seed {
+            quick,
+            points,
+            load_seconds,
+        } => seed(
+            points.unwrap_or(if quick { 200_000 } else { 2_000_000 }),
+            load_seconds.unwrap_or(if quick { 5.0 } else { 60.0 }),
+        ),
     }
 }
 
@@ -75,6 +112,93 @@ fn batch(base: u64, n: usize) -> String {
         );
     }
     s
+}
+
+/// Series of Telegraf's `cpu` input on 250 hosts of 8 cores each, reporting every 10 s.
+const HOSTS: u64 = 250;
+const CPUS: u64 = 8;
+const INTERVAL_NS: u64 = 10_000_000_000;
+
+/// Points `[base, base + n)` as Telegraf's `cpu` input writes them (about 136 bytes each):
+/// point `p` is series `p % (HOSTS * CPUS)` at interval `p / (HOSTS * CPUS)`, so every point is
+/// distinct and a count tells how many arrived. The values are pseudo-random, not a constant
+/// that would compress to nothing in the log and in influxd.
+fn telegraf_batch(base: u64, n: usize) -> String {
+    let series = HOSTS * CPUS;
+    let mut s = String::with_capacity(n * 140);
+    for p in base..base + n as u64 {
+        let (host, cpu) = (p % series / CPUS, p % CPUS);
+        let ts = 1_600_000_000_000_000_000 + p / series * INTERVAL_NS;
+        // Hundredths of a percent, adding up to 100%.
+        let x = splitmix64(p);
+        let user = x % 6_000;
+        let system = (x >> 16) % 2_000;
+        let iowait = (x >> 32) % 500;
+        let idle = 10_000 - user - system - iowait;
+        writeln!(
+            s,
+            concat!(
+                "cpu,host=host{:03},cpu=cpu{},region=eu-central-{} ",
+                "usage_user={},usage_system={},usage_idle={},usage_iowait={} {}"
+            ),
+            host,
+            cpu,
+            host % 3 + 1,
+            Percent(user),
+            Percent(system),
+            Percent(idle),
+            Percent(iowait),
+            ts,
+        )
+        .expect("writing to a String cannot fail");
+    }
+    s
+}
+
+/// A percentage held in hundredths, printed as a float field.
+struct Percent(u64);
+
+impl std::fmt::Display for Percent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{:02}", self.0 / 100, self.0 % 100)
+    }
+}
+
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+/// Writes points `[0, total)` into `db` as fast as they are taken: `clients` writers, client
+/// `c` through `apis[c % apis.len()]`, `BATCH` points (as `points(base, n)` makes them) per
+/// write. Returns the line-protocol bytes written.
+fn write_all(
+    apis: &[Http],
+    db: &str,
+    total: u64,
+    clients: usize,
+    points: fn(u64, usize) -> String,
+) -> u64 {
+    let next = AtomicU64::new(0);
+    let bytes = AtomicU64::new(0);
+    let query = format!("db={db}");
+    std::thread::scope(|s| {
+        for client in 0..clients {
+            let (next, bytes, query) = (&next, &bytes, &query);
+            s.spawn(move || loop {
+                let base = next.fetch_add(BATCH as u64, Ordering::Relaxed);
+                if base >= total {
+                    break;
+                }
+                let body = points(base, BATCH.min((total - base) as usize));
+                bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+                ok(apis[client % apis.len()].write(query, &body), "write");
+            });
+        }
+    });
+    bytes.into_inner()
 }
 
 /// Runs `clients` writers for `secs`, each calling `write(batch_base)`; returns points/s.
@@ -313,22 +437,7 @@ fn catchup(quick: bool) {
     eprintln!("node {down} down; writing {total} points through the others...");
     c.node_mut(down).gateway.kill();
     let apis: Vec<Http> = up.iter().map(|&id| c.node(id).api()).collect();
-    let next = AtomicU64::new(0);
-    std::thread::scope(|s| {
-        for client in 0..4 {
-            let (apis, next) = (&apis, &next);
-            s.spawn(move || loop {
-                let base = next.fetch_add(BATCH as u64, Ordering::Relaxed);
-                if base >= total as u64 {
-                    break;
-                }
-                ok(
-                    apis[client % apis.len()].write("db=bench", &batch(base, BATCH)),
-                    "write",
-                );
-            });
-        }
-    });
+    write_all(&apis, "bench", total as u64, WRITERS, batch);
 
     eprintln!("restarting node {down}; measuring its catch-up...");
     let target = c.health(leader).unwrap()["committed"].as_u64().unwrap();
@@ -376,4 +485,459 @@ fn catchup(quick: bool) {
         "direct_points_per_s": (total as f64 / baseline).round(),
         "catchup_vs_direct": ((baseline / replay) * 100.0).round() / 100.0,
     }));
+}
+
+/// How one cluster of `seed` bounds its log, and so how a node whose influxd was wiped gets
+/// its points back.
+struct LogPolicy {
+    retention: &'static str,
+    max_size: &'static str,
+    /// A wiped influxd is seeded from a peer's; otherwise it is rebuilt from the log.
+    seeded: bool,
+}
+
+/// Everything ever written stays in the log: a wiped influxd is rebuilt by replaying it.
+const KEPT: LogPolicy = LogPolicy {
+    retention: "forever",
+    max_size: "0",
+    seeded: false,
+};
+
+/// Entries go once every member applied them, and the cap holds the log when one lags: a
+/// wiped influxd needs entries that are gone, so it is seeded.
+const TRIMMED: LogPolicy = LogPolicy {
+    retention: "0s",
+    max_size: "64MiB",
+    seeded: true,
+};
+
+impl LogPolicy {
+    fn flags(&self) -> Vec<&'static str> {
+        let mut flags = vec![
+            "--memory-budget",
+            MEMORY_BUDGET,
+            "--log-retention",
+            self.retention,
+            "--log-max-size",
+            self.max_size,
+        ];
+        if !self.seeded {
+            // A large enough backlog would otherwise be seeded for speed, log or no log.
+            flags.extend(["--seed-backlog-ratio", "0"]);
+        }
+        flags
+    }
+
+    fn recovery(&self) -> &'static str {
+        if self.seeded {
+            "seed"
+        } else {
+            "replay"
+        }
+    }
+
+    fn name(&self) -> String {
+        format!(
+            "--log-retention {} --log-max-size {}",
+            self.retention, self.max_size
+        )
+    }
+}
+
+/// A replay of millions of points on a busy machine fits in it.
+const RECOVERY_TIMEOUT: Duration = Duration::from_secs(1800);
+/// For a log to be trimmed or to settle.
+const LOG_TIMEOUT: Duration = Duration::from_secs(300);
+/// A log directory whose size moved less than this for `SETTLE_TIME` is done flushing and
+/// compacting; a bounded log keeps trimming one small entry a second, so never exactly still.
+const SETTLE_TOLERANCE: u64 = 1 << 20;
+const SETTLE_TIME: Duration = Duration::from_secs(3);
+
+/// What the summary compares between the two clusters.
+struct PolicyRun {
+    recovery: Recovery,
+    /// The largest log directory of any node under sustained writes.
+    max_dir_bytes: u64,
+}
+
+fn seed(points: u64, load_secs: f64) {
+    assert!(points > 0, "--points must be at least 1");
+    let kept = policy_run(&KEPT, points, load_secs);
+    let trimmed = policy_run(&TRIMMED, points, load_secs);
+    emit(json!({
+        "bench": "seed_vs_replay", "points": points,
+        "replay_seconds": round2(kept.recovery.seconds),
+        "seed_seconds": round2(trimmed.recovery.seconds),
+        "replay_vs_seed": round2(kept.recovery.seconds / trimmed.recovery.seconds),
+        // The same without the time each node took to notice the wipe, which is up to the
+        // applier's 2 s marker check in either case.
+        "replay_vs_seed_once_noticed":
+            round2(kept.recovery.since_noticed() / trimmed.recovery.since_noticed()),
+        "load_seconds": load_secs,
+        "forever_max_log_dir_bytes": kept.max_dir_bytes,
+        "bounded_max_log_dir_bytes": trimmed.max_dir_bytes,
+        "forever_vs_bounded_max_log_dir":
+            round2(kept.max_dir_bytes as f64 / trimmed.max_dir_bytes.max(1) as f64),
+    }));
+}
+
+/// One cluster under `policy`: filled with `points` points, its bytes per point, a wiped
+/// node's recovery, then the log's size under `load_secs` of sustained writes.
+fn policy_run(policy: &LogPolicy, points: u64, load_secs: f64) -> PolicyRun {
+    let name = policy.name();
+    eprintln!("{name}: starting a 3-node cluster (release build)...");
+    let mut c = Cluster::start_with(3, &policy.flags());
+    c.create_database(1, "bench");
+    let apis: Vec<Http> = c.nodes.iter().map(|n| n.api()).collect();
+
+    eprintln!("{name}: writing {points} points...");
+    let start = Instant::now();
+    let written = write_all(&apis, "bench", points, WRITERS, telegraf_batch);
+    let fill_secs = start.elapsed().as_secs_f64();
+    wait_applied(&c);
+    if policy.seeded {
+        // With none of the points left in any log, the wiped node cannot replay any of them.
+        wait_trimmed(&c);
+    }
+    let logs = wait_log_settled(&c);
+    let dir = log_field(&logs, "dir_bytes");
+    let influxd: Vec<InfluxdBytes> = c.nodes.iter().map(|n| influxd_bytes(&n.influx())).collect();
+    let per_point = |bytes: &[u64]| -> Vec<f64> {
+        bytes
+            .iter()
+            .map(|&b| round2(b as f64 / points as f64))
+            .collect()
+    };
+    emit(json!({
+        "bench": "log_bytes_per_point",
+        "log_retention": policy.retention, "log_max_size": policy.max_size,
+        "points": points, "batch": BATCH,
+        "fill_points_per_s": (points as f64 / fill_secs).round(),
+        "line_protocol_bytes_per_point": round2(written as f64 / points as f64),
+        "log_dir_bytes": dir,
+        "log_dir_bytes_per_point": per_point(&dir),
+        // Entries flushed to SST files, as RocksDB estimates them; those still in the
+        // memtable are only in the WAL, which the directory's bytes include.
+        "log_flushed_bytes_per_point": per_point(&log_field(&logs, "disk_bytes")),
+        "log_first_index": log_field(&logs, "first_index"),
+        "line_protocol_vs_log_dir": dir
+            .iter()
+            .map(|&d| round2(written as f64 / d.max(1) as f64))
+            .collect::<Vec<_>>(),
+        "influxd_tsm_bytes_per_point":
+            per_point(&influxd.iter().map(|b| b.tsm).collect::<Vec<_>>()),
+        "influxd_wal_bytes_per_point":
+            per_point(&influxd.iter().map(|b| b.wal).collect::<Vec<_>>()),
+    }));
+
+    let recovery = recover_wiped(&mut c, policy, points);
+    let max_dir_bytes = log_under_load(&c, policy, points, load_secs);
+    PolicyRun {
+        recovery,
+        max_dir_bytes,
+    }
+}
+
+/// How long a node whose influxd was wiped took to hold every point again, counted from the
+/// restart of its empty influxd.
+struct Recovery {
+    seconds: f64,
+    /// When the node first showed it knew (influxd down, a rebuild or a seed under way).
+    noticed: Option<f64>,
+}
+
+impl Recovery {
+    fn since_noticed(&self) -> f64 {
+        self.seconds - self.noticed.unwrap_or(0.0)
+    }
+}
+
+/// Wipes a follower's influxd (killed, its files deleted, started again empty) and times
+/// from that restart until the node answers /health with 200 and its influxd holds all
+/// `points` points again.
+fn recover_wiped(c: &mut Cluster, policy: &LogPolicy, points: u64) -> Recovery {
+    let leader = c.wait_for_leader(LOG_TIMEOUT);
+    // A follower: the leader stays put, and it is the first a seed asks for a copy.
+    let id = c
+        .nodes
+        .iter()
+        .map(|n| n.id)
+        .find(|&id| id != leader)
+        .expect("a 3-node cluster has a follower");
+    let target = c
+        .health(leader)
+        .and_then(|h| h["committed"].as_u64())
+        .unwrap_or_else(|| panic!("node {leader}'s /health has no commit index"));
+    let before = status(c, id)["applier"].clone();
+
+    eprintln!(
+        "{}: wiping node {id}'s influxd; timing its {}...",
+        policy.name(),
+        policy.recovery()
+    );
+    let node = c.node_mut(id);
+    node.influxd.kill();
+    node.influxd.wipe();
+    let start = Instant::now();
+    node.influxd.start_again();
+    let influxd_answered = start.elapsed().as_secs_f64();
+
+    let (api, influx) = (c.node(id).api(), c.node(id).influx());
+    // When each state the node went through was first seen, and the size of the copy.
+    let mut first_seen: BTreeMap<String, f64> = BTreeMap::new();
+    let mut copy_bytes = 0;
+    // Polled every 20 ms at most, as the time is the figure.
+    let ready = harness::poll(RECOVERY_TIMEOUT, Duration::from_millis(20), || {
+        let at = start.elapsed().as_secs_f64();
+        let r = api.get("/health").map_err(|e| e.to_string())?;
+        let h: serde_json::Value = serde_json::from_str(&r.body)
+            .map_err(|e| format!("/health is not JSON ({e}): {}", r.body))?;
+        let mut saw = |state: String| {
+            first_seen.entry(state).or_insert(round2(at));
+        };
+        if h["influxd"] == "down" {
+            saw("influxd down".into());
+        }
+        if !h["rebuild"].is_null() {
+            saw("rebuild".into());
+        }
+        if let Some(phase) = h["seed"]["phase"].as_str() {
+            saw(format!("seed: {phase}"));
+            copy_bytes = h["seed"]["bytes_total"]
+                .as_u64()
+                .unwrap_or(0)
+                .max(copy_bytes);
+        }
+        if r.status != 200 || h["applied"].as_u64() < Some(target) {
+            return Err(h.to_string());
+        }
+        // Until the applier notices the wipe, /health still says what it said before it;
+        // the count tells, and is only asked once /health looks ready (it is not free).
+        let held = count_points(&influx).map_err(|e| e.to_string())?;
+        if held == points {
+            Ok(at)
+        } else {
+            Err(format!(
+                "/health 200, but influxd holds {held} of {points} points"
+            ))
+        }
+    })
+    .unwrap_or_else(|last| {
+        panic!(
+            "node {id} did not hold its {points} points again within {RECOVERY_TIMEOUT:?} \
+             after its influxd was wiped; last seen: {last}"
+        )
+    });
+
+    let noticed = first_seen.values().copied().reduce(f64::min);
+    let after = status(c, id)["applier"].clone();
+    let grew = |key: &str| {
+        after[key]
+            .as_u64()
+            .unwrap_or(0)
+            .saturating_sub(before[key].as_u64().unwrap_or(0))
+    };
+    if policy.seeded {
+        assert!(
+            grew("seeds_completed") >= 1,
+            "node {id} got its points back without a seed, so there is nothing to time: {after}"
+        );
+    } else {
+        assert!(
+            grew("seeds_started") == 0,
+            "node {id} was seeded though the log was kept and seeding for speed was off: {after}"
+        );
+    }
+    emit(json!({
+        "bench": "wiped_node", "recovery": policy.recovery(),
+        "log_retention": policy.retention, "log_max_size": policy.max_size,
+        "points": points,
+        "seconds": round2(ready),
+        "influxd_answered_seconds": round2(influxd_answered),
+        "noticed_seconds": noticed,
+        "points_per_s": (points as f64 / ready).round(),
+        "first_seen_seconds": first_seen,
+        "copy_bytes": copy_bytes,
+        "entries_applied": grew("entries_applied"),
+        "seeds_completed": grew("seeds_completed"),
+    }));
+    Recovery {
+        seconds: ready,
+        noticed,
+    }
+}
+
+/// Writes for `secs` as fast as the cluster takes them, after the points `[0, offset)`, and
+/// samples every node's log directory once a second. Returns the largest sample of any node.
+fn log_under_load(c: &Cluster, policy: &LogPolicy, offset: u64, secs: f64) -> u64 {
+    eprintln!(
+        "{}: {secs} s of sustained writes, sampling the log...",
+        policy.name()
+    );
+    let apis: Vec<Http> = c.nodes.iter().map(|n| n.api()).collect();
+    let written = AtomicU64::new(0);
+    let (stop, stopped) = mpsc::channel::<()>();
+    let (rate, samples) = std::thread::scope(|s| {
+        let apis = &apis;
+        let sampler = s.spawn(move || {
+            let mut samples = Vec::new();
+            loop {
+                samples.push(log_field(&logs(apis), "dir_bytes"));
+                // The writers are done when the sender is dropped.
+                match stopped.recv_timeout(Duration::from_secs(1)) {
+                    Err(mpsc::RecvTimeoutError::Timeout) => {}
+                    _ => break samples,
+                }
+            }
+        });
+        let rate = sustained(WRITERS, secs, BATCH, |client, base| {
+            let body = telegraf_batch(offset + base, BATCH);
+            written.fetch_add(body.len() as u64, Ordering::Relaxed);
+            ok(apis[client % apis.len()].write("db=bench", &body), "write");
+        });
+        drop(stop);
+        let samples = sampler
+            .join()
+            .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        (rate, samples)
+    });
+    let end = samples.last().cloned().unwrap_or_default();
+    wait_applied(c);
+    let settled = wait_log_settled(c);
+    let max: Vec<u64> = (0..c.nodes.len())
+        .map(|i| samples.iter().map(|s| s[i]).max().unwrap_or(0))
+        .collect();
+    let written = written.into_inner();
+    let largest = max.iter().copied().max().unwrap_or(0);
+    emit(json!({
+        "bench": "log_under_load",
+        "log_retention": policy.retention, "log_max_size": policy.max_size,
+        "seconds": secs, "batch": BATCH, "clients": WRITERS,
+        "points_per_s": rate.round(),
+        "line_protocol_bytes": written,
+        "samples": samples.len(),
+        "max_dir_bytes": max,
+        "end_dir_bytes": end,
+        "settled_dir_bytes": log_field(&settled, "dir_bytes"),
+        "trimmed_entries": log_field(&settled, "trimmed_entries"),
+        "line_protocol_vs_max_dir": round2(written as f64 / largest.max(1) as f64),
+    }));
+    largest
+}
+
+/// The node's /status JSON.
+fn status(c: &Cluster, id: u64) -> serde_json::Value {
+    status_of(&c.node(id).api())
+}
+
+fn status_of(api: &Http) -> serde_json::Value {
+    match api.get("/status") {
+        Ok(r) if r.status == 200 => r.json(),
+        Ok(r) => panic!("GET {}/status: {} {}", api.base(), r.status, r.body),
+        Err(e) => panic!("GET {}/status: {e}", api.base()),
+    }
+}
+
+/// The `log` part of each node's /status, in node order.
+fn logs(apis: &[Http]) -> Vec<serde_json::Value> {
+    apis.iter()
+        .map(|api| status_of(api)["log"].clone())
+        .collect()
+}
+
+fn log_field(logs: &[serde_json::Value], field: &str) -> Vec<u64> {
+    logs.iter()
+        .map(|l| {
+            l[field]
+                .as_u64()
+                .unwrap_or_else(|| panic!("no {field} in a node's log status: {l}"))
+        })
+        .collect()
+}
+
+/// Waits until every node's log starts after what is committed now: everything written so
+/// far was trimmed everywhere.
+fn wait_trimmed(c: &Cluster) {
+    let last = c
+        .nodes
+        .iter()
+        .filter_map(|n| c.health(n.id)?["committed"].as_u64())
+        .max()
+        .expect("no node answers /health");
+    for n in &c.nodes {
+        wait_until(
+            &format!("node {}'s log trimmed past {last}", n.id),
+            LOG_TIMEOUT,
+            || {
+                let log = status_of(&n.api())["log"].clone();
+                match log["first_index"].as_u64() {
+                    Some(first) if first > last => Ok(()),
+                    _ => Err(log),
+                }
+            },
+        );
+    }
+}
+
+/// Each node's log status once its directory stopped changing: RocksDB flushes, and gives
+/// trimmed entries' space back, in the background after the writes that caused it.
+fn wait_log_settled(c: &Cluster) -> Vec<serde_json::Value> {
+    let apis: Vec<Http> = c.nodes.iter().map(|n| n.api()).collect();
+    let mut steady: Option<(Vec<u64>, Instant)> = None;
+    wait_until("every node's log directory to settle", LOG_TIMEOUT, || {
+        let now = logs(&apis);
+        let sizes = log_field(&now, "dir_bytes");
+        match &steady {
+            Some((then, since))
+                if sizes
+                    .iter()
+                    .zip(then)
+                    .all(|(a, b)| a.abs_diff(*b) <= SETTLE_TOLERANCE) =>
+            {
+                if since.elapsed() >= SETTLE_TIME {
+                    return Ok(now);
+                }
+            }
+            _ => steady = Some((sizes.clone(), Instant::now())),
+        }
+        Err(sizes)
+    })
+}
+
+/// How many points of `bench.cpu` influxd holds (every point has `usage_user`).
+fn count_points(influx: &Http) -> Result<u64, HttpError> {
+    let v = influx.try_query("bench", "SELECT count(usage_user) FROM cpu")?;
+    Ok(v["results"][0]["series"][0]["values"][0][1]
+        .as_u64()
+        .unwrap_or(0))
+}
+
+/// What influxd itself says the `bench` database's shards take on disk.
+struct InfluxdBytes {
+    tsm: u64,
+    /// Written to the WAL, not compacted into TSM files yet.
+    wal: u64,
+}
+
+fn influxd_bytes(influx: &Http) -> InfluxdBytes {
+    let vars = match influx.get("/debug/vars") {
+        Ok(r) if r.status == 200 => r.json(),
+        Ok(r) => panic!("GET {}/debug/vars: {} {}", influx.base(), r.status, r.body),
+        Err(e) => panic!("GET {}/debug/vars: {e}", influx.base()),
+    };
+    let stats = vars.as_object().cloned().unwrap_or_default();
+    let sum = |name: &str, fields: &[&str]| -> u64 {
+        stats
+            .values()
+            .filter(|v| v["name"] == name && v["tags"]["database"] == "bench")
+            .flat_map(|v| fields.iter().filter_map(|f| v["values"][*f].as_u64()))
+            .sum()
+    };
+    InfluxdBytes {
+        tsm: sum("tsm1_filestore", &["diskBytes"]),
+        wal: sum(
+            "tsm1_wal",
+            &["currentSegmentDiskBytes", "oldSegmentsDiskBytes"],
+        ),
+    }
 }

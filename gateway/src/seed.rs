@@ -56,23 +56,17 @@ struct Answer {
 
 /// Both sides of seeding on this node.
 pub struct Seeds {
-    pub id: u64,
-    pub log: HybridLog,
-    pub book: AddressBook,
-    pub raft: RaftHandle,
-    pub transport: Arc<Transport>,
-    pub progress: Progress,
-    pub influxd: Influxd,
-    pub passwords: Arc<PasswordBook>,
-    pub tools: Tools,
-    pub rpc: String,
-    pub work_dir: PathBuf,
+    id: u64,
+    parts: SeedParts,
+    tools: Tools,
+    rpc: String,
+    work_dir: PathBuf,
     /// The gateway's own influxd account, which a restored influxd keeps.
-    pub admin: Option<(String, String)>,
-    pub ratio: u64,
-    pub min_backlog: u64,
+    admin: Option<(String, String)>,
+    ratio: u64,
+    min_backlog: u64,
     /// One copy at a time leaves this node: each is a full backup of its influxd.
-    pub serving: Semaphore,
+    serving: Semaphore,
 }
 
 impl Seeds {
@@ -82,13 +76,7 @@ impl Seeds {
         let _ = std::fs::remove_dir_all(&work_dir);
         Arc::new(Seeds {
             id: config.node_id(),
-            log: parts.log,
-            book: parts.book,
-            raft: parts.raft,
-            transport: parts.transport,
-            progress: parts.progress,
-            influxd: parts.influxd,
-            passwords: parts.passwords,
+            parts,
             tools: Tools {
                 program: config.influxd_program.clone(),
                 timeout: config.seed_timeout,
@@ -132,7 +120,7 @@ impl Seeds {
             need,
             mut stream,
         } = req;
-        let marker = self.progress.own();
+        let marker = self.parts.progress.own();
         let refuse = |why: String| Answer {
             refused: Some(why),
             marker,
@@ -144,7 +132,7 @@ impl Seeds {
             return write_answer(&mut stream, &answer).await;
         }
         if kind == SideChannel::Size {
-            let answer = match self.influxd.disk_bytes().await {
+            let answer = match self.parts.influxd.disk_bytes().await {
                 Ok(bytes) => Answer {
                     refused: None,
                     marker,
@@ -164,21 +152,27 @@ impl Seeds {
             return write_answer(&mut stream, &answer).await;
         };
         tracing::info!(peer = from, need, "copying influxd for a peer");
-        let copy =
-            match seed::take_copy(&self.tools, &self.rpc, &self.influxd, &self.work_dir).await {
-                Ok(c) if c.marker().index >= need => c,
-                Ok(c) => {
-                    let why = format!("the copy covers {}, not {need}", c.marker().index);
-                    return write_answer(&mut stream, &refuse(why)).await;
-                }
-                Err(e) => return write_answer(&mut stream, &refuse(e.to_string())).await,
-            };
+        let copy = match seed::take_copy(
+            &self.tools,
+            &self.rpc,
+            &self.parts.influxd,
+            &self.work_dir,
+        )
+        .await
+        {
+            Ok(c) if c.marker().index >= need => c,
+            Ok(c) => {
+                let why = format!("the copy covers {}, not {need}", c.marker().index);
+                return write_answer(&mut stream, &refuse(why)).await;
+            }
+            Err(e) => return write_answer(&mut stream, &refuse(e.to_string())).await,
+        };
         // Read after the copy was taken: they cover at least what it covers.
         let answer = Answer {
             refused: None,
             marker: copy.marker().index,
             bytes: copy.total_bytes(),
-            passwords: self.passwords.records(),
+            passwords: self.parts.passwords.records(),
         };
         write_answer(&mut stream, &answer).await?;
         let (progress, _) = watch::channel(CopyProgress::default());
@@ -195,7 +189,7 @@ impl Seeds {
     /// Members to ask for a copy: the leader first (it holds everything committed), then
     /// the others.
     fn sources(&self) -> Vec<(u64, String)> {
-        let status = self.raft.status();
+        let status = self.parts.raft.status();
         let mut ids: Vec<u64> = status
             .members
             .iter()
@@ -204,27 +198,27 @@ impl Seeds {
             .collect();
         ids.sort_by_key(|&id| (id != status.leader, id));
         ids.into_iter()
-            .filter_map(|id| Some((id, self.book.get(id)?)))
+            .filter_map(|id| Some((id, self.parts.book.get(id)?)))
             .collect()
     }
 
     async fn seed_once(&self, report: &SeedReport) -> Result<Restored, SeedError> {
-        let need = self.log.trim_point().index;
+        let need = self.parts.log.trim_point().index;
         report.need(need);
         let mut refusals = Vec::new();
         for (id, addr) in self.sources() {
             match self.fetch(id, &addr, need, report).await {
                 Ok((copy, passwords)) => {
-                    self.passwords.merge(passwords);
+                    self.parts.passwords.merge(passwords);
                     report.restoring();
-                    let dropped = seed::wipe_for_seed(&self.influxd).await?;
+                    let dropped = seed::wipe_for_seed(&self.parts.influxd).await?;
                     if !dropped.is_empty() {
                         tracing::info!(databases = ?dropped, "influxd wiped for the seed");
                     }
                     return seed::restore(
                         &self.tools,
                         &self.rpc,
-                        &self.influxd,
+                        &self.parts.influxd,
                         &copy,
                         &self.passwords(),
                     )
@@ -251,6 +245,7 @@ impl Seeds {
         report: &SeedReport,
     ) -> Result<(seed::Copy, Records), SeedError> {
         let mut stream = self
+            .parts
             .transport
             .open_side(addr, SideChannel::Seed, need)
             .await
@@ -290,7 +285,7 @@ impl Seeds {
 
     /// Every password known: the recorded ones, and the gateway's own account.
     fn passwords(&self) -> Passwords {
-        let mut known = self.passwords.passwords();
+        let mut known = self.parts.passwords.passwords();
         if let Some((user, password)) = &self.admin {
             known.insert(user.clone(), password.clone());
         }
@@ -298,12 +293,12 @@ impl Seeds {
     }
 
     async fn prefers_seed_now(&self, from: u64, to: u64) -> bool {
-        if self.ratio == 0 || from < self.log.trim_point().index {
+        if self.ratio == 0 || from < self.parts.log.trim_point().index {
             return false;
         }
         // What a replay moves is line protocol: the memory tier holds entries as they are,
         // while the disk tier's figure is compressed (several times smaller).
-        let stats = self.log.stats();
+        let stats = self.parts.log.stats();
         let per_entry = (stats.memory_bytes / stats.memory_entries.max(1))
             .max(stats.disk_bytes / stats.disk_entries.max(1));
         let backlog = per_entry.saturating_mul(to - from);
@@ -335,6 +330,7 @@ impl Seeds {
     /// close to it: a source behind would leave more to replay, which is still small.
     async fn size_of(&self, addr: &str, to: u64) -> Result<u64, SeedError> {
         let mut stream = self
+            .parts
             .transport
             .open_side(addr, SideChannel::Size, to)
             .await

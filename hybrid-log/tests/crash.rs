@@ -230,8 +230,9 @@ fn sigkilled_trimmer_keeps_its_trim_point_and_every_entry_after_it() {
         }
         assert_entries_whole(round, log);
     });
+    // Not `appended > trimmed`: a snapshot's position may lie ahead of the last append.
     assert!(
-        reported.trimmed > ROUNDS as u64 && reported.appended > reported.trimmed,
+        reported.trimmed > ROUNDS as u64 && reported.appended > ROUNDS as u64,
         "the child trimmed too little to test anything: {reported:?}"
     );
 }

@@ -50,10 +50,16 @@ fn everything(c: &Cluster, id: u64) -> Result<Vec<String>, HttpError> {
 /// Waits until node `id` completed a seed, and returns its status then.
 fn wait_seeded(c: &Cluster, id: u64) -> serde_json::Value {
     wait_until(&format!("node {id} seeded"), CONVERGE, || {
-        let s = status(c, id);
+        // A gateway just started may not answer yet.
+        let s = c
+            .node(id)
+            .api()
+            .get("/status")
+            .map_err(|e| e.to_string())?
+            .json();
         match s["applier"]["seeds_completed"].as_u64() {
             Some(n) if n >= 1 => Ok(s),
-            _ => Err(s["applier"].clone()),
+            _ => Err(s["applier"].to_string()),
         }
     })
 }
@@ -474,4 +480,30 @@ fn a_wiped_influxd_with_a_large_backlog_is_seeded_although_nothing_was_trimmed()
         c.node(3).gateway.log().contains("Faster"),
         "the seed was not chosen for speed"
     );
+}
+
+#[test]
+fn a_half_restored_influxd_is_wiped_and_seeded_again() {
+    let mut c = Cluster::start_with(3, &["--log-retention", "0s"]);
+    populate(&c, 100);
+    let last = status(&c, 1)["raft"]["commit"].as_u64().unwrap();
+    for id in 1..=3 {
+        wait_trimmed_past(&c, id, last - 5);
+    }
+    let reference = everything(&c, 1).unwrap();
+    // What a node that died while restoring leaves: databases, some of the data, and no
+    // marker (it is written last).
+    let n3 = c.node_mut(3);
+    n3.gateway.kill();
+    n3.influxd.kill();
+    n3.influxd.wipe();
+    n3.influxd.start_again();
+    let influxd = c.node(3).influx();
+    influxd.query_ok("", "CREATE DATABASE db");
+    influxd.write_ok("db=db", "cpu,host=half v=-1i 1\nstray v=1 2");
+    influxd.query_ok("", "CREATE DATABASE _gateway");
+    c.node_mut(3).gateway.start();
+    wait_seeded(&c, 3);
+    wait_identical(&c, 3, &reference);
+    c.wait_ready(&[3], CONVERGE);
 }

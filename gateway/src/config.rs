@@ -54,8 +54,9 @@ pub struct MembersArgs {
 pub enum MembersAction {
     /// List the members, their peer addresses and roles.
     List,
-    /// Add a node: it joins as a learner, replays the log from index 1, and is promoted to a
-    /// voter once it has caught up. Start it with --join first.
+    /// Add a node: it joins as a learner, replays the log (or is seeded from a peer's influxd
+    /// where the log was trimmed), and is promoted to a voter once it has caught up. Start it
+    /// with --join first.
     Add {
         /// The new node's id (unused so far in this cluster).
         id: u64,

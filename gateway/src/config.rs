@@ -43,9 +43,19 @@ pub enum Command {
 
 #[derive(Debug, Args)]
 pub struct MembersArgs {
-    /// API address of any node of the cluster.
+    /// API address of any node of the cluster: HOST:PORT, or a URL (https://HOST:PORT).
     #[arg(long, default_value = "127.0.0.1:8086")]
     pub node: String,
+    /// PEM file of the CA the node's HTTPS certificate is checked against; the request goes
+    /// over HTTPS.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// An admin user of the cluster, when authentication is enabled.
+    #[arg(long, env = "INFLUX_USERNAME")]
+    pub username: Option<String>,
+    /// The password of --username.
+    #[arg(long, env = "INFLUX_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
     #[command(subcommand)]
     pub action: MembersAction,
 }
@@ -92,6 +102,29 @@ pub struct Config {
     /// forming a new cluster from --peer (give --peer with this node's own address).
     #[arg(long)]
     pub join: bool,
+    /// PEM certificate (chain) the API serves HTTPS with; with --https-private-key. Without
+    /// them the API is plain HTTP. Reloaded on SIGHUP.
+    #[arg(long)]
+    pub https_certificate: Option<PathBuf>,
+    /// PEM private key of --https-certificate.
+    #[arg(long)]
+    pub https_private_key: Option<PathBuf>,
+    /// PEM file of the cluster CA: peer connections are mutual TLS, and only a node whose
+    /// certificate this CA signed is let in. Needs --peer-certificate and --peer-private-key.
+    #[arg(long)]
+    pub peer_ca: Option<PathBuf>,
+    /// This node's PEM certificate on peer links, signed by --peer-ca, for the host of its
+    /// peer address (other nodes check the name they dial) and for both server and client
+    /// authentication. Reloaded on SIGHUP, with --peer-ca and --peer-private-key.
+    #[arg(long)]
+    pub peer_certificate: Option<PathBuf>,
+    /// PEM private key of --peer-certificate.
+    #[arg(long)]
+    pub peer_private_key: Option<PathBuf>,
+    /// Run peer links as plain, unauthenticated TCP instead of mutual TLS: anyone who can
+    /// reach the peer port can then write into every replica. Only for a trusted network.
+    #[arg(long)]
+    pub peer_plaintext: bool,
     /// Directory for the Raft log.
     #[arg(long, default_value = "/var/lib/influx-gateway")]
     pub data_dir: PathBuf,
@@ -326,6 +359,32 @@ impl Config {
                  the gateway applies the log with",
             ));
         }
+        if self.https_certificate.is_some() != self.https_private_key.is_some() {
+            return Err(err(
+                "https_certificate and https_private_key must be given together",
+            ));
+        }
+        let peer_tls = [&self.peer_ca, &self.peer_certificate, &self.peer_private_key];
+        match (peer_tls.iter().filter(|f| f.is_some()).count(), self.peer_plaintext) {
+            (3, false) | (0, true) => {}
+            (0, false) => {
+                return Err(err(
+                    "peer links need mutual TLS: give peer_ca, peer_certificate and \
+                     peer_private_key, or set peer_plaintext to run them unauthenticated",
+                ))
+            }
+            (_, true) => {
+                return Err(err(
+                    "peer_plaintext and the peer TLS files (peer_ca, peer_certificate, \
+                     peer_private_key) exclude each other",
+                ))
+            }
+            _ => {
+                return Err(err(
+                    "peer_ca, peer_certificate and peer_private_key must be given together",
+                ))
+            }
+        }
         if self.write_timeout.is_zero() {
             return Err(err("write_timeout must be more than 0"));
         }
@@ -336,6 +395,23 @@ impl Config {
             return Err(err("max_body_size must be more than 0"));
         }
         Ok(self)
+    }
+
+    /// The API's certificate and key, when it serves HTTPS.
+    pub fn api_tls(&self) -> Option<crate::tls::ApiFiles> {
+        Some(crate::tls::ApiFiles {
+            certificate: self.https_certificate.clone()?,
+            private_key: self.https_private_key.clone()?,
+        })
+    }
+
+    /// The peer TLS files, unless peer links are plain text (validated: all or none).
+    pub fn peer_tls(&self) -> Option<crate::tls::PeerFiles> {
+        Some(crate::tls::PeerFiles {
+            ca: self.peer_ca.clone()?,
+            certificate: self.peer_certificate.clone()?,
+            private_key: self.peer_private_key.clone()?,
+        })
     }
 
     /// This node's id (validated: present).
@@ -398,7 +474,14 @@ fn check_host_port(addr: &str) -> Result<(), ConfigError> {
 mod tests {
     use super::*;
 
+    /// Loads `args`, with plain-text peer links unless they say how peers are secured.
     fn load(args: &[&str]) -> Result<Config, String> {
+        let secured = args.iter().any(|a| a.starts_with("--peer-"));
+        let plain = (!secured).then_some("--peer-plaintext");
+        load_exactly(&[args, plain.as_slice()].concat())
+    }
+
+    fn load_exactly(args: &[&str]) -> Result<Config, String> {
         let argv = std::iter::once("gateway").chain(args.iter().copied());
         let cli = Cli::load(argv).map_err(|e| e.to_string())?;
         cli.run.validate().map_err(|e| e.to_string())
@@ -441,6 +524,24 @@ mod tests {
         assert_eq!(c.trim_policy().max_size, Some(4 << 20));
         let e = with(&["--log-retention", "a week"]).unwrap_err();
         assert!(e.contains("forever"), "{e}");
+    }
+
+    #[test]
+    fn peer_links_need_tls_or_an_explicit_plaintext() {
+        let base = ["--id", "1", "--peer", "1=127.0.0.1:8089"];
+        let e = load_exactly(&base).unwrap_err();
+        assert!(e.contains("peer_plaintext"), "{e}");
+        let tls = ["--peer-ca", "ca.pem", "--peer-certificate", "n.pem"];
+        let e = load(&[&base[..], &tls[..]].concat()).unwrap_err();
+        assert!(e.contains("together"), "{e}");
+        let all = [&tls[..], &["--peer-private-key", "k.pem"]].concat();
+        let c = load(&[&base[..], &all[..]].concat()).unwrap();
+        assert!(c.peer_tls().is_some());
+        let e = load(&[&base[..], &all[..], &["--peer-plaintext"]].concat()).unwrap_err();
+        assert!(e.contains("exclude"), "{e}");
+        let e = load(&[&base[..], &["--https-certificate", "c.pem"]].concat()).unwrap_err();
+        assert!(e.contains("together"), "{e}");
+        assert!(load(&base).unwrap().api_tls().is_none());
     }
 
     #[test]

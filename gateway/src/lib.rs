@@ -41,3 +41,4 @@ pub mod replicate;
 pub mod seed;
 pub mod server;
 pub mod state;
+pub mod tls;

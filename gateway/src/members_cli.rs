@@ -16,7 +16,7 @@ pub fn run(args: &MembersArgs) -> i32 {
             ("DELETE", format!("/admin/members?id={id}"), String::new())
         }
     };
-    match request(&args.node, method, &path, &body) {
+    match request(args, method, &path, &body) {
         Ok((status, text)) => {
             let pretty = serde_json::from_str::<serde_json::Value>(&text)
                 .map(|v| serde_json::to_string_pretty(&v).unwrap_or(text.clone()))
@@ -36,15 +36,28 @@ pub fn run(args: &MembersArgs) -> i32 {
 }
 
 fn request(
-    addr: &str,
+    args: &MembersArgs,
     method: &str,
     path: &str,
     body: &str,
-) -> Result<(u16, String), Box<ureq::Transport>> {
-    let agent = ureq::AgentBuilder::new()
-        .timeout(Duration::from_secs(30))
-        .build();
-    let req = agent.request(method, &format!("http://{addr}{path}"));
+) -> Result<(u16, String), String> {
+    let mut agent = ureq::AgentBuilder::new().timeout(Duration::from_secs(30));
+    let base = match (&args.ca, args.node.contains("://")) {
+        (_, true) => args.node.trim_end_matches('/').to_owned(),
+        (Some(_), false) => format!("https://{}", args.node),
+        (None, false) => format!("http://{}", args.node),
+    };
+    if let Some(ca) = &args.ca {
+        let config = crate::tls::client_trusting(ca).map_err(|e| e.to_string())?;
+        agent = agent.tls_config(config);
+    }
+    let mut req = agent.build().request(method, &format!("{base}{path}"));
+    if let Some(user) = &args.username {
+        let password = args.password.as_deref().unwrap_or_default();
+        use base64::Engine as _;
+        let token = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        req = req.set("Authorization", &format!("Basic {token}"));
+    }
     let result = if body.is_empty() {
         req.call()
     } else {
@@ -56,6 +69,6 @@ fn request(
             let status = r.status();
             Ok((status, r.into_string().unwrap_or_default()))
         }
-        Err(ureq::Error::Transport(e)) => Err(Box::new(e)),
+        Err(ureq::Error::Transport(e)) => Err(e.to_string()),
     }
 }

@@ -4,7 +4,7 @@
 use std::sync::atomic::Ordering::Relaxed;
 
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
     TextEncoder,
 };
 
@@ -66,6 +66,7 @@ struct Gauges {
     peer_received: IntGauge,
     peer_dropped: IntGauge,
     peer_connects: IntGauge,
+    peer_rejected: IntGaugeVec,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
@@ -245,6 +246,17 @@ impl Metrics {
                 "gateway_peer_connects_total",
                 "Peer connections established",
             ),
+            peer_rejected: {
+                let opts = Opts::new(
+                    "gateway_peer_connections_rejected_total",
+                    "Peer connections dropped before any message was read: reason=tls (failed \
+                     handshake: no certificate, another CA, not TLS) or hello (missing, \
+                     undecodable or of another cluster, or too many unproven at once)",
+                );
+                let v = IntGaugeVec::new(opts, &["reason"]).expect("valid metric");
+                r.register(Box::new(v.clone())).expect("unique metric");
+                v
+            },
         };
         Metrics {
             registry,
@@ -294,6 +306,12 @@ impl Metrics {
         g.peer_received.set(t.received.load(Relaxed) as i64);
         g.peer_dropped.set(t.dropped.load(Relaxed) as i64);
         g.peer_connects.set(t.connects.load(Relaxed) as i64);
+        g.peer_rejected
+            .with_label_values(&["tls"])
+            .set(t.rejected_tls.load(Relaxed) as i64);
+        g.peer_rejected
+            .with_label_values(&["hello"])
+            .set(t.rejected_hello.load(Relaxed) as i64);
 
         let mut out = Vec::new();
         TextEncoder::new()

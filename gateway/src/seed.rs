@@ -25,7 +25,6 @@ use snapshotless::seed::{
 };
 use snapshotless::{ApplierStatus, Influxd};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use crate::config::Config;
@@ -34,6 +33,7 @@ use crate::raft::members::AddressBook;
 use crate::raft::progress::Progress;
 use crate::raft::transport::{SideChannel, SideRequest, Transport};
 use crate::raft::RaftHandle;
+use crate::tls::PeerStream;
 
 /// A copy that makes no progress for this long is given up (the source died or was cut off).
 const STALL: Duration = Duration::from_secs(60);
@@ -177,6 +177,11 @@ impl Seeds {
         write_answer(&mut stream, &answer).await?;
         let (progress, _) = watch::channel(CopyProgress::default());
         seed::send(&copy, &mut stream, &progress).await?;
+        // A clean end (TLS's close_notify) tells the receiver the stream was not cut.
+        stream
+            .shutdown()
+            .await
+            .map_err(SeedError::io("end the copy's stream"))?;
         tracing::info!(
             peer = from,
             covers = answer.marker,
@@ -366,7 +371,7 @@ impl Seeder for Seeds {
     }
 }
 
-async fn write_answer(stream: &mut TcpStream, answer: &Answer) -> Result<(), SeedError> {
+async fn write_answer(stream: &mut PeerStream, answer: &Answer) -> Result<(), SeedError> {
     let json = serde_json::to_vec(answer).expect("an answer serializes");
     let mut frame = Vec::with_capacity(4 + json.len());
     frame.extend_from_slice(&(json.len() as u32).to_be_bytes());
@@ -375,13 +380,18 @@ async fn write_answer(stream: &mut TcpStream, answer: &Answer) -> Result<(), See
         .write_all(&frame)
         .await
         .map_err(SeedError::io("answer a peer"))?;
+    // Under TLS, what was written may still sit in the session's buffer.
+    stream
+        .flush()
+        .await
+        .map_err(SeedError::io("answer a peer"))?;
     if answer.refused.is_some() {
         let _ = stream.shutdown().await;
     }
     Ok(())
 }
 
-async fn read_answer(stream: &mut TcpStream) -> Result<Answer, SeedError> {
+async fn read_answer(stream: &mut PeerStream) -> Result<Answer, SeedError> {
     let len = stream
         .read_u32()
         .await

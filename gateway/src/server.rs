@@ -19,7 +19,8 @@ use crate::raft::progress::Progress;
 use crate::replicate::Replicator;
 use crate::seed::{SeedParts, Seeds};
 use crate::state::{AppState, Limits, LocalInfluxd, NodeView};
-use crate::{http, raft};
+use crate::tls::{ApiTls, PeerSecurity, PeerTls};
+use crate::{http, raft, tls};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -38,22 +39,43 @@ pub enum StartError {
     },
     #[error(transparent)]
     Raft(#[from] raft::StartError),
+    #[error(transparent)]
+    Tls(#[from] tls::TlsError),
 }
 
 pub async fn run(config: Config) -> Result<(), StartError> {
+    // Certificates first: a bad file is named before anything is created or listens.
+    let api_tls = config.api_tls().map(ApiTls::load).transpose()?;
+    let peer_tls = config.peer_tls().map(PeerTls::load).transpose()?;
     let data_dir = &config.data_dir;
     std::fs::create_dir_all(data_dir).map_err(|source| StartError::DataDir {
         path: data_dir.clone(),
         source,
     })?;
     let log = HybridLog::open(data_dir.join("raft-log"), config.memory_budget())?;
+    let security = Arc::new(match &peer_tls {
+        Some(tls) => PeerSecurity::Tls(tls.clone()),
+        None => {
+            tracing::warn!("peer links are plain text (peer_plaintext): they are neither \
+                authenticated nor encrypted, and anyone who reaches the peer port can write");
+            PeerSecurity::Plaintext
+        }
+    });
+    tokio::spawn(tls::reload_on_sighup(api_tls.clone(), peer_tls));
     // Bind before starting anything, so a busy port is a prompt, clear failure.
     let api = bind("the API", config.listen).await?;
     let peers = bind("peers", config.peer_listen()).await?;
 
     let pending = Pending::new(config.node_id());
     let progress = Progress::default();
-    let raft = raft::start(&config, &log, pending.clone(), progress.clone(), peers)?;
+    let raft = raft::start(
+        &config,
+        &log,
+        pending.clone(),
+        progress.clone(),
+        peers,
+        security,
+    )?;
 
     let admin = config.influxd_credentials();
     let admin_ref = admin.as_ref().map(|(u, p)| (u.as_str(), p.as_str()));
@@ -111,7 +133,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     tracing::info!(id = config.node_id(), api = %config.listen, peers = %config.peer_listen(),
         influxd = %config.influxd_url, log = %log.path().display(), "gateway started");
     tokio::select! {
-        _ = http::serve(api, http::router(state)) => {}
+        _ = http::serve(api, api_tls, http::router(state)) => {}
         _ = shutdown_signal() => tracing::info!("shutting down"),
     }
     Ok(())

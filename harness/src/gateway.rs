@@ -114,6 +114,10 @@ impl Node {
             args.push("--join".into());
         }
         args.extend(self.extra.iter().map(OsString::from));
+        // Peer links are mutual TLS only when the flags say so; say plain text otherwise.
+        if !self.extra.iter().any(|a| a.starts_with("--peer-ca")) {
+            args.push("--peer-plaintext".into());
+        }
         args
     }
 
@@ -157,7 +161,7 @@ mod tests {
             line(&n),
             "--id 2 --listen 10.0.0.2:8086 --peer-listen 10.0.0.2:8089 \
              --peer 1=10.0.0.1:8089 --peer 2=10.0.0.2:8089 --data-dir /d/n2 \
-             --influxd-url http://127.0.0.1:18086 --write-timeout 10s"
+             --influxd-url http://127.0.0.1:18086 --write-timeout 10s --peer-plaintext"
         );
     }
 
@@ -167,7 +171,7 @@ mod tests {
             line(&node(Peers::Join)),
             "--id 2 --listen 10.0.0.2:8086 --peer-listen 10.0.0.2:8089 \
              --peer 2=10.0.0.2:8089 --data-dir /d/n2 \
-             --influxd-url http://127.0.0.1:18086 --join --write-timeout 10s"
+             --influxd-url http://127.0.0.1:18086 --join --write-timeout 10s --peer-plaintext"
         );
     }
 }

@@ -12,6 +12,9 @@ pub mod response;
 mod status;
 mod write;
 
+use std::sync::Arc;
+use std::time::Duration;
+
 use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::routing::{any, get, post};
@@ -21,8 +24,10 @@ use hyper::{Method, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::service::TowerToHyperService;
 use tokio::net::TcpListener;
+use tokio::time::timeout;
 
 use crate::state::{AppState, NodeView};
+use crate::tls::ApiTls;
 use response::{error, Resp};
 
 /// The API's routes over the shared state.
@@ -43,10 +48,13 @@ pub fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Serves the API until the process ends.
-pub async fn serve(listener: TcpListener, router: Router) {
+/// How long a client has to complete the TLS handshake.
+const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Serves the API until the process ends: HTTPS when `tls` is given, plain HTTP otherwise.
+pub async fn serve(listener: TcpListener, tls: Option<Arc<ApiTls>>, router: Router) {
     loop {
-        let (stream, remote) = match listener.accept().await {
+        let (mut stream, remote) = match listener.accept().await {
             Ok(c) => c,
             Err(e) => {
                 tracing::warn!(error = %e, "accepting an API connection failed");
@@ -56,15 +64,67 @@ pub async fn serve(listener: TcpListener, router: Router) {
         };
         let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(router.clone());
+        let acceptor = tls.as_ref().map(|tls| tls.acceptor());
         tokio::spawn(async move {
-            let conn = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
+            let conn = match acceptor {
+                None => serve_connection(stream, service).await,
+                Some(acceptor) => {
+                    if refused_plain_http(&mut stream).await {
+                        return;
+                    }
+                    let handshake = timeout(TLS_HANDSHAKE_TIMEOUT, acceptor.accept(stream));
+                    match handshake.await {
+                        Ok(Ok(stream)) => serve_connection(stream, service).await,
+                        Ok(Err(e)) => {
+                            tracing::debug!(%remote, error = %e, "API TLS handshake failed");
+                            return;
+                        }
+                        Err(_) => {
+                            tracing::debug!(%remote, "API TLS handshake timed out");
+                            return;
+                        }
+                    }
+                }
+            };
             if let Err(e) = conn {
                 tracing::debug!(%remote, error = %e, "API connection ended with an error");
             }
         });
     }
+}
+
+/// A client that speaks plain HTTP to the HTTPS port gets a readable answer rather than a
+/// closed connection, as influxd (Go) gives it. A TLS connection starts with a handshake
+/// record (0x16); an HTTP request starts with a method's letter.
+async fn refused_plain_http(stream: &mut tokio::net::TcpStream) -> bool {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut first = [0u8; 1];
+    let peeked = timeout(TLS_HANDSHAKE_TIMEOUT, stream.peek(&mut first)).await;
+    if !matches!(peeked, Ok(Ok(1))) || !first[0].is_ascii_uppercase() {
+        return false;
+    }
+    const ANSWER: &[u8] = b"HTTP/1.0 400 Bad Request\r\nContent-Type: text/plain\r\n\
+        Connection: close\r\n\r\nClient sent an HTTP request to an HTTPS server.\n";
+    if stream.write_all(ANSWER).await.is_ok() && stream.shutdown().await.is_ok() {
+        // Closing with the request unread would reset the connection, and the client could
+        // lose the answer: read what it sent first, briefly.
+        let mut sink = [0u8; 4096];
+        let drain = async { while matches!(stream.read(&mut sink).await, Ok(n) if n > 0) {} };
+        let _ = timeout(Duration::from_secs(1), drain).await;
+    }
+    true
+}
+
+async fn serve_connection<S>(
+    stream: S,
+    service: TowerToHyperService<Router>,
+) -> Result<(), Box<dyn std::error::Error + Send + Sync>>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
+        .serve_connection(TokioIo::new(stream), service)
+        .await
 }
 
 async fn method_not_allowed(method: Method) -> Resp {

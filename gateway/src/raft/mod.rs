@@ -26,6 +26,7 @@ pub use handle::{Input, MemberStatus, ProposeError, RaftHandle, RaftStatus, Role
 use members::AddressBook;
 use node::{Node, NodeConfig, Wiring};
 use progress::Progress;
+use crate::tls::PeerSecurity;
 use transport::{Identity, SideRequest, Transport, TransportStats};
 pub use trim::TrimPolicy;
 
@@ -65,6 +66,7 @@ pub fn start(
     pending: Arc<Pending>,
     progress: Progress,
     peers: TcpListener,
+    security: Arc<PeerSecurity>,
 ) -> Result<Started, StartError> {
     let members = config.members();
     let book = AddressBook::load(log, &members);
@@ -76,6 +78,7 @@ pub fn start(
         id: config.node_id(),
         advertise: config.advertise(),
         cluster: ClusterId::load(log),
+        security,
     };
     let (side_tx, side) = mpsc::channel(SIDE_QUEUE);
     let transport = Transport::new(

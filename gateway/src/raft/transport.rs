@@ -14,9 +14,13 @@
 //! address, cluster id), then `Batch`es. A `Hello` may also open a side channel instead
 //! (seed.rs: a copy of this node's influxd, or its size): the connection is checked like any
 //! other, then handed over whole, and never carries Raft messages.
+//!
+//! Every connection is mutual TLS under the cluster CA unless peer links were explicitly made
+//! plain text (tls.rs): the handshake comes first, and a connection that fails it, or whose
+//! hello does not check out, is dropped before any message is read from it, and counted.
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering::Relaxed};
 use std::sync::mpsc::{SyncSender, TrySendError};
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,8 +30,7 @@ use futures::{SinkExt, StreamExt};
 use parking_lot::Mutex;
 use prost::Message as _;
 use raft::prelude::{Message, MessageType};
-use tokio::io::AsyncReadExt;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{AsyncReadExt, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, Notify};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
@@ -36,6 +39,7 @@ use super::bootstrap::ClusterId;
 use super::handle::Input;
 use super::members::AddressBook;
 use super::progress::Progress;
+use crate::tls::{PeerSecurity, PeerStream};
 
 const CONTROL_QUEUE: usize = 4096;
 const BULK_QUEUE: usize = 32;
@@ -43,6 +47,7 @@ const BULK_QUEUE: usize = 32;
 const BATCH_BYTES: usize = 4 << 20;
 /// Refuse frames larger than this.
 const MAX_FRAME: usize = 512 << 20;
+const MAX_HELLO: usize = 64 << 10;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// How long sent data may go unacknowledged before a peer connection is given up. Without it
 /// a connection that went silent (a partition drops packets, it does not reset connections)
@@ -51,6 +56,11 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(1);
 /// redials, and the first attempt after the heal succeeds.
 const UNACKED_TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_BACKOFF: Duration = Duration::from_millis(500);
+/// How long a new connection has for its TLS handshake and its hello.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+/// Connections not yet past their handshake and hello; more are dropped at once, so a flood
+/// of them cannot take every file descriptor.
+const MAX_UNPROVEN: usize = 256;
 
 #[derive(Clone, PartialEq, prost::Message)]
 struct Hello {
@@ -83,7 +93,7 @@ pub struct SideRequest {
     pub from: u64,
     pub kind: SideChannel,
     pub need: u64,
-    pub stream: TcpStream,
+    pub stream: PeerStream,
 }
 
 #[derive(Clone, PartialEq, prost::Message)]
@@ -103,6 +113,12 @@ pub struct TransportStats {
     pub dropped: AtomicU64,
     pub connects: AtomicU64,
     pub connect_failures: AtomicU64,
+    /// Connections dropped because they could not prove they belong to this cluster: a
+    /// failed TLS handshake (no certificate, another CA, not TLS at all).
+    pub rejected_tls: AtomicU64,
+    /// ... or a missing, undecodable or foreign hello, or too many unproven at once.
+    pub rejected_hello: AtomicU64,
+    unproven: AtomicUsize,
 }
 
 struct Lanes {
@@ -120,6 +136,8 @@ pub struct Identity {
     /// Its peer address, as the others reach it.
     pub advertise: String,
     pub cluster: ClusterId,
+    /// How its connections are secured, both ways.
+    pub security: Arc<PeerSecurity>,
 }
 
 pub struct Transport {
@@ -161,8 +179,9 @@ impl Transport {
         addr: &str,
         kind: SideChannel,
         need: u64,
-    ) -> std::io::Result<TcpStream> {
-        let stream = dial(addr, self.local_ip()).await?;
+    ) -> std::io::Result<PeerStream> {
+        let tcp = dial(addr, self.local_ip()).await?;
+        let stream = self.me.security.connect(tcp, addr).await?;
         let mut out = FramedWrite::new(stream, codec());
         let hello = Hello {
             side: kind as u32,
@@ -223,6 +242,7 @@ impl Transport {
                     addr: addr.clone(),
                     local_ip: self.local_ip(),
                     hello: self.hello(),
+                    security: self.me.security.clone(),
                     inbox: self.inbox.clone(),
                     stats: self.stats.clone(),
                     progress: self.progress.clone(),
@@ -270,9 +290,15 @@ impl Transport {
         loop {
             match listener.accept().await {
                 Ok((stream, remote)) => {
+                    if self.stats.unproven.fetch_add(1, Relaxed) >= MAX_UNPROVEN {
+                        self.stats.unproven.fetch_sub(1, Relaxed);
+                        self.stats.rejected_hello.fetch_add(1, Relaxed);
+                        tracing::debug!(%remote, "peer connection dropped: too many unproven");
+                        continue;
+                    }
                     let me = self.clone();
                     tokio::spawn(async move {
-                        if let Err(e) = me.receive(stream).await {
+                        if let Err(e) = me.receive(stream, remote).await {
                             tracing::debug!(%remote, error = %e, "peer connection closed");
                         }
                     });
@@ -285,13 +311,18 @@ impl Transport {
         }
     }
 
-    async fn receive(&self, stream: TcpStream) -> std::io::Result<()> {
-        tune(&stream)?;
-        let mut frames = FramedRead::with_capacity(stream, codec(), 256 << 10);
-        let hello: Hello = tokio::time::timeout(Duration::from_secs(5), read_frame(&mut frames))
-            .await
-            .map_err(|_| invalid("no hello within 5s"))??;
-        self.check_cluster(&hello)?;
+    async fn receive(&self, stream: TcpStream, remote: std::net::SocketAddr) -> std::io::Result<()> {
+        let proven = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.prove(stream, remote)).await;
+        self.stats.unproven.fetch_sub(1, Relaxed);
+        let (hello, mut frames) = match proven {
+            Ok(Ok(proven)) => proven,
+            Ok(Err(e)) => return Err(e),
+            Err(_) => {
+                self.stats.rejected_hello.fetch_add(1, Relaxed);
+                tracing::warn!(%remote, "refused a peer connection: no handshake and hello within {HANDSHAKE_TIMEOUT:?}");
+                return Err(invalid("no handshake and hello in time"));
+            }
+        };
         if hello.side != 0 {
             let kind = match hello.side {
                 1 => SideChannel::Seed,
@@ -341,6 +372,32 @@ impl Transport {
         }
     }
 
+    /// The TLS handshake (the peer's certificate is checked against the cluster CA) and the
+    /// hello (it must be of this cluster): what a connection must get through before any
+    /// message on it is read.
+    async fn prove(
+        &self,
+        stream: TcpStream,
+        remote: std::net::SocketAddr,
+    ) -> std::io::Result<(Hello, FramedRead<PeerStream, LengthDelimitedCodec>)> {
+        tune(&stream)?;
+        let stream = self.me.security.accept(stream).await.inspect_err(|e| {
+            self.stats.rejected_tls.fetch_add(1, Relaxed);
+            tracing::warn!(%remote, error = %e, "refused a peer connection: TLS handshake failed");
+        })?;
+        // Until the hello checks out, a frame's length is not trusted with a large buffer.
+        let mut frames = FramedRead::with_capacity(stream, codec_of(MAX_HELLO), 256 << 10);
+        let hello = read_frame::<Hello>(&mut frames)
+            .await
+            .and_then(|hello| self.check_cluster(&hello).map(|()| hello))
+            .inspect_err(|e| {
+                self.stats.rejected_hello.fetch_add(1, Relaxed);
+                tracing::warn!(%remote, error = %e, "refused a peer connection: bad hello");
+            })?;
+        frames.decoder_mut().set_max_frame_length(MAX_FRAME);
+        Ok((hello, frames))
+    }
+
     /// Nodes bootstrapped from different member lists have different first entries; letting
     /// them exchange messages would corrupt both logs, so they refuse each other loudly.
     fn check_cluster(&self, hello: &Hello) -> std::io::Result<()> {
@@ -370,6 +427,7 @@ struct Lane {
     /// wildcard).
     local_ip: Option<std::net::IpAddr>,
     hello: Hello,
+    security: Arc<PeerSecurity>,
     inbox: SyncSender<Input>,
     stats: Arc<TransportStats>,
     progress: Progress,
@@ -379,8 +437,8 @@ struct Lane {
 /// The two halves of a lane's connection: frames go out on one; the other only tells when the
 /// connection died (the peer never sends anything on it).
 struct Connection {
-    out: FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>,
-    watch: OwnedReadHalf,
+    out: FramedWrite<WriteHalf<PeerStream>, LengthDelimitedCodec>,
+    watch: ReadHalf<PeerStream>,
 }
 
 impl Lane {
@@ -434,8 +492,11 @@ impl Lane {
     }
 
     async fn connect(&self) -> std::io::Result<Connection> {
-        let stream = dial(&self.addr, self.local_ip).await?;
-        let (watch, out) = stream.into_split();
+        let tcp = dial(&self.addr, self.local_ip).await?;
+        let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.security.connect(tcp, &self.addr))
+            .await
+            .map_err(|_| invalid("TLS handshake timed out"))??;
+        let (watch, out) = tokio::io::split(stream);
         let mut out = FramedWrite::new(out, codec());
         out.send(frame(&self.hello)).await?;
         Ok(Connection { out, watch })
@@ -537,9 +598,13 @@ fn tune(stream: &TcpStream) -> std::io::Result<()> {
 /// Frames of a 4-byte big-endian length and a payload; a corrupt length must not make us
 /// allocate gigabytes.
 fn codec() -> LengthDelimitedCodec {
+    codec_of(MAX_FRAME)
+}
+
+fn codec_of(max_frame: usize) -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
         .length_field_length(4)
-        .max_frame_length(MAX_FRAME)
+        .max_frame_length(max_frame)
         .new_codec()
 }
 
@@ -548,7 +613,7 @@ fn frame<M: prost::Message>(m: &M) -> Bytes {
 }
 
 async fn read_frame<M: prost::Message + Default>(
-    frames: &mut FramedRead<TcpStream, LengthDelimitedCodec>,
+    frames: &mut FramedRead<PeerStream, LengthDelimitedCodec>,
 ) -> std::io::Result<M> {
     let bytes = frames
         .next()

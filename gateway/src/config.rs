@@ -364,8 +364,15 @@ impl Config {
                 "https_certificate and https_private_key must be given together",
             ));
         }
-        let peer_tls = [&self.peer_ca, &self.peer_certificate, &self.peer_private_key];
-        match (peer_tls.iter().filter(|f| f.is_some()).count(), self.peer_plaintext) {
+        let peer_tls = [
+            &self.peer_ca,
+            &self.peer_certificate,
+            &self.peer_private_key,
+        ];
+        match (
+            peer_tls.iter().filter(|f| f.is_some()).count(),
+            self.peer_plaintext,
+        ) {
             (3, false) | (0, true) => {}
             (0, false) => {
                 return Err(err(

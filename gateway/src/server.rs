@@ -56,8 +56,10 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     let security = Arc::new(match &peer_tls {
         Some(tls) => PeerSecurity::Tls(tls.clone()),
         None => {
-            tracing::warn!("peer links are plain text (peer_plaintext): they are neither \
-                authenticated nor encrypted, and anyone who reaches the peer port can write");
+            tracing::warn!(
+                "peer links are plain text (peer_plaintext): they are neither \
+                authenticated nor encrypted, and anyone who reaches the peer port can write"
+            );
             PeerSecurity::Plaintext
         }
     });

@@ -1,6 +1,8 @@
 //! A small blocking HTTP client speaking the InfluxDB 1.x API, for influxd and the gateway alike.
 
 use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// No answer, or not the answer a helper insists on. A non-2xx status alone is not an error
@@ -81,6 +83,8 @@ pub struct Http {
     agent: ureq::Agent,
     /// Basic credentials sent with every request, if set.
     auth: Option<String>,
+    /// For HTTPS: a client trusting only the test CA.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Http {
@@ -92,15 +96,33 @@ impl Http {
                 .timeout(Duration::from_secs(30))
                 .build(),
             auth: None,
+            tls: None,
+        }
+    }
+
+    /// `addr` is `host:port` of an HTTPS endpoint whose certificate `ca` (PEM) signed.
+    pub fn https(addr: &str, ca: &Path) -> Http {
+        let tls = client_trusting(ca);
+        Http {
+            base: format!("https://{addr}"),
+            agent: ureq::AgentBuilder::new()
+                .timeout(Duration::from_secs(30))
+                .tls_config(tls.clone())
+                .build(),
+            auth: None,
+            tls: Some(tls),
         }
     }
 
     /// The same endpoint, with other limits on connecting and on a whole request.
     pub fn with_timeouts(mut self, connect: Duration, request: Duration) -> Http {
-        self.agent = ureq::AgentBuilder::new()
+        let mut agent = ureq::AgentBuilder::new()
             .timeout_connect(connect)
-            .timeout(request)
-            .build();
+            .timeout(request);
+        if let Some(tls) = &self.tls {
+            agent = agent.tls_config(tls.clone());
+        }
+        self.agent = agent.build();
         self
     }
 
@@ -263,4 +285,23 @@ impl Http {
 /// Percent-encodes a query-string value.
 pub fn encode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
+}
+
+/// A TLS client that trusts only the CA certificate(s) in `ca`.
+pub fn client_trusting(ca: &Path) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca)
+        .unwrap_or_else(|e| panic!("read CA {}: {e}", ca.display()))
+    {
+        let cert = cert.unwrap_or_else(|e| panic!("CA {}: {e}", ca.display()));
+        roots.add(cert).expect("a usable CA certificate");
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("default protocol versions")
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Arc::new(config)
 }

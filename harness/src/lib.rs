@@ -10,6 +10,7 @@
 //!   process, the wait until it answers, and wiping its data.
 //! - [`gateway`]: the gateway binary of this workspace, built on demand, and its command line.
 //! - [`http`]: a small blocking client for the InfluxDB 1.x API, influxd and gateway alike.
+//! - [`tls`]: certificates for tests: a cluster CA, node certificates, forgeries.
 //! - [`wait`]: bounded polling, so nothing sleeps to synchronise.
 //! - [`Error`]: what can go wrong starting and waiting for processes.
 
@@ -18,6 +19,7 @@ pub mod gateway;
 pub mod http;
 pub mod influxd;
 pub mod process;
+pub mod tls;
 pub mod wait;
 
 pub use error::Error;

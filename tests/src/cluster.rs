@@ -87,12 +87,18 @@ pub struct Node {
     pub ip: String,
     pub influxd: Influxd,
     pub gateway: Gateway,
+    /// The CA of the API's certificate, when the API serves HTTPS.
+    pub api_ca: Option<PathBuf>,
 }
 
 impl Node {
-    /// The gateway's API.
+    /// The gateway's API, over HTTPS if it serves it.
     pub fn api(&self) -> Http {
-        Http::new(&format!("{}:{API_PORT}", self.ip))
+        let addr = format!("{}:{API_PORT}", self.ip);
+        match &self.api_ca {
+            Some(ca) => Http::https(&addr, ca),
+            None => Http::new(&addr),
+        }
     }
 
     /// The node's influxd, directly.
@@ -105,6 +111,36 @@ pub struct Cluster {
     pub slot: Slot,
     pub dir: tempfile::TempDir,
     pub nodes: Vec<Node>,
+    pub tls: Option<ClusterTls>,
+}
+
+/// TLS in a test cluster: a CA of its own, a certificate it signs for each node (its IP and
+/// `localhost`), used on the links `Secured` names.
+pub struct ClusterTls {
+    pub ca: harness::tls::Ca,
+    pub secured: Secured,
+}
+
+/// Which links a test cluster runs over TLS.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Secured {
+    Peers,
+    PeersAndApi,
+}
+
+impl ClusterTls {
+    /// Node `id`'s certificate (issued now) and the gateway flags using it.
+    fn flags(&self, dir: &Path, id: u64, ip: &str) -> Vec<String> {
+        let cert = self
+            .ca
+            .issue(dir, &format!("node{id}"), &[ip, "localhost"])
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut flags = cert.peer_flags(self.ca.path());
+        if self.secured == Secured::PeersAndApi {
+            flags.extend(cert.https_flags());
+        }
+        flags
+    }
 }
 
 impl Cluster {
@@ -117,7 +153,13 @@ impl Cluster {
 
     /// As [`Cluster::start`], with extra gateway flags (e.g. `--memory-budget`).
     pub fn start_with(n: u64, extra: &[&str]) -> Cluster {
-        Self::start_full(n, extra, None)
+        Self::start_full(n, extra, None, None)
+    }
+
+    /// As [`Cluster::start_with`], with mutual TLS on peer links and, if `secured` says so,
+    /// HTTPS on the API, under a CA made for this cluster.
+    pub fn start_with_tls(n: u64, secured: Secured, extra: &[&str]) -> Cluster {
+        Self::start_full(n, extra, None, Some(secured))
     }
 
     /// influxd with authentication enabled, and gateways checking credentials and applying
@@ -136,28 +178,42 @@ impl Cluster {
             admin.1,
         ];
         flags.extend_from_slice(extra);
-        Self::start_full(n, &flags, Some(admin))
+        Self::start_full(n, &flags, Some(admin), None)
     }
 
-    fn start_full(n: u64, extra: &[&str], admin: Option<(&str, &str)>) -> Cluster {
+    fn start_full(
+        n: u64,
+        extra: &[&str],
+        admin: Option<(&str, &str)>,
+        secured: Option<Secured>,
+    ) -> Cluster {
         let slot = Slot::acquire();
         let dir = tempfile::Builder::new()
             .prefix("gateway-cluster-")
             .tempdir()
             .unwrap();
+        let tls = secured.map(|secured| ClusterTls {
+            ca: harness::tls::Ca::new(dir.path(), "ca").unwrap_or_else(|e| panic!("{e}")),
+            secured,
+        });
         let members: Vec<(u64, String)> = (1..=n)
             .map(|i| (i, format!("{}:{PEER_PORT}", slot.ip(i))))
             .collect();
         let mut nodes: Vec<Node> = (1..=n)
             .map(|id| {
                 let peers = Peers::Initial(members.clone());
-                Self::new_node(&slot, dir.path(), id, admin, peers, extra)
+                Self::new_node(&slot, dir.path(), id, admin, peers, extra, tls.as_ref())
             })
             .collect();
         for node in &mut nodes {
             node.gateway.start();
         }
-        let c = Cluster { slot, dir, nodes };
+        let c = Cluster {
+            slot,
+            dir,
+            nodes,
+            tls,
+        };
         c.wait_for_leader(Duration::from_secs(30));
         let ids: Vec<u64> = c.nodes.iter().map(|n| n.id).collect();
         c.wait_ready(&ids, Duration::from_secs(30));
@@ -172,9 +228,11 @@ impl Cluster {
         admin: Option<(&str, &str)>,
         peers: Peers,
         extra: &[&str],
+        tls: Option<&ClusterTls>,
     ) -> Node {
         let ip = slot.ip(id);
         let node_dir = dir.join(format!("node{id}"));
+        let tls_flags = tls.map(|t| t.flags(dir, id, &ip)).unwrap_or_default();
         let influxd = Influxd::start_with_auth(
             &format!("{ip}:{INFLUXD_PORT}"),
             &node_dir.join("influxd"),
@@ -197,6 +255,7 @@ impl Cluster {
             .copied()
             .chain(extra.iter().copied())
             .map(str::to_owned)
+            .chain(tls_flags)
             .collect(),
         };
         let process = node
@@ -207,6 +266,9 @@ impl Cluster {
             ip,
             influxd,
             gateway: Gateway { id, process },
+            api_ca: tls
+                .filter(|t| t.secured == Secured::PeersAndApi)
+                .map(|t| t.ca.path().to_owned()),
         }
     }
 
@@ -218,7 +280,15 @@ impl Cluster {
 
     /// As [`Cluster::start_joining_node`], with extra gateway flags.
     pub fn start_joining_node_with(&mut self, id: u64, extra: &[&str]) -> &mut Node {
-        let mut node = Self::new_node(&self.slot, self.dir.path(), id, None, Peers::Join, extra);
+        let mut node = Self::new_node(
+            &self.slot,
+            self.dir.path(),
+            id,
+            None,
+            Peers::Join,
+            extra,
+            self.tls.as_ref(),
+        );
         node.gateway.start();
         self.nodes.push(node);
         self.nodes.last_mut().unwrap()

@@ -36,6 +36,12 @@ fn help_documents_every_setting() {
         "--max-body-size",
         "--raft-tick",
         "--log-level",
+        "--https-certificate",
+        "--https-private-key",
+        "--peer-ca",
+        "--peer-certificate",
+        "--peer-private-key",
+        "--peer-plaintext",
     ] {
         assert!(
             help.contains(flag),
@@ -101,6 +107,155 @@ fn bad_configurations_fail_before_listening() {
     }
     // Nothing was created: the configuration was refused before anything started.
     assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+}
+
+#[test]
+fn bad_certificate_files_are_named_before_anything_listens() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let ca = harness::tls::Ca::new(d, "ca").unwrap();
+    let node = ca.issue(d, "node", &["127.0.0.1"]).unwrap();
+    let other = ca.issue(d, "other", &["127.0.0.1"]).unwrap();
+    std::fs::write(d.join("garbage.pem"), "not pem at all").unwrap();
+    let path = |p: &std::path::Path| p.display().to_string();
+    let (cert, key, ca) = (
+        path(&node.certificate),
+        path(&node.private_key),
+        path(ca.path()),
+    );
+    let (garbage, missing) = (path(&d.join("garbage.pem")), path(&d.join("missing.pem")));
+    let other_key = path(&other.private_key);
+    let data = d.join("data");
+    let peer = |ca: &str, cert: &str, key: &str| {
+        [
+            "--peer-ca",
+            ca,
+            "--peer-certificate",
+            cert,
+            "--peer-private-key",
+            key,
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    let https = |cert: &str, key: &str| {
+        [
+            "--https-certificate",
+            cert,
+            "--https-private-key",
+            key,
+            "--peer-plaintext",
+        ]
+        .map(str::to_owned)
+        .to_vec()
+    };
+    for (flags, expect) in [
+        (
+            https(&missing, &key),
+            format!("cannot read the certificate {missing}"),
+        ),
+        (
+            https(&garbage, &key),
+            format!("the certificate {garbage} holds no PEM certificate"),
+        ),
+        (
+            https(&cert, &garbage),
+            format!("the private key {garbage} holds no PEM private key"),
+        ),
+        (
+            https(&cert, &other_key),
+            format!(
+                "the certificate {cert} and the private key {other_key} cannot be used together"
+            ),
+        ),
+        (
+            peer(&garbage, &cert, &key),
+            format!("the peer CA file {garbage} holds no PEM certificate"),
+        ),
+        (
+            peer(&ca, &cert, &missing),
+            format!("cannot read the peer private key {missing}"),
+        ),
+        (
+            peer(&ca, &key, &key),
+            format!("the peer certificate {key} holds no PEM certificate"),
+        ),
+    ] {
+        let mut args: Vec<String> = ["--id", "1", "--peer", "1=127.0.0.1:8089", "--data-dir"]
+            .map(str::to_owned)
+            .to_vec();
+        args.push(path(&data));
+        args.extend(flags);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, text) = run(&args);
+        assert_ne!(code, 0, "{args:?} was accepted");
+        assert!(
+            text.contains(&expect),
+            "{args:?}: expected {expect:?} in:\n{text}"
+        );
+        assert!(!data.exists(), "{args:?}: the data directory was created");
+    }
+}
+
+#[test]
+fn plain_text_peer_links_need_saying_so_and_are_warned_about() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data").display().to_string();
+    let base = [
+        "--id",
+        "1",
+        "--peer",
+        "1=127.0.0.1:8089",
+        "--data-dir",
+        &data,
+    ];
+    let (code, text) = run(&base);
+    assert_ne!(code, 0);
+    assert!(text.contains("peer links need mutual TLS"), "{text}");
+
+    // With the setting, the node starts, and says at once what it means. (Nothing listens on
+    // 127.0.0.1:1, so the node never becomes ready; it is stopped once it has said it.)
+    let mut child = Command::new(gateway_binary())
+        .args(base)
+        .args([
+            "--peer-plaintext",
+            "--listen",
+            "127.0.0.1:0",
+            "--peer-listen",
+            "127.0.0.1:0",
+        ])
+        .args(["--influxd-url", "http://127.0.0.1:1"])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = child.stdout.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufRead::lines(std::io::BufReader::new(out)).map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut warned = false;
+    while let Some(left) = deadline.checked_duration_since(std::time::Instant::now()) {
+        match rx.recv_timeout(left) {
+            Ok(l) if l.contains("peer links are plain text") && l.contains("anyone") => {
+                warned = true;
+                break;
+            }
+            Ok(_) => {}
+            Err(_) => break,
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        warned,
+        "no warning about plain-text peer links in the first lines of output"
+    );
 }
 
 #[test]

@@ -21,12 +21,12 @@ use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
 use crate::pending::Pending;
+use crate::tls::PeerSecurity;
 use bootstrap::ClusterId;
 pub use handle::{Input, MemberStatus, ProposeError, RaftHandle, RaftStatus, Role};
 use members::AddressBook;
 use node::{Node, NodeConfig, Wiring};
 use progress::Progress;
-use crate::tls::PeerSecurity;
 use transport::{Identity, SideRequest, Transport, TransportStats};
 pub use trim::TrimPolicy;
 

@@ -311,7 +311,11 @@ impl Transport {
         }
     }
 
-    async fn receive(&self, stream: TcpStream, remote: std::net::SocketAddr) -> std::io::Result<()> {
+    async fn receive(
+        &self,
+        stream: TcpStream,
+        remote: std::net::SocketAddr,
+    ) -> std::io::Result<()> {
         let proven = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.prove(stream, remote)).await;
         self.stats.unproven.fetch_sub(1, Relaxed);
         let (hello, mut frames) = match proven {
@@ -493,9 +497,10 @@ impl Lane {
 
     async fn connect(&self) -> std::io::Result<Connection> {
         let tcp = dial(&self.addr, self.local_ip).await?;
-        let stream = tokio::time::timeout(HANDSHAKE_TIMEOUT, self.security.connect(tcp, &self.addr))
-            .await
-            .map_err(|_| invalid("TLS handshake timed out"))??;
+        let stream =
+            tokio::time::timeout(HANDSHAKE_TIMEOUT, self.security.connect(tcp, &self.addr))
+                .await
+                .map_err(|_| invalid("TLS handshake timed out"))??;
         let (watch, out) = tokio::io::split(stream);
         let mut out = FramedWrite::new(out, codec());
         out.send(frame(&self.hello)).await?;

@@ -279,10 +279,15 @@ impl Cluster {
     pub fn start(
         gateway_bin: &Path,
         gateway_args: &[String],
+        tls: bool,
         work_dir: &Path,
         log_dir: &Path,
     ) -> anyhow::Result<Cluster> {
         let network = Network::setup()?;
+        fs::create_dir_all(work_dir)?;
+        let ca = tls
+            .then(|| harness::tls::Ca::new(work_dir, "ca"))
+            .transpose()?;
         let api = |request: Duration| -> Vec<Http> {
             nodes()
                 .map(|n| {
@@ -303,10 +308,16 @@ impl Cluster {
         for n in nodes() {
             fs::create_dir_all(cluster.node_work(n))?;
             fs::create_dir_all(cluster.node_logs(n))?;
+            // Each node's certificate names its own address, as its peers dial it.
+            let mut args = gateway_args.to_vec();
+            if let Some(ca) = &ca {
+                let cert = ca.issue(&cluster.node_work(n), "peer", &[&ip(n)])?;
+                args.extend(cert.peer_flags(ca.path()));
+            }
             let procs = NodeProcs::new(
                 n,
                 gateway_bin,
-                gateway_args,
+                &args,
                 &cluster.node_work(n),
                 &cluster.node_logs(n),
             )?;

@@ -102,6 +102,9 @@ struct TestArgs {
     /// --write-timeout --gateway-arg 20s`).
     #[arg(long = "gateway-arg", value_name = "ARG", allow_hyphen_values = true)]
     gateway_args: Vec<String>,
+    /// Peer links as mutual TLS under a CA made for the run (plain text otherwise).
+    #[arg(long)]
+    tls: bool,
     /// Data directories of influxd and the gateways (removed after the run).
     #[arg(long, default_value = "/tmp/jepsen-work")]
     work_dir: PathBuf,
@@ -160,6 +163,7 @@ fn test(args: TestArgs, stop: Arc<AtomicBool>) -> anyhow::Result<run::Verdict> {
         recovery_target: args.recovery_target,
         gateway_bin: gateway_bin(args.gateway_bin)?,
         gateway_args: args.gateway_args,
+        tls: args.tls,
         work_dir: args.work_dir,
         keep_data: args.keep_data,
         save_final_reads: args.save_final_reads,

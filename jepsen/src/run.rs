@@ -41,6 +41,8 @@ pub struct Options {
     pub gateway_bin: PathBuf,
     /// Given to every gateway on top of its own arguments.
     pub gateway_args: Vec<String>,
+    /// Peer links as mutual TLS.
+    pub tls: bool,
     pub work_dir: PathBuf,
     pub keep_data: bool,
     pub save_final_reads: bool,
@@ -85,12 +87,16 @@ pub fn test(opts: Options, stop: Arc<AtomicBool>) -> anyhow::Result<Verdict> {
 
     netns::cleanup_leftovers();
     println!("starting 3 influxd and 3 gateways in network namespaces...");
+    if opts.tls {
+        println!("peer links: mutual TLS under a CA made for this run");
+    }
     if !opts.gateway_args.is_empty() {
         println!("every gateway also gets: {}", opts.gateway_args.join(" "));
     }
     let cluster = Arc::new(Cluster::start(
         &opts.gateway_bin,
         &opts.gateway_args,
+        opts.tls,
         &work_dir,
         &run_dir,
     )?);
@@ -302,6 +308,7 @@ fn run_with_cluster(
         "seed": opts.seed,
         "nemeses": kinds.iter().map(|k| k.name()).collect::<Vec<_>>(),
         "gateway_args": opts.gateway_args,
+        "tls": opts.tls,
         "raft_ids": raft_ids,
         "time_limit_s": opts.time_limit.as_secs_f64(),
         "interval_s": opts.interval.as_secs_f64(),

@@ -4,11 +4,16 @@
 //!   cargo run --release -p tests --bin cluster-bench -- throughput [--quick]
 //!   cargo run --release -p tests --bin cluster-bench -- catchup [--quick]
 //!   cargo run --release -p tests --bin cluster-bench -- seed [--quick]
+//!   cargo run --release -p tests --bin cluster-bench -- tls [--quick]
 //!
 //! throughput: sustained points/s with 5,000-point batches and 4, 8 and 16 clients through the
 //! 3-node cluster, against a fan-out baseline (each batch written to all three influxd, as
 //! influxdb-relay does) and one influxd alone; latency of 100-point batches; gateway CPU
 //! seconds per million points; gateway RSS.
+//!
+//! tls: 8 clients, each on its own kept-alive connection, through a cluster with HTTPS on the
+//! API and mutual TLS between peers, against the same through a plain-text cluster; clusters
+//! of each kind are started in turn, twice. Points/s, and p50/p99 of 100-point batches.
 //!
 //! catchup: one node is down while N points are written, then restarted: the rate at which it
 //! replays them into its influxd, against writing the same points straight into one influxd.
@@ -30,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use clap::{Parser, Subcommand};
 use serde_json::json;
+use tests::cluster::Secured;
 use tests::{wait_until, Cluster, Http, HttpError};
 
 #[derive(Parser)]
@@ -46,6 +52,12 @@ enum What {
         quick: bool,
     },
     Catchup {
+        #[arg(long)]
+        quick: bool,
+    },
+    /// Throughput and latency with TLS on both links (HTTPS API, mutual-TLS peers) against
+    /// plain text, clusters of each kind started in turn, twice.
+    Tls {
         #[arg(long)]
         quick: bool,
     },
@@ -75,6 +87,7 @@ fn main() {
     match Args::parse().what {
         What::Throughput { quick } => throughput(quick),
         What::Catchup { quick } => catchup(quick),
+        What::Tls { quick } => tls(quick),
         What::Seed {
             quick,
             points,
@@ -395,6 +408,68 @@ fn throughput(quick: bool) {
         "gateway_rss_mib": rss,
         "memory_budget": MEMORY_BUDGET,
         "limit_mib": 64 + 100,
+    }));
+}
+
+fn tls(quick: bool) {
+    let (secs, clients, n) = if quick {
+        (4.0, 8, 300)
+    } else {
+        (20.0, 8, 2000)
+    };
+    let mut rounds = Vec::new();
+    // Plain, TLS, plain, TLS: drift on a shared machine hits both kinds alike.
+    for round in 0..2 {
+        for secured in [false, true] {
+            let name = if secured { "tls" } else { "plain" };
+            eprintln!("round {round}: {name} cluster...");
+            let flags = ["--memory-budget", MEMORY_BUDGET];
+            let c = if secured {
+                Cluster::start_with_tls(3, Secured::PeersAndApi, &flags)
+            } else {
+                Cluster::start_with(3, &flags)
+            };
+            c.create_database(1, "bench");
+            // A client each, as real writers have: each keeps its own connection alive.
+            let apis: Vec<Http> = (0..clients)
+                .map(|i| c.nodes[i % c.nodes.len()].api())
+                .collect();
+            let offset = round as u64 * 1_000_000_000_000;
+            let points = sustained(clients, secs, BATCH, |client, base| {
+                ok(
+                    apis[client].write("db=bench", &batch(offset + base, BATCH)),
+                    "write",
+                )
+            });
+            let off = offset + 900_000_000_000;
+            let (p50, p99) = latencies(n, |base| {
+                let api = &apis[(base / SMALL_BATCH as u64) as usize % apis.len()];
+                ok(
+                    api.write("db=bench", &batch(off + base, SMALL_BATCH)),
+                    "write",
+                )
+            });
+            emit(json!({
+                "bench": "tls", "round": round, "links": name, "clients": clients,
+                "points_per_s": points.round(),
+                "p50_ms": round2(p50), "p99_ms": round2(p99),
+            }));
+            rounds.push((secured, points, p99));
+        }
+    }
+    let mean = |tls: bool, f: fn(&(bool, f64, f64)) -> f64| {
+        let v: Vec<f64> = rounds.iter().filter(|r| r.0 == tls).map(f).collect();
+        v.iter().sum::<f64>() / v.len() as f64
+    };
+    let (plain, secured) = (mean(false, |r| r.1), mean(true, |r| r.1));
+    emit(json!({
+        "bench": "tls_summary",
+        "plain_points_per_s": plain.round(),
+        "tls_points_per_s": secured.round(),
+        "tls_vs_plain_throughput": round2(secured / plain),
+        "plain_p99_ms": round2(mean(false, |r| r.2)),
+        "tls_p99_ms": round2(mean(true, |r| r.2)),
+        "target_throughput_ratio": 0.9,
     }));
 }
 

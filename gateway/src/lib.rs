@@ -23,7 +23,8 @@
 //!
 //! Around it: `config.rs` (every setting, declared once), `server.rs` (start-up wiring),
 //! `state.rs` (what handlers share, in parts), `auth.rs` (credentials against influxd's
-//! users), `influxql/` (which statements change state), `metrics.rs`, `logging.rs`,
+//! users), `tls.rs` (HTTPS on the API, mutual TLS on peer links), `influxql/` (which
+//! statements change state), `metrics.rs`, `logging.rs`,
 //! `members_cli.rs` (`gateway members`).
 
 pub mod auth;

@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 
+use tests::cluster::Secured;
 use tests::{wait_until, Cluster, HttpError};
 
 const CONVERGE: Duration = Duration::from_secs(90);
@@ -139,7 +140,9 @@ fn kind_of(c: &Cluster, via: u64, id: u64) -> Option<String> {
 #[test]
 fn a_node_added_after_trimming_is_seeded_then_becomes_a_voter() {
     let flags = ["--log-retention", "0s"];
-    let mut c = Cluster::start_with(3, &flags);
+    // Over mutual-TLS peer links: the join, the seed's side channel and the copy all travel
+    // under the cluster CA.
+    let mut c = Cluster::start_with_tls(3, Secured::Peers, &flags);
     populate(&c, 200);
     let last = status(&c, 1)["raft"]["commit"].as_u64().unwrap();
     wait_trimmed_past(&c, 1, last - 5);

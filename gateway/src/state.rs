@@ -2,6 +2,7 @@
 //! (axum's `FromRef`), and none of them reaches into the whole.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::FromRef;
 use bytes::Bytes;
@@ -29,6 +30,8 @@ pub struct AppState {
 pub struct Limits {
     /// Largest body, also after gzip decompression.
     pub max_body_size: usize,
+    /// The longest a body may take to arrive, from the handler's first read.
+    pub body_read_timeout: Duration,
 }
 
 /// The local influxd, for passing reads through to it.

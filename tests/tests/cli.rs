@@ -34,6 +34,12 @@ fn help_documents_every_setting() {
         "--memory-budget",
         "--write-timeout",
         "--max-body-size",
+        "--max-connections",
+        "--header-read-timeout",
+        "--idle-timeout",
+        "--body-read-timeout",
+        "--max-header-size",
+        "--max-headers",
         "--raft-tick",
         "--log-level",
     ] {

@@ -3,10 +3,13 @@
 //! `/write` and `/api/v2/write` (write.rs) go through ingest and the Raft log; `/query`
 //! (query.rs) sends reads to the local influxd and state changes through the log; `/ping`,
 //! `/health`, `/status` and `/metrics` (status.rs) describe the node; `/admin/members`
-//! (admin.rs) changes the membership.
+//! (admin.rs) changes the membership. conn.rs accepts and serves the connections within
+//! their limits; deadline.rs keeps the time a client is given.
 
 mod admin;
 pub mod body;
+mod conn;
+mod deadline;
 mod query;
 pub mod response;
 mod status;
@@ -18,11 +21,9 @@ use axum::routing::{any, get, post};
 use axum::Router;
 use hyper::header::{HeaderValue, CONNECTION};
 use hyper::{Method, StatusCode};
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::service::TowerToHyperService;
-use tokio::net::TcpListener;
 
-use crate::state::{AppState, NodeView};
+use crate::state::{AppState, Limits, NodeView};
+pub use conn::{serve, serve_connection, ConnLimits, Served};
 use response::{error, Resp};
 
 /// The API's routes over the shared state.
@@ -38,33 +39,9 @@ pub fn router(state: AppState) -> Router {
         .route("/admin/members", any(admin::members))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not found") })
-        .layer(middleware::from_fn(linger))
+        .layer(middleware::from_fn_with_state(state.clone(), linger))
         .layer(middleware::from_fn_with_state(state.node.clone(), decorate))
         .with_state(state)
-}
-
-/// Serves the API until the process ends.
-pub async fn serve(listener: TcpListener, router: Router) {
-    loop {
-        let (stream, remote) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                tracing::warn!(error = %e, "accepting an API connection failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
-        tokio::spawn(async move {
-            let conn = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new())
-                .serve_connection(TokioIo::new(stream), service)
-                .await;
-            if let Err(e) = conn {
-                tracing::debug!(%remote, error = %e, "API connection ended with an error");
-            }
-        });
-    }
 }
 
 async fn method_not_allowed(method: Method) -> Resp {
@@ -74,12 +51,25 @@ async fn method_not_allowed(method: Method) -> Resp {
     )
 }
 
-/// Drains what the handler left of the request body before the answer goes out, so a client
-/// still sending sees the answer rather than a reset connection.
-async fn linger(req: Request, next: Next) -> Resp {
-    let (req, rest) = body::track(req);
+/// Bounds the time the request body may take to arrive, and drains what the handler left of
+/// it before the answer goes out, so a client still sending sees the answer rather than a
+/// reset connection.
+async fn linger(
+    State(limits): State<Limits>,
+    State(node): State<NodeView>,
+    req: Request,
+    next: Next,
+) -> Resp {
+    let (req, rest) = body::track(req, limits.body_read_timeout);
     let mut resp = next.run(req).await;
-    if !body::drain(rest).await {
+    let drained = body::drain(rest, limits.body_read_timeout).await;
+    if drained == body::Drained::TimedOut {
+        node.metrics
+            .api_cuts
+            .with_label_values(&["body_timeout"])
+            .inc();
+    }
+    if drained != body::Drained::Clean {
         resp.headers_mut()
             .insert(CONNECTION, HeaderValue::from_static("close"));
     }

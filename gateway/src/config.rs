@@ -1,6 +1,6 @@
 //! Configuration: each setting is declared once, as a command-line flag of [`Config`]; a TOML
-//! file (`--config`) supplies values under the same names, with underscores, and flags
-//! override it. Everything is validated before anything listens, so a bad configuration is a
+//! file (`--config`) supplies values under the same names, with underscores (a list as an
+//! array or a comma-separated string), and flags override it. Everything is validated before anything listens, so a bad configuration is a
 //! clear error and a non-zero exit.
 //!
 //! The file is read as the flags' defaults: clap then parses file values exactly as it parses
@@ -8,12 +8,13 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytesize::ByteSize;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use ipnet::IpNet;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -46,6 +47,12 @@ pub struct MembersArgs {
     /// API address of any node of the cluster.
     #[arg(long, default_value = "127.0.0.1:8086")]
     pub node: String,
+    /// An admin user, for a cluster with --auth-enabled.
+    #[arg(long, env = "INFLUX_USERNAME")]
+    pub username: Option<String>,
+    /// The admin user's password.
+    #[arg(long, env = "INFLUX_PASSWORD", hide_env_values = true)]
+    pub password: Option<String>,
     #[command(subcommand)]
     pub action: MembersAction,
 }
@@ -173,6 +180,12 @@ pub struct Config {
     /// Most headers in one request; more gets 431.
     #[arg(long, default_value_t = 100)]
     pub max_headers: usize,
+    /// Who may use /admin/members, which changes the cluster's membership: `on` (any
+    /// client), `off` (nobody: 403), or the client addresses and networks allowed, separated
+    /// by commas (`127.0.0.1,10.0.0.0/8`; in the file also a list). With --auth-enabled it
+    /// also needs an admin user.
+    #[arg(long, default_value = "on", value_parser = parse_admin_api)]
+    pub admin_api: AdminApi,
     /// Raft tick interval; elections time out after 10 to 20 ticks.
     #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
     pub raft_tick: Duration,
@@ -196,6 +209,57 @@ fn parse_retention(s: &str) -> Result<Retention, ConfigError> {
                 "log retention {s:?}: {e} (a duration such as 7d, or forever)"
             ))
         })
+}
+
+/// Who may use the admin API, by the client's address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminApi {
+    On,
+    Off,
+    /// Clients from these addresses and networks only.
+    From(Vec<IpNet>),
+}
+
+impl AdminApi {
+    /// Whether a client at `ip` may use the admin API (authentication aside).
+    pub fn admits(&self, ip: IpAddr) -> bool {
+        // A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d.
+        let ip = ip.to_canonical();
+        match self {
+            AdminApi::On => true,
+            AdminApi::Off => false,
+            AdminApi::From(nets) => nets.iter().any(|n| n.contains(&ip)),
+        }
+    }
+}
+
+fn parse_admin_api(s: &str) -> Result<AdminApi, ConfigError> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "on" => return Ok(AdminApi::On),
+        "off" => return Ok(AdminApi::Off),
+        _ => {}
+    }
+    let nets = s
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            n.parse::<IpNet>()
+                .or_else(|_| n.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    err(format!(
+                        "admin_api {s:?}: {n:?} is not an address or a network (ADDRESS/BITS); \
+                         expected on, off or a list of them"
+                    ))
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if nets.is_empty() {
+        return Err(err(format!(
+            "admin_api {s:?}: expected on, off or a list of addresses and networks"
+        )));
+    }
+    Ok(AdminApi::From(nets))
 }
 
 fn parse_peer(s: &str) -> Result<(u64, String), ConfigError> {
@@ -270,6 +334,19 @@ fn read_file(path: &Path) -> Result<Vec<(String, Vec<String>)>, ConfigError> {
             toml::Value::Integer(i) => vec![i.to_string()],
             toml::Value::Float(f) => vec![f.to_string()],
             toml::Value::Boolean(b) => vec![b.to_string()],
+            // A list setting takes its items as one comma-separated value, as on the command
+            // line.
+            toml::Value::Array(items) => vec![items
+                .iter()
+                .map(|i| match i {
+                    toml::Value::String(s) => Ok(s.clone()),
+                    other => Err(err(format!(
+                        "{}: {key}: expected a list of strings, found {other}",
+                        path.display()
+                    ))),
+                })
+                .collect::<Result<Vec<_>, _>>()?
+                .join(",")],
             toml::Value::Table(t) if key == "peers" => t
                 .into_iter()
                 .map(|(id, addr)| match addr {
@@ -499,6 +576,7 @@ mod tests {
         assert_eq!(conn.max_header_size, 64 << 10);
         assert_eq!(conn.max_headers, 100);
         assert_eq!(c.body_read_timeout, Duration::from_secs(60));
+        assert_eq!(c.admin_api, AdminApi::On);
     }
 
     #[test]
@@ -538,6 +616,43 @@ mod tests {
             let e = with(bad).unwrap_err();
             assert!(e.contains(expect), "{bad:?}: {e}");
         }
+    }
+
+    #[test]
+    fn admin_api_is_on_off_or_who_may_use_it() {
+        let base = ["--id", "1", "--peer", "1=127.0.0.1:8089"];
+        let with = |v: &str| load(&[&base[..], &["--admin-api", v]].concat());
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(with("OFF").unwrap().admin_api, AdminApi::Off);
+        assert!(!AdminApi::Off.admits(ip("127.0.0.1")));
+        let allow = with("127.0.0.1, 10.0.0.0/8,::1").unwrap().admin_api;
+        assert!(allow.admits(ip("127.0.0.1")));
+        assert!(allow.admits(ip("10.200.3.4")));
+        assert!(allow.admits(ip("::1")));
+        assert!(
+            allow.admits(ip("::ffff:10.1.1.1")),
+            "IPv4 through a dual-stack socket"
+        );
+        assert!(!allow.admits(ip("127.0.0.2")));
+        assert!(!allow.admits(ip("192.168.1.1")));
+        for bad in ["yes", "10.0.0.0/33", "127.0.0.1,localhost", ","] {
+            let e = with(bad).unwrap_err();
+            assert!(e.contains("admin_api"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_list_setting_may_be_an_array_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.toml");
+        std::fs::write(
+            &path,
+            "id = 1\nadmin_api = [\"127.0.0.1\", \"10.0.0.0/8\"]\n[peers]\n1 = \"127.0.0.1:8089\"\n",
+        )
+        .unwrap();
+        let c = load(&["--config", path.to_str().unwrap()]).unwrap();
+        let nets = ["127.0.0.1/32", "10.0.0.0/8"].map(|n| n.parse().unwrap());
+        assert_eq!(c.admin_api, AdminApi::From(nets.to_vec()));
     }
 
     #[test]

@@ -2,6 +2,8 @@
 
 use std::time::Duration;
 
+use base64::Engine as _;
+
 use crate::config::{MembersAction, MembersArgs};
 
 pub fn run(args: &MembersArgs) -> i32 {
@@ -16,7 +18,14 @@ pub fn run(args: &MembersArgs) -> i32 {
             ("DELETE", format!("/admin/members?id={id}"), String::new())
         }
     };
-    match request(&args.node, method, &path, &body) {
+    let credentials = args.username.as_deref().map(|user| {
+        let pair = format!("{user}:{}", args.password.as_deref().unwrap_or_default());
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(pair)
+        )
+    });
+    match request(&args.node, credentials.as_deref(), method, &path, &body) {
         Ok((status, text)) => {
             let pretty = serde_json::from_str::<serde_json::Value>(&text)
                 .map(|v| serde_json::to_string_pretty(&v).unwrap_or(text.clone()))
@@ -37,6 +46,7 @@ pub fn run(args: &MembersArgs) -> i32 {
 
 fn request(
     addr: &str,
+    authorization: Option<&str>,
     method: &str,
     path: &str,
     body: &str,
@@ -44,7 +54,10 @@ fn request(
     let agent = ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(30))
         .build();
-    let req = agent.request(method, &format!("http://{addr}{path}"));
+    let mut req = agent.request(method, &format!("http://{addr}{path}"));
+    if let Some(value) = authorization {
+        req = req.set("Authorization", value);
+    }
     let result = if body.is_empty() {
         req.call()
     } else {

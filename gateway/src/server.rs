@@ -119,6 +119,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             max_body_size: config.max_body_size(),
             body_read_timeout: config.body_read_timeout,
         },
+        admin_api: Arc::new(config.admin_api.clone()),
     };
     let served = http::Served {
         router: http::router(state),

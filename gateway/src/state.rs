@@ -12,6 +12,7 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
 use crate::auth::Auth;
+use crate::config::AdminApi;
 use crate::metrics::{Metrics, Snapshot};
 use crate::raft::transport::TransportStats;
 use crate::replicate::Replicator;
@@ -23,6 +24,8 @@ pub struct AppState {
     pub influxd: LocalInfluxd,
     pub node: NodeView,
     pub limits: Limits,
+    /// Who may use `/admin/members`.
+    pub admin_api: Arc<AdminApi>,
 }
 
 /// Request limits.

@@ -40,6 +40,7 @@ fn help_documents_every_setting() {
         "--body-read-timeout",
         "--max-header-size",
         "--max-headers",
+        "--admin-api",
         "--raft-tick",
         "--log-level",
     ] {
@@ -51,6 +52,10 @@ fn help_documents_every_setting() {
     let (code, help) = run(&["members", "--help"]);
     assert_eq!(code, 0, "{help}");
     assert!(help.contains("add") && help.contains("remove") && help.contains("list"));
+    assert!(
+        help.contains("--username") && help.contains("--password"),
+        "{help}"
+    );
 }
 
 #[test]

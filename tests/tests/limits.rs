@@ -1,13 +1,15 @@
 //! Hostile and slow clients on the API: thousands of idle connections, slowloris heads and
 //! bodies, connections past the cap and oversized heads leave a normal client served
-//! promptly; a slow body is refused and writes nothing.
+//! promptly; a slow body is refused and writes nothing; the admin API answers only whom it
+//! should.
 
 use std::io::{ErrorKind, Read, Write};
-use std::net::TcpStream;
+use std::net::{IpAddr, TcpStream};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
-use tests::cluster::API_PORT;
-use tests::raw::{self, closed_within, connect, exchange, read_answer, request};
+use tests::cluster::{gateway_binary, API_PORT};
+use tests::raw::{self, closed_within, connect, connect_from, exchange, read_answer, request};
 use tests::Cluster;
 
 /// Time any answer expected at once may take on a loaded test machine.
@@ -388,4 +390,109 @@ fn an_oversized_head_is_refused_with_431_and_the_node_keeps_serving() {
     let metrics = c.node(1).api().get("/metrics").unwrap().body;
     let refused = metric(&metrics, "gateway_api_cut_total{reason=\"head_too_large\"}");
     assert_eq!(refused, 3.0);
+}
+
+const ADMIN: (&str, &str) = ("gw-admin", "adm1n");
+
+/// `gateway members` against `addr`: its exit code and output.
+fn members_cli(addr: &str, extra: &[&str]) -> (i32, String) {
+    let out = Command::new(gateway_binary())
+        .args(["members", "--node", addr])
+        .args(extra)
+        .arg("list")
+        .env_remove("INFLUX_USERNAME")
+        .env_remove("INFLUX_PASSWORD")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn with_authentication_the_admin_api_needs_an_admin_user() {
+    let c = Cluster::start_with_auth(1, ADMIN);
+    let addr = api_addr(&c, 1);
+    let admin = c.node(1).api().with_auth(ADMIN.0, ADMIN.1);
+    admin.query_ok("", "CREATE USER writer WITH PASSWORD 'wpass'");
+    let writer = c.node(1).api().with_auth("writer", "wpass");
+
+    let r = c.node(1).api().get("/admin/members").unwrap();
+    assert_eq!(r.status, 401, "{}", r.body);
+    for (method, path) in [("GET", "/admin/members"), ("DELETE", "/admin/members?id=1")] {
+        let r = writer.send(method, path, &[], &[]).unwrap();
+        assert_eq!(r.status, 403, "{method} {path}: {}", r.body);
+        assert_eq!(
+            r.error(),
+            "writer not authorized to use the admin API, requires admin privilege"
+        );
+    }
+    let r = admin.get("/admin/members").unwrap();
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(r.json()["members"][0]["id"], 1, "{}", r.body);
+
+    let (code, out) = members_cli(&addr, &["--username", ADMIN.0, "--password", ADMIN.1]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("\"members\""), "{out}");
+    let (code, out) = members_cli(&addr, &["--username", "writer", "--password", "wpass"]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("requires admin privilege"), "{out}");
+}
+
+#[test]
+fn the_admin_api_can_be_turned_off() {
+    let c = Cluster::start_with(1, &["--admin-api", "off"]);
+    let api = c.node(1).api();
+    let add = br#"{"id": 9, "peer_addr": "127.0.0.9:8089"}"#;
+    for (method, body) in [("GET", &b""[..]), ("POST", add), ("DELETE", b"")] {
+        let path = if method == "DELETE" {
+            "/admin/members?id=1"
+        } else {
+            "/admin/members"
+        };
+        let r = api.send(method, path, &[], body).unwrap();
+        assert_eq!(r.status, 403, "{method}: {}", r.body);
+        assert_eq!(
+            r.error(),
+            "the admin API is disabled on this node (admin_api = off)"
+        );
+    }
+    let (code, out) = members_cli(&api_addr(&c, 1), &[]);
+    assert_eq!(code, 1, "{out}");
+    assert!(out.contains("disabled"), "{out}");
+    // Nothing else is: the membership is unchanged, the node serves.
+    let raft = api.get("/status").unwrap().json()["raft"].clone();
+    assert_eq!(raft["members"].as_array().map(Vec::len), Some(1), "{raft}");
+    assert_eq!(api.get("/ping").unwrap().status, 204);
+}
+
+#[test]
+fn the_admin_api_answers_only_listed_client_addresses() {
+    let c = Cluster::start_with(1, &["--admin-api", "127.0.0.0/16, ::1"]);
+    let addr = api_addr(&c, 1);
+    let inside: IpAddr = c.node(1).ip.parse().unwrap();
+    // Loopback too (all of 127.0.0.0/8 is), outside the list.
+    let outside: IpAddr = "127.1.0.1".parse().unwrap();
+    let list = request("GET /admin/members", &[], b"");
+
+    let a = exchange(&mut connect_from(inside, &addr), &list, ANSWER).unwrap();
+    assert_eq!(a.status, 200, "{a:?}");
+    let a = exchange(&mut connect_from(outside, &addr), &list, ANSWER).unwrap();
+    assert_eq!(a.status, 403, "{a:?}");
+    assert_eq!(
+        a.error(),
+        "the admin API does not accept requests from 127.1.0.1 (admin_api)"
+    );
+    let remove = request("DELETE /admin/members?id=1", &[], b"");
+    let a = exchange(&mut connect_from(outside, &addr), &remove, ANSWER).unwrap();
+    assert_eq!(a.status, 403, "{a:?}");
+    // The rest of the API serves that client; the CLI, from this host, works as it is.
+    let a = exchange(&mut connect_from(outside, &addr), &ping(), ANSWER).unwrap();
+    assert_eq!(a.status, 204, "{a:?}");
+    let (code, out) = members_cli(&addr, &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("\"members\""), "{out}");
 }

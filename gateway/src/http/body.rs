@@ -18,7 +18,7 @@ use hyper::body::{Frame, SizeHint};
 use hyper::header::{CONTENT_ENCODING, CONTENT_LENGTH};
 use hyper::{HeaderMap, StatusCode};
 use parking_lot::Mutex;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 use super::response::ApiError;
 
@@ -54,7 +54,10 @@ struct Tracked {
     rest: Rest,
     ended: bool,
     timeout: Duration,
-    deadline: Option<Pin<Box<Sleep>>>,
+    /// Set at the first read; the timer only once the body keeps the handler waiting, so a
+    /// body already at hand costs none.
+    due: Option<Instant>,
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl hyper::body::Body for Tracked {
@@ -65,25 +68,31 @@ impl hyper::body::Body for Tracked {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let timeout = self.timeout;
         let this = &mut *self;
         let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
-        let deadline = this
-            .deadline
-            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        let due = *this
+            .due
+            .get_or_insert_with(|| Instant::now() + this.timeout);
         match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(None) => {
                 this.ended = true;
                 Poll::Ready(None)
             }
-            Poll::Pending if deadline.as_mut().poll(cx).is_ready() => {
+            Poll::Pending => {
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+                if timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
                 // Dropping hyper's body makes it stop reading this request and close the
                 // connection after the answer.
                 this.inner = None;
                 this.rest.lock().timed_out = true;
-                Poll::Ready(Some(Err(axum::Error::new(BodyTimeout(timeout)))))
+                let e = BodyTimeout(this.timeout);
+                Poll::Ready(Some(Err(axum::Error::new(e))))
             }
             polled => polled,
         }
@@ -118,7 +127,8 @@ pub fn track(req: Request, timeout: Duration) -> (Request, Rest) {
             rest: rest.clone(),
             ended: false,
             timeout,
-            deadline: None,
+            due: None,
+            timer: None,
         })
     });
     (req, rest)

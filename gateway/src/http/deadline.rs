@@ -55,7 +55,8 @@ impl Missed {
 }
 
 /// What the service tells the stream: whether a request is in flight (from its head parsed
-/// to its answer sent), and what the stream tells the server: which deadline, if any, cut the connection.
+/// to its answer sent); and what the stream tells the server: the deadline, if any, for which
+/// it cut the connection.
 #[derive(Default)]
 pub struct Activity {
     in_flight: AtomicUsize,
@@ -110,8 +111,10 @@ pub struct Timed<S> {
     deadlines: Deadlines,
     waiting: Waiting,
     read_by: Pin<Box<Sleep>>,
-    /// Armed while a write cannot proceed (the client is not reading).
+    /// Made at the first write that cannot proceed (the client is not reading), and armed
+    /// again at each.
     write_by: Option<Pin<Box<Sleep>>>,
+    write_stalled: bool,
 }
 
 impl<S> Timed<S> {
@@ -124,6 +127,7 @@ impl<S> Timed<S> {
             waiting: Waiting::Head,
             read_by: Box::pin(sleep(deadlines.header)),
             write_by: None,
+            write_stalled: false,
         }
     }
 
@@ -144,11 +148,17 @@ impl<S> Timed<S> {
         polled: Poll<io::Result<T>>,
     ) -> Poll<io::Result<T>> {
         if polled.is_ready() {
-            self.write_by = None;
+            self.write_stalled = false;
             return polled;
         }
-        let idle = self.deadlines.idle;
-        let by = self.write_by.get_or_insert_with(|| Box::pin(sleep(idle)));
+        let due = Instant::now() + self.deadlines.idle;
+        let by = self
+            .write_by
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+        if !self.write_stalled {
+            self.write_stalled = true;
+            by.as_mut().reset(due);
+        }
         match by.as_mut().poll(cx) {
             Poll::Ready(()) => Poll::Ready(Err(self.cut(Missed::Write))),
             Poll::Pending => Poll::Pending,
@@ -325,6 +335,23 @@ mod tests {
         let e = reading.await.unwrap();
         assert_eq!(activity.missed(), Some(Missed::Idle), "{e}");
         assert_eq!(answered.elapsed().as_secs(), D.idle.as_secs());
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_client_reading_slowly_but_steadily_is_not_cut() {
+        let activity = Arc::new(Activity::default());
+        let (mut server, mut client) = timed(&activity);
+        let reading = tokio::spawn(async move {
+            let mut got = 0;
+            let mut buf = [0u8; 64];
+            while got < 1024 {
+                tokio::time::sleep(D.idle / 2).await;
+                got += client.read(&mut buf).await.unwrap();
+            }
+        });
+        server.write_all(&[0u8; 1024]).await.unwrap();
+        reading.await.unwrap();
+        assert_eq!(activity.missed(), None);
     }
 
     #[tokio::test(start_paused = true)]

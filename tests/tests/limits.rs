@@ -145,14 +145,25 @@ fn idle_and_slowloris_connections_do_not_stop_a_normal_client() {
     let addr = api_addr(&c, 1);
 
     // Idle keep-alive connections, as a large pool of clients leaves them: each was served
-    // one request, then stays silent.
-    let mut idle: Vec<TcpStream> = (0..IDLE).map(|_| connect(&addr)).collect();
-    for s in &mut idle {
-        s.write_all(&ping()).unwrap();
-    }
-    for (i, s) in idle.iter_mut().enumerate() {
-        let a = read_answer(s, ANSWER).unwrap_or_else(|e| panic!("idle connection {i}: {e}"));
-        assert_eq!(a.status, 204, "idle connection {i}: {a:?}");
+    // one request, then stays silent. They are opened in batches, each answered before the
+    // next, so that none waits in an overflowing listen backlog (where the kernel drops
+    // packets and the client's retransmissions back off for seconds).
+    let mut idle: Vec<TcpStream> = Vec::with_capacity(IDLE);
+    while idle.len() < IDLE {
+        let batch: Vec<TcpStream> = (0..200)
+            .map(|_| {
+                let mut s = connect(&addr);
+                s.write_all(&ping()).unwrap();
+                s
+            })
+            .collect();
+        for mut s in batch {
+            let i = idle.len();
+            let a =
+                read_answer(&mut s, ANSWER).unwrap_or_else(|e| panic!("idle connection {i}: {e}"));
+            assert_eq!(a.status, 204, "idle connection {i}: {a:?}");
+            idle.push(s);
+        }
     }
 
     // Slowloris: heads trickled a byte at a time, and whole heads whose body is trickled.

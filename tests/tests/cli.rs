@@ -100,6 +100,28 @@ fn bad_configurations_fail_before_listening() {
             ],
             "soon",
         ),
+        (
+            vec![
+                "--id",
+                "1",
+                "--peer",
+                "1=127.0.0.1:8089",
+                "--max-connections",
+                "0",
+            ],
+            "max_connections must be more than 0",
+        ),
+        (
+            vec![
+                "--id",
+                "1",
+                "--peer",
+                "1=127.0.0.1:8089",
+                "--admin-api",
+                "10.0.0.0/8,everyone",
+            ],
+            "\"everyone\" is not an address or a network",
+        ),
     ] {
         let mut args = args.clone();
         args.extend(["--data-dir", &data]);

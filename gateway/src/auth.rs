@@ -73,6 +73,8 @@ pub enum Need<'a> {
     Write(&'a str),
     /// State-changing statements: influxd requires an admin for nearly all of them.
     Admin,
+    /// The cluster's membership (`/admin/members`).
+    Membership,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -127,7 +129,7 @@ impl Auth {
         let allowed = account.admin
             || match need {
                 Need::Write(db) => account.writable.iter().any(|d| d == db),
-                Need::Admin => false,
+                Need::Admin | Need::Membership => false,
             };
         if allowed {
             return Ok(());
@@ -138,6 +140,10 @@ impl Auth {
                 }
                 Need::Admin => format!(
                     "error authorizing query: {} not authorized to execute state-changing statements through the gateway, requires admin privilege",
+                    creds.user
+                ),
+                Need::Membership => format!(
+                    "{} not authorized to use the admin API, requires admin privilege",
                     creds.user
                 ),
         }))

@@ -1,6 +1,6 @@
 //! Configuration: each setting is declared once, as a command-line flag of [`Config`]; a TOML
-//! file (`--config`) supplies values under the same names, with underscores, and flags
-//! override it. Everything is validated before anything listens, so a bad configuration is a
+//! file (`--config`) supplies values under the same names, with underscores (a list as an
+//! array or a comma-separated string), and flags override it. Everything is validated before anything listens, so a bad configuration is a
 //! clear error and a non-zero exit.
 //!
 //! The file is read as the flags' defaults: clap then parses file values exactly as it parses
@@ -8,12 +8,13 @@
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use bytesize::ByteSize;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use ipnet::IpNet;
 
 #[derive(Debug, Parser)]
 #[command(
@@ -180,6 +181,38 @@ pub struct Config {
     /// Largest accepted request body, also after gzip decompression (influxd's default).
     #[arg(long, default_value = "25MB")]
     pub max_body_size: ByteSize,
+    /// Most API connections served at once. Over it, new connections wait in the listen
+    /// backlog until one closes; those open keep being served. The open-files limit is
+    /// raised to its hard limit at start, so that this cap is what binds.
+    #[arg(long, default_value_t = 10_000)]
+    pub max_connections: usize,
+    /// A request's line and headers must arrive within this time of its first byte, and a
+    /// new connection's first request within this time of the connection: a client
+    /// trickling its headers is cut off.
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    pub header_read_timeout: Duration,
+    /// A keep-alive connection silent this long between requests is closed; so is one whose
+    /// client stops reading an answer for this long.
+    #[arg(long, default_value = "2m", value_parser = humantime::parse_duration)]
+    pub idle_timeout: Duration,
+    /// The longest a request body may take to arrive, from the handler's first read of it to
+    /// its last byte; slower, the request fails with 408 and nothing of it is written. Raise
+    /// it for large bodies over slow links.
+    #[arg(long, default_value = "1m", value_parser = humantime::parse_duration)]
+    pub body_read_timeout: Duration,
+    /// Largest request head, the request line and every header together; larger gets 431.
+    /// A longer query than fits in the URL can be sent as a POST form body.
+    #[arg(long, default_value = "64KiB")]
+    pub max_header_size: ByteSize,
+    /// Most headers in one request; more gets 431.
+    #[arg(long, default_value_t = 100)]
+    pub max_headers: usize,
+    /// Who may use /admin/members, which changes the cluster's membership: `on` (any
+    /// client), `off` (nobody: 403), or the client addresses and networks allowed, separated
+    /// by commas (`127.0.0.1,10.0.0.0/8`; in the file also a list). With --auth-enabled it
+    /// also needs an admin user.
+    #[arg(long, default_value = "on", value_parser = parse_admin_api)]
+    pub admin_api: AdminApi,
     /// Raft tick interval; elections time out after 10 to 20 ticks.
     #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
     pub raft_tick: Duration,
@@ -205,6 +238,57 @@ fn parse_retention(s: &str) -> Result<Retention, ConfigError> {
         })
 }
 
+/// Who may use the admin API, by the client's address.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AdminApi {
+    On,
+    Off,
+    /// Clients from these addresses and networks only.
+    From(Vec<IpNet>),
+}
+
+impl AdminApi {
+    /// Whether a client at `ip` may use the admin API (authentication aside).
+    pub fn admits(&self, ip: IpAddr) -> bool {
+        // A dual-stack listener sees IPv4 clients as ::ffff:a.b.c.d.
+        let ip = ip.to_canonical();
+        match self {
+            AdminApi::On => true,
+            AdminApi::Off => false,
+            AdminApi::From(nets) => nets.iter().any(|n| n.contains(&ip)),
+        }
+    }
+}
+
+fn parse_admin_api(s: &str) -> Result<AdminApi, ConfigError> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "on" => return Ok(AdminApi::On),
+        "off" => return Ok(AdminApi::Off),
+        _ => {}
+    }
+    let nets = s
+        .split(',')
+        .map(str::trim)
+        .filter(|n| !n.is_empty())
+        .map(|n| {
+            n.parse::<IpNet>()
+                .or_else(|_| n.parse::<IpAddr>().map(IpNet::from))
+                .map_err(|_| {
+                    err(format!(
+                        "admin_api {s:?}: {n:?} is not an address or a network (ADDRESS/BITS); \
+                         expected on, off or a list of them"
+                    ))
+                })
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    if nets.is_empty() {
+        return Err(err(format!(
+            "admin_api {s:?}: expected on, off or a list of addresses and networks"
+        )));
+    }
+    Ok(AdminApi::From(nets))
+}
+
 fn parse_peer(s: &str) -> Result<(u64, String), ConfigError> {
     let (id, addr) = s
         .split_once('=')
@@ -215,6 +299,12 @@ fn parse_peer(s: &str) -> Result<(u64, String), ConfigError> {
         .map_err(|_| err(format!("peer id {id:?} is not a positive integer")))?;
     Ok((id, addr.trim().to_owned()))
 }
+
+/// Bounds of `max_header_size`: a request line with its `Host` header, and far more than any
+/// client sends (every connection may buffer this much).
+const MIN_HEADER_SIZE: u64 = 1 << 10;
+const MAX_HEADER_SIZE: u64 = 16 << 20;
+const MAX_HEADERS: usize = 10_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -271,6 +361,19 @@ fn read_file(path: &Path) -> Result<Vec<(String, Vec<String>)>, ConfigError> {
             toml::Value::Integer(i) => vec![i.to_string()],
             toml::Value::Float(f) => vec![f.to_string()],
             toml::Value::Boolean(b) => vec![b.to_string()],
+            // A list setting takes its items as one comma-separated value, as on the command
+            // line.
+            toml::Value::Array(items) => vec![items
+                .iter()
+                .map(|i| match i {
+                    toml::Value::String(s) => Ok(s.clone()),
+                    other => Err(err(format!(
+                        "{}: {key}: expected a list of strings, found {other}",
+                        path.display()
+                    ))),
+                })
+                .collect::<Result<Vec<_>, _>>()?
+                .join(",")],
             toml::Value::Table(t) if key == "peers" => t
                 .into_iter()
                 .map(|(id, addr)| match addr {
@@ -401,6 +504,31 @@ impl Config {
         if self.max_body_size.as_u64() == 0 {
             return Err(err("max_body_size must be more than 0"));
         }
+        if self.max_connections == 0 {
+            return Err(err("max_connections must be more than 0"));
+        }
+        for (name, d) in [
+            ("header_read_timeout", self.header_read_timeout),
+            ("idle_timeout", self.idle_timeout),
+            ("body_read_timeout", self.body_read_timeout),
+        ] {
+            if d.is_zero() {
+                return Err(err(format!("{name} must be more than 0")));
+            }
+        }
+        let head = self.max_header_size.as_u64();
+        if !(MIN_HEADER_SIZE..=MAX_HEADER_SIZE).contains(&head) {
+            return Err(err(format!(
+                "max_header_size must be between {} and {}",
+                ByteSize(MIN_HEADER_SIZE),
+                ByteSize(MAX_HEADER_SIZE)
+            )));
+        }
+        if !(1..=MAX_HEADERS).contains(&self.max_headers) {
+            return Err(err(format!(
+                "max_headers must be between 1 and {MAX_HEADERS}"
+            )));
+        }
         Ok(self)
     }
 
@@ -454,6 +582,17 @@ impl Config {
 
     pub fn max_body_size(&self) -> usize {
         self.max_body_size.as_u64() as usize
+    }
+
+    /// The bounds every API connection is served within.
+    pub fn connection_limits(&self) -> crate::http::ConnLimits {
+        crate::http::ConnLimits {
+            max_connections: self.max_connections,
+            header_read_timeout: self.header_read_timeout,
+            idle_timeout: self.idle_timeout,
+            max_header_size: self.max_header_size.as_u64() as usize,
+            max_headers: self.max_headers,
+        }
     }
 
     /// The log retention and size cap, `None` where unbounded.
@@ -514,6 +653,90 @@ mod tests {
         let policy = c.trim_policy();
         assert_eq!(policy.retention, Some(Duration::from_secs(86_400)));
         assert_eq!(policy.max_size, Some(10 << 30));
+        let conn = c.connection_limits();
+        assert_eq!(conn.max_connections, 10_000);
+        assert_eq!(conn.header_read_timeout, Duration::from_secs(10));
+        assert_eq!(conn.idle_timeout, Duration::from_secs(120));
+        assert_eq!(conn.max_header_size, 64 << 10);
+        assert_eq!(conn.max_headers, 100);
+        assert_eq!(c.body_read_timeout, Duration::from_secs(60));
+        assert_eq!(c.admin_api, AdminApi::On);
+    }
+
+    #[test]
+    fn connection_limits_are_checked() {
+        let base = ["--id", "1", "--peer", "1=127.0.0.1:8089"];
+        let with = |extra: &[&str]| load(&[&base[..], extra].concat());
+        let c = with(&[
+            "--max-connections",
+            "16",
+            "--header-read-timeout",
+            "2s",
+            "--idle-timeout",
+            "30s",
+            "--body-read-timeout",
+            "5m",
+            "--max-header-size",
+            "8KiB",
+            "--max-headers",
+            "20",
+        ])
+        .unwrap();
+        let conn = c.connection_limits();
+        assert_eq!(conn.max_connections, 16);
+        assert_eq!(conn.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(conn.idle_timeout, Duration::from_secs(30));
+        assert_eq!(c.body_read_timeout, Duration::from_secs(300));
+        assert_eq!((conn.max_header_size, conn.max_headers), (8 << 10, 20));
+        for (bad, expect) in [
+            (&["--max-connections", "0"][..], "max_connections"),
+            (&["--header-read-timeout", "0s"], "header_read_timeout"),
+            (&["--idle-timeout", "0s"], "idle_timeout"),
+            (&["--body-read-timeout", "0s"], "body_read_timeout"),
+            (&["--max-header-size", "100B"], "max_header_size"),
+            (&["--max-header-size", "1GiB"], "max_header_size"),
+            (&["--max-headers", "0"], "max_headers"),
+        ] {
+            let e = with(bad).unwrap_err();
+            assert!(e.contains(expect), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn admin_api_is_on_off_or_who_may_use_it() {
+        let base = ["--id", "1", "--peer", "1=127.0.0.1:8089"];
+        let with = |v: &str| load(&[&base[..], &["--admin-api", v]].concat());
+        let ip = |s: &str| s.parse::<IpAddr>().unwrap();
+        assert_eq!(with("OFF").unwrap().admin_api, AdminApi::Off);
+        assert!(!AdminApi::Off.admits(ip("127.0.0.1")));
+        let allow = with("127.0.0.1, 10.0.0.0/8,::1").unwrap().admin_api;
+        assert!(allow.admits(ip("127.0.0.1")));
+        assert!(allow.admits(ip("10.200.3.4")));
+        assert!(allow.admits(ip("::1")));
+        assert!(
+            allow.admits(ip("::ffff:10.1.1.1")),
+            "IPv4 through a dual-stack socket"
+        );
+        assert!(!allow.admits(ip("127.0.0.2")));
+        assert!(!allow.admits(ip("192.168.1.1")));
+        for bad in ["yes", "10.0.0.0/33", "127.0.0.1,localhost", ","] {
+            let e = with(bad).unwrap_err();
+            assert!(e.contains("admin_api"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
+    fn a_list_setting_may_be_an_array_in_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("g.toml");
+        std::fs::write(
+            &path,
+            "id = 1\nadmin_api = [\"127.0.0.1\", \"10.0.0.0/8\"]\n[peers]\n1 = \"127.0.0.1:8089\"\n",
+        )
+        .unwrap();
+        let c = load(&["--config", path.to_str().unwrap()]).unwrap();
+        let nets = ["127.0.0.1/32", "10.0.0.0/8"].map(|n| n.parse().unwrap());
+        assert_eq!(c.admin_api, AdminApi::From(nets.to_vec()));
     }
 
     #[test]

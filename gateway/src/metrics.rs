@@ -29,6 +29,14 @@ pub struct Metrics {
     pub responses: IntCounterVec,
     pub points_written: IntCounter,
     pub write_seconds: Histogram,
+    /// API connections open now, and the cap on them.
+    pub api_connections: IntGauge,
+    pub api_connections_max: IntGauge,
+    pub api_accepted: IntCounter,
+    /// Accepts that found every slot taken and waited for a connection to close.
+    pub api_cap_waits: IntCounter,
+    /// Connections and requests cut off, by reason (a deadline passed, a head too large).
+    pub api_cuts: IntCounterVec,
     gauges: Gauges,
 }
 
@@ -108,11 +116,45 @@ impl Metrics {
             ]),
         )
         .expect("valid metric");
+        let api_connections = IntGauge::new(
+            "gateway_api_connections",
+            "API connections open (each holds a slot of max_connections)",
+        )
+        .expect("valid metric");
+        let api_connections_max = IntGauge::new(
+            "gateway_api_connections_max",
+            "The cap on API connections open at once (max_connections)",
+        )
+        .expect("valid metric");
+        let api_accepted = IntCounter::new(
+            "gateway_api_connections_accepted_total",
+            "API connections accepted",
+        )
+        .expect("valid metric");
+        let api_cap_waits = IntCounter::new(
+            "gateway_api_connections_cap_waits_total",
+            "Times accepting waited for a connection to close, at max_connections",
+        )
+        .expect("valid metric");
+        let api_cuts = IntCounterVec::new(
+            Opts::new(
+                "gateway_api_cut_total",
+                "API connections or requests cut off: header_timeout, idle_timeout, \
+                 write_timeout, body_timeout, head_too_large, tls_handshake (failed or timed out)",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(responses.clone()),
             Box::new(points_written.clone()),
             Box::new(write_seconds.clone()),
+            Box::new(api_connections.clone()),
+            Box::new(api_connections_max.clone()),
+            Box::new(api_accepted.clone()),
+            Box::new(api_cap_waits.clone()),
+            Box::new(api_cuts.clone()),
         ] {
             registry.register(c).expect("unique metric");
         }
@@ -264,6 +306,11 @@ impl Metrics {
             responses,
             points_written,
             write_seconds,
+            api_connections,
+            api_connections_max,
+            api_accepted,
+            api_cap_waits,
+            api_cuts,
             gauges,
         }
     }

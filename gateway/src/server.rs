@@ -52,6 +52,16 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         path: data_dir.clone(),
         source,
     })?;
+    let open_files = raise_open_files_limit();
+    if open_files.is_some_and(|n| n < config.max_connections as u64 + FDS_BESIDES_API) {
+        tracing::warn!(
+            open_files,
+            max_connections = config.max_connections,
+            "the open-files limit binds before max_connections: past it, connections are not \
+             accepted and the log may fail to open files; raise the hard limit (ulimit -Hn, \
+             LimitNOFILE=) or lower max_connections"
+        );
+    }
     let log = HybridLog::open(data_dir.join("raft-log"), config.memory_budget())?;
     let security = Arc::new(match &peer_tls {
         Some(tls) => PeerSecurity::Tls(tls.clone()),
@@ -116,6 +126,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     tokio::spawn(progress.follow(applied.clone()));
 
     let replicator = Replicator::new(raft.handle, pending, applied, config.write_timeout);
+    let metrics = Arc::new(Metrics::new());
     let state = AppState {
         replicator: replicator.clone(),
         auth: Arc::new(auth),
@@ -126,19 +137,56 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             log: log.clone(),
             memory_budget: config.memory_budget(),
             peers: raft.peers,
-            metrics: Arc::new(Metrics::new()),
+            metrics: metrics.clone(),
         },
         limits: Limits {
             max_body_size: config.max_body_size(),
+            body_read_timeout: config.body_read_timeout,
         },
+        admin_api: Arc::new(config.admin_api.clone()),
+    };
+    let served = http::Served {
+        router: http::router(state),
+        limits: config.connection_limits(),
+        metrics,
+        tls: api_tls,
     };
     tracing::info!(id = config.node_id(), api = %config.listen, peers = %config.peer_listen(),
-        influxd = %config.influxd_url, log = %log.path().display(), "gateway started");
+        influxd = %config.influxd_url, log = %log.path().display(),
+        max_connections = config.max_connections, open_files, "gateway started");
     tokio::select! {
-        _ = http::serve(api, api_tls, http::router(state)) => {}
+        _ = http::serve(api, served) => {}
         _ = shutdown_signal() => tracing::info!("shutting down"),
     }
     Ok(())
+}
+
+/// File descriptors the node needs besides its API connections: the log's RocksDB files,
+/// peer links, connections to influxd, seeds.
+const FDS_BESIDES_API: u64 = 1024;
+
+/// Raises the soft limit on open files to the hard limit, so that `max_connections` rather
+/// than a distribution's default soft limit (often 1024) is what bounds API connections.
+/// Returns the limit now in force, if it could be read.
+fn raise_open_files_limit() -> Option<u64> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok(limits) => limits,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read the open-files limit");
+            return None;
+        }
+    };
+    if soft >= hard {
+        return Some(soft);
+    }
+    match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+        Ok(()) => Some(hard),
+        Err(e) => {
+            tracing::warn!(error = %e, soft, hard, "cannot raise the open-files limit");
+            Some(soft)
+        }
+    }
 }
 
 async fn bind(what: &'static str, addr: SocketAddr) -> Result<TcpListener, StartError> {

@@ -2,6 +2,7 @@
 //! (axum's `FromRef`), and none of them reaches into the whole.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::extract::FromRef;
 use bytes::Bytes;
@@ -11,6 +12,7 @@ use hyper_util::client::legacy::{connect::HttpConnector, Client};
 use hyper_util::rt::TokioExecutor;
 
 use crate::auth::Auth;
+use crate::config::AdminApi;
 use crate::metrics::{Metrics, Snapshot};
 use crate::raft::transport::TransportStats;
 use crate::replicate::Replicator;
@@ -22,6 +24,8 @@ pub struct AppState {
     pub influxd: LocalInfluxd,
     pub node: NodeView,
     pub limits: Limits,
+    /// Who may use `/admin/members`.
+    pub admin_api: Arc<AdminApi>,
 }
 
 /// Request limits.
@@ -29,6 +33,8 @@ pub struct AppState {
 pub struct Limits {
     /// Largest body, also after gzip decompression.
     pub max_body_size: usize,
+    /// The longest a body may take to arrive, from the handler's first read.
+    pub body_read_timeout: Duration,
 }
 
 /// The local influxd, for passing reads through to it.

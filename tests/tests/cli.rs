@@ -34,6 +34,13 @@ fn help_documents_every_setting() {
         "--memory-budget",
         "--write-timeout",
         "--max-body-size",
+        "--max-connections",
+        "--header-read-timeout",
+        "--idle-timeout",
+        "--body-read-timeout",
+        "--max-header-size",
+        "--max-headers",
+        "--admin-api",
         "--raft-tick",
         "--log-level",
         "--https-certificate",
@@ -51,6 +58,10 @@ fn help_documents_every_setting() {
     let (code, help) = run(&["members", "--help"]);
     assert_eq!(code, 0, "{help}");
     assert!(help.contains("add") && help.contains("remove") && help.contains("list"));
+    assert!(
+        help.contains("--username") && help.contains("--password"),
+        "{help}"
+    );
 }
 
 #[test]
@@ -95,9 +106,32 @@ fn bad_configurations_fail_before_listening() {
             ],
             "soon",
         ),
+        (
+            vec![
+                "--id",
+                "1",
+                "--peer",
+                "1=127.0.0.1:8089",
+                "--max-connections",
+                "0",
+            ],
+            "max_connections must be more than 0",
+        ),
+        (
+            vec![
+                "--id",
+                "1",
+                "--peer",
+                "1=127.0.0.1:8089",
+                "--admin-api",
+                "10.0.0.0/8,everyone",
+            ],
+            "\"everyone\" is not an address or a network",
+        ),
     ] {
         let mut args = args.clone();
-        args.extend(["--data-dir", &data]);
+        // Peer links are settled, so that each case fails on its own setting.
+        args.extend(["--data-dir", &data, "--peer-plaintext"]);
         let (code, text) = run(&args);
         assert_ne!(code, 0, "{args:?} was accepted");
         assert!(

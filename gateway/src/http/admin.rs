@@ -1,22 +1,27 @@
 //! `/admin/members`: the cluster's membership. GET lists it; POST `{"id", "peer_addr"}` adds
 //! a node as a learner (promoted to voter once caught up); DELETE `?id=N` removes one.
 //! Changes are proposed to Raft; the answer comes once the change is committed and applied.
+//!
+//! Who may use it: clients `admin_api` admits by address (checked first, so a client from
+//! elsewhere learns nothing of the credentials), and with authentication an admin user.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
+use axum::extract::{ConnectInfo, Request, State};
 use axum::response::IntoResponse;
-use http_body_util::BodyExt;
 use hyper::{Method, StatusCode};
 use raft::prelude::{ConfChange, ConfChangeType};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::body::params;
+use super::body::{self, params};
 use super::response::{error, json, ApiError, Resp};
 use crate::auth::{Auth, Need};
+use crate::config::AdminApi;
 use crate::raft::RaftStatus;
 use crate::replicate::Replicator;
+use crate::state::Limits;
 
 #[derive(Deserialize)]
 struct AddMember {
@@ -24,13 +29,21 @@ struct AddMember {
     peer_addr: String,
 }
 
+/// A membership change is a small JSON object.
+const MAX_BODY: usize = 64 << 10;
+
 pub async fn members(
     State(replicator): State<Replicator>,
     State(auth): State<Arc<Auth>>,
+    State(admin_api): State<Arc<AdminApi>>,
+    State(limits): State<Limits>,
     req: Request,
 ) -> Resp {
+    if let Err(e) = admitted(&admin_api, &req) {
+        return e.into_response();
+    }
     if let Err(e) = auth
-        .check(req.headers(), &params(req.uri().query()), Need::Admin)
+        .check(req.headers(), &params(req.uri().query()), Need::Membership)
         .await
     {
         return ApiError::from(e).into_response();
@@ -38,9 +51,11 @@ pub async fn members(
     match *req.method() {
         Method::GET => list(&replicator),
         Method::POST => {
-            let body = match req.into_body().collect().await {
-                Ok(b) => b.to_bytes(),
-                Err(e) => return error(StatusCode::BAD_REQUEST, e.to_string()),
+            let (parts, incoming) = req.into_parts();
+            let max = MAX_BODY.min(limits.max_body_size);
+            let body = match body::read(&parts.headers, incoming, max).await {
+                Ok(b) => b,
+                Err(e) => return e.into_response(),
             };
             let add: AddMember = match serde_json::from_slice(&body) {
                 Ok(a) => a,
@@ -98,6 +113,33 @@ pub async fn members(
             .await
         }
         _ => error(StatusCode::METHOD_NOT_ALLOWED, "use GET, POST or DELETE"),
+    }
+}
+
+/// Refuses a client `admin_api` does not admit, by the address it connected from.
+fn admitted(admin_api: &AdminApi, req: &Request) -> Result<(), ApiError> {
+    let remote = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip());
+    match (admin_api, remote) {
+        (AdminApi::On, _) => Ok(()),
+        (AdminApi::Off, _) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "the admin API is disabled on this node (admin_api = off)",
+        )),
+        (_, Some(ip)) if admin_api.admits(ip) => Ok(()),
+        (_, Some(ip)) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!(
+                "the admin API does not accept requests from {} (admin_api)",
+                ip.to_canonical()
+            ),
+        )),
+        (_, None) => Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "the admin API cannot tell where this request comes from",
+        )),
     }
 }
 

@@ -1,7 +1,9 @@
-//! Request bodies and query parameters, with influxd's limits and errors; and the lingering
-//! read that lets a client whose request was refused early see the answer.
+//! Request bodies and query parameters, with influxd's limits and errors; the deadline on a
+//! body's arrival; and the lingering read that lets a client whose request was refused early
+//! see the answer.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::io::Read;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -16,6 +18,7 @@ use hyper::body::{Frame, SizeHint};
 use hyper::header::{CONTENT_ENCODING, CONTENT_LENGTH};
 use hyper::{HeaderMap, StatusCode};
 use parking_lot::Mutex;
+use tokio::time::{Instant, Sleep};
 
 use super::response::ApiError;
 
@@ -28,14 +31,33 @@ const DRAIN_LIMIT: usize = 64 << 20;
 const DRAIN_TIME: Duration = Duration::from_secs(10);
 
 /// What a handler left of its request body.
-pub type Rest = Arc<Mutex<Option<Body>>>;
+pub type Rest = Arc<Mutex<Leftover>>;
 
-/// A request body that, dropped before its end (the handler answered without reading it, or
-/// stopped at the size limit), leaves the rest in [`Rest`] to be drained.
+#[derive(Default)]
+pub struct Leftover {
+    body: Option<Body>,
+    /// The body did not arrive in time: its rest is not worth waiting for.
+    timed_out: bool,
+}
+
+/// The request body did not arrive within `body_read_timeout`.
+#[derive(Debug, thiserror::Error)]
+#[error("request body not received within {} (body_read_timeout)", humantime::format_duration(*.0))]
+pub struct BodyTimeout(pub Duration);
+
+/// A request body that must arrive within a deadline from the handler's first read of it
+/// (so time the handler spends before reading is not the client's), and that, dropped before
+/// its end (the handler answered without reading it, or stopped at the size limit), leaves
+/// the rest in [`Rest`] to be drained.
 struct Tracked {
     inner: Option<Body>,
     rest: Rest,
     ended: bool,
+    timeout: Duration,
+    /// Set at the first read; the timer only once the body keeps the handler waiting, so a
+    /// body already at hand costs none.
+    due: Option<Instant>,
+    timer: Option<Pin<Box<Sleep>>>,
 }
 
 impl hyper::body::Body for Tracked {
@@ -46,14 +68,34 @@ impl hyper::body::Body for Tracked {
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        let Some(inner) = self.inner.as_mut() else {
+        let this = &mut *self;
+        let Some(inner) = this.inner.as_mut() else {
             return Poll::Ready(None);
         };
-        let polled = Pin::new(inner).poll_frame(cx);
-        if let Poll::Ready(None) = polled {
-            self.ended = true;
+        let due = *this
+            .due
+            .get_or_insert_with(|| Instant::now() + this.timeout);
+        match Pin::new(inner).poll_frame(cx) {
+            Poll::Ready(None) => {
+                this.ended = true;
+                Poll::Ready(None)
+            }
+            Poll::Pending => {
+                let timer = this
+                    .timer
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+                if timer.as_mut().poll(cx).is_pending() {
+                    return Poll::Pending;
+                }
+                // Dropping hyper's body makes it stop reading this request and close the
+                // connection after the answer.
+                this.inner = None;
+                this.rest.lock().timed_out = true;
+                let e = BodyTimeout(this.timeout);
+                Poll::Ready(Some(Err(axum::Error::new(e))))
+            }
+            polled => polled,
         }
-        polled
     }
 
     fn is_end_stream(&self) -> bool {
@@ -70,32 +112,54 @@ impl hyper::body::Body for Tracked {
 impl Drop for Tracked {
     fn drop(&mut self) {
         if !self.ended {
-            *self.rest.lock() = self.inner.take();
+            self.rest.lock().body = self.inner.take();
         }
     }
 }
 
-/// Gives the request a body whose unread rest can be drained after the handler answered.
-pub fn track(req: Request) -> (Request, Rest) {
+/// Gives the request a body that must arrive within `timeout` of the handler's first read,
+/// and whose unread rest can be drained after the handler answered.
+pub fn track(req: Request, timeout: Duration) -> (Request, Rest) {
     let rest = Rest::default();
     let req = req.map(|body| {
         Body::new(Tracked {
             inner: Some(body),
             rest: rest.clone(),
             ended: false,
+            timeout,
+            due: None,
+            timer: None,
         })
     });
     (req, rest)
 }
 
+/// What became of the rest of a request body.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Drained {
+    /// Read to its end (or there was none): the connection can serve another request.
+    Clean,
+    /// Too much, or too slow: the connection must be closed after the answer.
+    GaveUp,
+    /// The body missed its deadline: the connection must be closed after the answer.
+    TimedOut,
+}
+
 /// Reads and discards what the handler left of the body, within [`DRAIN_LIMIT`] and
-/// [`DRAIN_TIME`]. A client sends its whole request before it reads the answer: closing the
-/// connection under a client still sending makes its kernel reset the connection, and the
-/// answer (a 413, an early 400 or 503) is lost with it. Returns false when the limits ran
-/// out first: the connection must then be closed after the answer.
-pub async fn drain(rest: Rest) -> bool {
-    let Some(mut body) = rest.lock().take() else {
-        return true;
+/// [`DRAIN_TIME`] (or `timeout`, the body's own deadline, if shorter). A client sends its
+/// whole request before it reads the answer: closing the connection under a client still
+/// sending makes its kernel reset the connection, and the answer (a 413, an early 400 or
+/// 503) is lost with it. A body that already missed its deadline is not waited for again.
+pub async fn drain(rest: Rest, timeout: Duration) -> Drained {
+    let (body, timed_out) = {
+        let mut left = rest.lock();
+        (left.body.take(), left.timed_out)
+    };
+    if timed_out {
+        return Drained::TimedOut;
+    }
+    let Some(mut body) = body else {
+        return Drained::Clean;
     };
     let mut seen = 0usize;
     let reading = async {
@@ -108,9 +172,10 @@ pub async fn drain(rest: Rest) -> bool {
         }
         true
     };
-    tokio::time::timeout(DRAIN_TIME, reading)
-        .await
-        .unwrap_or(false)
+    match tokio::time::timeout(DRAIN_TIME.min(timeout), reading).await {
+        Ok(true) => Drained::Clean,
+        _ => Drained::GaveUp,
+    }
 }
 
 /// Reads the whole body, refusing more than `max` bytes before and after gzip decompression:
@@ -124,10 +189,12 @@ pub async fn read(headers: &HeaderMap, mut body: Body, max: usize) -> Result<Byt
     let mut seen = 0usize;
     while let Some(frame) = body.frame().await {
         let frame = frame.map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                format!("reading the request body: {e}"),
-            )
+            let status = if timed_out(&e) {
+                StatusCode::REQUEST_TIMEOUT
+            } else {
+                StatusCode::BAD_REQUEST
+            };
+            ApiError::new(status, format!("reading the request body: {e}"))
         })?;
         let Ok(data) = frame.into_data() else {
             continue; // trailers
@@ -149,6 +216,11 @@ pub async fn read(headers: &HeaderMap, mut body: Body, max: usize) -> Result<Byt
         return Ok(raw);
     }
     gunzip(&raw, max)
+}
+
+/// Whether a body's error is its deadline, however many layers of body wrap it.
+fn timed_out(e: &(dyn std::error::Error + 'static)) -> bool {
+    std::iter::successors(Some(e), |e| e.source()).any(|e| e.is::<BodyTimeout>())
 }
 
 /// Decompresses a gzip body (several concatenated members allowed, as Go's reader does).
@@ -235,6 +307,41 @@ mod tests {
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
         let e = gunzip(b"not gzip at all", 1000).unwrap_err();
         assert_eq!(e.status, StatusCode::BAD_REQUEST);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_that_stalls_is_a_408_and_its_rest_is_not_waited_for() {
+        let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+        tx.try_send(Ok(Bytes::from_static(b"m v=1 1\n"))).unwrap();
+        let (req, rest) = track(Request::new(Body::from_stream(rx)), Duration::from_secs(5));
+        let started = tokio::time::Instant::now();
+        let e = read(&HeaderMap::new(), req.into_body(), 1000)
+            .await
+            .unwrap_err();
+        assert_eq!(e.status, StatusCode::REQUEST_TIMEOUT, "{}", e.message);
+        assert!(e.message.contains("body_read_timeout"), "{}", e.message);
+        assert_eq!(started.elapsed(), Duration::from_secs(5));
+        assert_eq!(drain(rest, Duration::from_secs(5)).await, Drained::TimedOut);
+        drop(tx);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_body_in_several_pieces_within_its_deadline_is_read_whole() {
+        let (mut tx, rx) = futures::channel::mpsc::channel::<Result<Bytes, std::io::Error>>(4);
+        let (req, rest) = track(Request::new(Body::from_stream(rx)), Duration::from_secs(5));
+        let sending = tokio::spawn(async move {
+            use futures::SinkExt;
+            for line in ["a v=1 1\n", "b v=2 2\n"] {
+                tokio::time::sleep(Duration::from_secs(2)).await;
+                tx.send(Ok(Bytes::from(line))).await.unwrap();
+            }
+        });
+        let body = read(&HeaderMap::new(), req.into_body(), 1000)
+            .await
+            .unwrap();
+        assert_eq!(&body[..], b"a v=1 1\nb v=2 2\n");
+        assert_eq!(drain(rest, Duration::from_secs(5)).await, Drained::Clean);
+        sending.await.unwrap();
     }
 
     #[test]

@@ -1,7 +1,11 @@
 //! A small blocking HTTP client speaking the InfluxDB 1.x API, for influxd and the gateway alike.
 
 use std::io::Read;
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
+
+use crate::tls::{self, TlsError};
 
 /// No answer, or not the answer a helper insists on. A non-2xx status alone is not an error
 /// of [`Http::send`]: it is an answer.
@@ -81,23 +85,55 @@ pub struct Http {
     agent: ureq::Agent,
     /// Basic credentials sent with every request, if set.
     auth: Option<String>,
+    /// For https: trusts only the given CA. Kept so that other timeouts keep the same trust.
+    tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Http {
-    /// `addr` is `host:port`. A request may take 30 s.
+    /// `addr` is `host:port`, over plain HTTP. A request may take 30 s.
     pub fn new(addr: &str) -> Http {
+        Self::build(format!("http://{addr}"), None)
+    }
+
+    /// `addr` is `host:port` of an HTTPS endpoint whose certificate must chain to the CA in
+    /// the PEM file `ca`, the only root trusted, and name `host`. A request may take 30 s.
+    pub fn https(addr: &str, ca: &Path) -> Result<Http, TlsError> {
+        Ok(Self::build(
+            format!("https://{addr}"),
+            Some(tls::client_config(ca, None)?),
+        ))
+    }
+
+    /// `base` is `http://host:port`, or `https://host:port` with the CA to trust: the form a
+    /// test that runs over either takes.
+    pub fn url(base: &str, ca: Option<&Path>) -> Result<Http, TlsError> {
+        let invalid = |reason: &str| TlsError::Url {
+            url: base.to_owned(),
+            reason: reason.to_owned(),
+        };
+        match (base.split_once("://"), ca) {
+            (Some(("http", addr)), None) => Ok(Self::new(addr.trim_end_matches('/'))),
+            (Some(("https", addr)), Some(ca)) => Self::https(addr.trim_end_matches('/'), ca),
+            (Some(("http", _)), Some(_)) => Err(invalid("a CA is for https")),
+            (Some(("https", _)), None) => Err(invalid("https needs the CA to trust")),
+            _ => Err(invalid("not http://HOST:PORT or https://HOST:PORT")),
+        }
+    }
+
+    fn build(base: String, tls: Option<Arc<rustls::ClientConfig>>) -> Http {
         Http {
-            base: format!("http://{addr}"),
-            agent: ureq::AgentBuilder::new()
+            base,
+            agent: agent_builder(tls.as_ref())
                 .timeout(Duration::from_secs(30))
                 .build(),
             auth: None,
+            tls,
         }
     }
 
     /// The same endpoint, with other limits on connecting and on a whole request.
     pub fn with_timeouts(mut self, connect: Duration, request: Duration) -> Http {
-        self.agent = ureq::AgentBuilder::new()
+        self.agent = agent_builder(self.tls.as_ref())
             .timeout_connect(connect)
             .timeout(request)
             .build();
@@ -257,6 +293,14 @@ impl Http {
             .as_array()
             .cloned()
             .unwrap_or_default())
+    }
+}
+
+fn agent_builder(tls: Option<&Arc<rustls::ClientConfig>>) -> ureq::AgentBuilder {
+    let builder = ureq::AgentBuilder::new();
+    match tls {
+        Some(config) => builder.tls_config(config.clone()),
+        None => builder,
     }
 }
 

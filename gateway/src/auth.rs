@@ -16,7 +16,7 @@ use std::hash::{Hash, Hasher};
 use std::time::Duration;
 
 use base64::Engine as _;
-use hyper::header::AUTHORIZATION;
+use hyper::header::{HeaderValue, AUTHORIZATION};
 use hyper::{HeaderMap, StatusCode};
 use moka::sync::Cache;
 use snapshotless::Influxd;
@@ -274,10 +274,29 @@ pub fn credentials(
     }))
 }
 
+/// The `Authorization` value to pass on to influxd with a read. influxd before 1.8 knows no
+/// `Token` scheme and refuses it ("unable to parse authentication credentials"), so a client
+/// whose `Token user:password` the gateway accepts for writes could not read: the same pair
+/// goes on as HTTP Basic. Any other value goes on unchanged, for influxd to judge.
+pub fn for_influxd(value: &HeaderValue) -> HeaderValue {
+    let token = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Token "))
+        .map(str::trim)
+        .filter(|pair| pair.contains(':'));
+    match token {
+        Some(pair) => {
+            let basic = base64::engine::general_purpose::STANDARD.encode(pair);
+            HeaderValue::from_str(&format!("Basic {basic}")).expect("base64 is a valid header")
+        }
+        None => value.clone(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hyper::header::HeaderValue;
 
     fn headers(auth: &str) -> HeaderMap {
         let mut h = HeaderMap::new();
@@ -325,5 +344,24 @@ mod tests {
             .unwrap_err()
             .to_string()
             .contains("JWT"));
+    }
+
+    #[test]
+    fn a_token_goes_to_influxd_as_basic_with_the_same_pair() {
+        let none = HashMap::new();
+        let token = HeaderValue::from_static("Token u:p w:x");
+        let passed = for_influxd(&token);
+        let as_read = credentials(&headers(passed.to_str().unwrap()), &none)
+            .unwrap()
+            .unwrap();
+        assert!(passed.to_str().unwrap().starts_with("Basic "));
+        assert_eq!(
+            (as_read.user.as_str(), as_read.password.as_str()),
+            ("u", "p w:x")
+        );
+        for other in ["Basic dTpw", "Bearer abc", "Token nocolon", "Digest x"] {
+            let value = HeaderValue::from_static(other);
+            assert_eq!(for_influxd(&value), value, "{other}");
+        }
     }
 }

@@ -5,6 +5,8 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::tls::{self, TlsError};
+
 /// No answer, or not the answer a helper insists on. A non-2xx status alone is not an error
 /// of [`Http::send`]: it is an answer.
 #[derive(Debug, thiserror::Error)]
@@ -83,46 +85,58 @@ pub struct Http {
     agent: ureq::Agent,
     /// Basic credentials sent with every request, if set.
     auth: Option<String>,
-    /// For HTTPS: a client trusting only the test CA.
+    /// For https: trusts only the given CA. Kept so that other timeouts keep the same trust.
     tls: Option<Arc<rustls::ClientConfig>>,
 }
 
 impl Http {
-    /// `addr` is `host:port`. A request may take 30 s.
+    /// `addr` is `host:port`, over plain HTTP. A request may take 30 s.
     pub fn new(addr: &str) -> Http {
-        Http {
-            base: format!("http://{addr}"),
-            agent: ureq::AgentBuilder::new()
-                .timeout(Duration::from_secs(30))
-                .build(),
-            auth: None,
-            tls: None,
+        Self::build(format!("http://{addr}"), None)
+    }
+
+    /// `addr` is `host:port` of an HTTPS endpoint whose certificate must chain to the CA in
+    /// the PEM file `ca`, the only root trusted, and name `host`. A request may take 30 s.
+    pub fn https(addr: &str, ca: &Path) -> Result<Http, TlsError> {
+        Ok(Self::build(
+            format!("https://{addr}"),
+            Some(tls::client_config(ca, None)?),
+        ))
+    }
+
+    /// `base` is `http://host:port`, or `https://host:port` with the CA to trust: the form a
+    /// test that runs over either takes.
+    pub fn url(base: &str, ca: Option<&Path>) -> Result<Http, TlsError> {
+        let invalid = |reason: &str| TlsError::Url {
+            url: base.to_owned(),
+            reason: reason.to_owned(),
+        };
+        match (base.split_once("://"), ca) {
+            (Some(("http", addr)), None) => Ok(Self::new(addr.trim_end_matches('/'))),
+            (Some(("https", addr)), Some(ca)) => Self::https(addr.trim_end_matches('/'), ca),
+            (Some(("http", _)), Some(_)) => Err(invalid("a CA is for https")),
+            (Some(("https", _)), None) => Err(invalid("https needs the CA to trust")),
+            _ => Err(invalid("not http://HOST:PORT or https://HOST:PORT")),
         }
     }
 
-    /// `addr` is `host:port` of an HTTPS endpoint whose certificate `ca` (PEM) signed.
-    pub fn https(addr: &str, ca: &Path) -> Http {
-        let tls = client_trusting(ca);
+    fn build(base: String, tls: Option<Arc<rustls::ClientConfig>>) -> Http {
         Http {
-            base: format!("https://{addr}"),
-            agent: ureq::AgentBuilder::new()
+            base,
+            agent: agent_builder(tls.as_ref())
                 .timeout(Duration::from_secs(30))
-                .tls_config(tls.clone())
                 .build(),
             auth: None,
-            tls: Some(tls),
+            tls,
         }
     }
 
     /// The same endpoint, with other limits on connecting and on a whole request.
     pub fn with_timeouts(mut self, connect: Duration, request: Duration) -> Http {
-        let mut agent = ureq::AgentBuilder::new()
+        self.agent = agent_builder(self.tls.as_ref())
             .timeout_connect(connect)
-            .timeout(request);
-        if let Some(tls) = &self.tls {
-            agent = agent.tls_config(tls.clone());
-        }
-        self.agent = agent.build();
+            .timeout(request)
+            .build();
         self
     }
 
@@ -282,26 +296,15 @@ impl Http {
     }
 }
 
+fn agent_builder(tls: Option<&Arc<rustls::ClientConfig>>) -> ureq::AgentBuilder {
+    let builder = ureq::AgentBuilder::new();
+    match tls {
+        Some(config) => builder.tls_config(config.clone()),
+        None => builder,
+    }
+}
+
 /// Percent-encodes a query-string value.
 pub fn encode(s: &str) -> String {
     percent_encoding::utf8_percent_encode(s, percent_encoding::NON_ALPHANUMERIC).to_string()
-}
-
-/// A TLS client that trusts only the CA certificate(s) in `ca`.
-pub fn client_trusting(ca: &Path) -> Arc<rustls::ClientConfig> {
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in rustls::pki_types::CertificateDer::pem_file_iter(ca)
-        .unwrap_or_else(|e| panic!("read CA {}: {e}", ca.display()))
-    {
-        let cert = cert.unwrap_or_else(|e| panic!("CA {}: {e}", ca.display()));
-        roots.add(cert).expect("a usable CA certificate");
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .expect("default protocol versions")
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Arc::new(config)
 }

@@ -9,8 +9,9 @@
 //!   influxd configuration in the repository; `scripts/cluster` fills in the same file), its
 //!   process, the wait until it answers, and wiping its data.
 //! - [`gateway`]: the gateway binary of this workspace, built on demand, and its command line.
-//! - [`http`]: a small blocking client for the InfluxDB 1.x API, influxd and gateway alike.
-//! - [`tls`]: certificates for tests: a cluster CA, node certificates, forgeries.
+//! - [`http`]: a small blocking client for the InfluxDB 1.x API, influxd and gateway alike,
+//!   over HTTP or HTTPS with a given CA.
+//! - [`tls`]: test certificates (a cluster CA, node certificates, an unrelated CA) as PEM files.
 //! - [`wait`]: bounded polling, so nothing sleeps to synchronise.
 //! - [`Error`]: what can go wrong starting and waiting for processes.
 

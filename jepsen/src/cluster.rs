@@ -311,8 +311,8 @@ impl Cluster {
             // Each node's certificate names its own address, as its peers dial it.
             let mut args = gateway_args.to_vec();
             if let Some(ca) = &ca {
-                let cert = ca.issue(&cluster.node_work(n), "peer", &[&ip(n)])?;
-                args.extend(cert.peer_flags(ca.path()));
+                let cert = ca.issue(&cluster.node_work(n), "peer", &[ip(n).parse()?])?;
+                args.extend(cert.peer_flags(&ca.cert));
             }
             let procs = NodeProcs::new(
                 n,

@@ -96,7 +96,7 @@ impl Node {
     pub fn api(&self) -> Http {
         let addr = format!("{}:{API_PORT}", self.ip);
         match &self.api_ca {
-            Some(ca) => Http::https(&addr, ca),
+            Some(ca) => Http::https(&addr, ca).unwrap_or_else(|e| panic!("{e}")),
             None => Http::new(&addr),
         }
     }
@@ -133,9 +133,13 @@ impl ClusterTls {
     fn flags(&self, dir: &Path, id: u64, ip: &str) -> Vec<String> {
         let cert = self
             .ca
-            .issue(dir, &format!("node{id}"), &[ip, "localhost"])
+            .issue(
+                dir,
+                &format!("node{id}"),
+                &[ip.parse().expect("an IP address")],
+            )
             .unwrap_or_else(|e| panic!("{e}"));
-        let mut flags = cert.peer_flags(self.ca.path());
+        let mut flags = cert.peer_flags(&self.ca.cert);
         if self.secured == Secured::PeersAndApi {
             flags.extend(cert.https_flags());
         }
@@ -268,7 +272,7 @@ impl Cluster {
             gateway: Gateway { id, process },
             api_ca: tls
                 .filter(|t| t.secured == Secured::PeersAndApi)
-                .map(|t| t.ca.path().to_owned()),
+                .map(|t| t.ca.cert.clone()),
         }
     }
 

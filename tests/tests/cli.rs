@@ -148,17 +148,14 @@ fn bad_certificate_files_are_named_before_anything_listens() {
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
     let ca = harness::tls::Ca::new(d, "ca").unwrap();
-    let node = ca.issue(d, "node", &["127.0.0.1"]).unwrap();
-    let other = ca.issue(d, "other", &["127.0.0.1"]).unwrap();
+    let localhost = ["127.0.0.1".parse().unwrap()];
+    let node = ca.issue(d, "node", &localhost).unwrap();
+    let other = ca.issue(d, "other", &localhost).unwrap();
     std::fs::write(d.join("garbage.pem"), "not pem at all").unwrap();
     let path = |p: &std::path::Path| p.display().to_string();
-    let (cert, key, ca) = (
-        path(&node.certificate),
-        path(&node.private_key),
-        path(ca.path()),
-    );
+    let (cert, key, ca) = (path(&node.cert), path(&node.key), path(&ca.cert));
     let (garbage, missing) = (path(&d.join("garbage.pem")), path(&d.join("missing.pem")));
-    let other_key = path(&other.private_key);
+    let other_key = path(&other.key);
     let data = d.join("data");
     let peer = |ca: &str, cert: &str, key: &str| {
         [

@@ -6,12 +6,10 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
 use tests::cluster::{Secured, API_PORT, PEER_PORT};
 use tests::{wait_until, Cluster};
 
@@ -44,7 +42,9 @@ fn https_on_the_api_and_mutual_tls_between_peers_replicate_writes() {
 
     // A client that trusts another CA refuses the node.
     let other = harness::tls::Ca::new(c.dir.path(), "other-ca").unwrap();
-    let r = harness::Http::https(&addr, other.path()).get("/ping");
+    let r = harness::Http::https(&addr, &other.cert)
+        .unwrap()
+        .get("/ping");
     assert!(r.is_err(), "a certificate of another CA was trusted: {r:?}");
 }
 
@@ -78,18 +78,16 @@ fn the_peer_port_refuses_whoever_cannot_prove_membership_and_nothing_is_written(
     // 3. TLS with a certificate another CA signed, for the very same address.
     let forger = harness::tls::Ca::new(dir, "forger-ca").unwrap();
     let forged = forger
-        .issue(dir, "forged", &[&c.node(2).ip, "localhost"])
+        .issue(dir, "forged", &[c.node(2).ip.parse().unwrap()])
         .unwrap();
-    let client = tls_client(
-        tls.ca.path(),
-        Some((&forged.certificate, &forged.private_key)),
-    );
+    let client = harness::tls::client_config(&tls.ca.cert, Some(&forged)).unwrap();
     let mut s = tls_connect(&target, &c.node(1).ip, client);
     let _ = s.write_all(&frame(&hello(2, &c.peer_addr(2), 0)));
     let _ = s.flush();
     assert_dropped(&mut s, "TLS with another CA's certificate");
     // 4. TLS with no client certificate at all.
-    let mut s = tls_connect(&target, &c.node(1).ip, tls_client(tls.ca.path(), None));
+    let no_certificate = harness::tls::client_config(&tls.ca.cert, None).unwrap();
+    let mut s = tls_connect(&target, &c.node(1).ip, no_certificate);
     let _ = s.write_all(&frame(&hello(2, &c.peer_addr(2), 0)));
     let _ = s.flush();
     assert_dropped(&mut s, "TLS without a client certificate");
@@ -121,7 +119,7 @@ fn certificates_reload_on_sighup_without_dropping_connections() {
     let tls = c.tls.as_ref().unwrap();
     let node = c.node(1);
     let addr = format!("{}:{API_PORT}", node.ip);
-    let client = tls_client(tls.ca.path(), None);
+    let client = harness::tls::client_config(&tls.ca.cert, None).unwrap();
     let mut kept = tls_connect(&addr, &node.ip, client.clone());
     assert_eq!(ping(&mut kept), 204);
     let first = served_certificate(&kept);
@@ -129,7 +127,7 @@ fn certificates_reload_on_sighup_without_dropping_connections() {
     // The same files, new contents (a new certificate for the node), then SIGHUP.
     let dir = c.dir.path();
     tls.ca
-        .issue(dir, "node1", &[&node.ip, "localhost"])
+        .issue(dir, "node1", &[node.ip.parse().unwrap()])
         .unwrap();
     hup(&c, 1);
     let rotated = wait_until("the new certificate served", CONVERGE, || {
@@ -252,30 +250,6 @@ fn plain_connect(addr: &str) -> TcpStream {
 }
 
 type Tls = rustls::StreamOwned<rustls::ClientConnection, TcpStream>;
-
-fn tls_client(ca: &Path, cert: Option<(&Path, &Path)>) -> Arc<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    for c in CertificateDer::pem_file_iter(ca).unwrap() {
-        roots.add(c.unwrap()).unwrap();
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots);
-    let config = match cert {
-        Some((cert, key)) => {
-            let chain = CertificateDer::pem_file_iter(cert)
-                .unwrap()
-                .collect::<Result<Vec<_>, _>>()
-                .unwrap();
-            let key = PrivateKeyDer::from_pem_file(key).unwrap();
-            builder.with_client_auth_cert(chain, key).unwrap()
-        }
-        None => builder.with_no_client_auth(),
-    };
-    Arc::new(config)
-}
 
 /// A TLS connection to `addr`, the handshake done (as far as the client can tell: under TLS
 /// 1.3 the server judges the client's certificate after the client is done).

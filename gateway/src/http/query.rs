@@ -150,7 +150,9 @@ async fn proxy(influxd: &LocalInfluxd, parts: hyper::http::request::Parts, body:
     let uri = format!("{}{}", influxd.url, strip_ours(path_and_query));
     let mut builder = Request::builder().method(parts.method).uri(uri);
     for (name, value) in parts.headers.iter() {
-        if name != hyper::header::HOST && name != hyper::header::CONTENT_LENGTH {
+        if name == hyper::header::AUTHORIZATION {
+            builder = builder.header(name, crate::auth::for_influxd(value));
+        } else if name != hyper::header::HOST && name != hyper::header::CONTENT_LENGTH {
             builder = builder.header(name, value);
         }
     }

@@ -56,7 +56,9 @@ pub enum HttpError {
 #[derive(Debug, Clone)]
 pub struct Response {
     pub status: u16,
+    /// The body as text (invalid UTF-8 replaced); `raw` has its bytes.
     pub body: String,
+    pub raw: Vec<u8>,
     pub headers: Vec<(String, String)>,
 }
 
@@ -200,10 +202,10 @@ impl Http {
                 path: path_and_query.to_owned(),
                 source,
             })?;
-        let body = String::from_utf8_lossy(&body).into_owned();
         Ok(Response {
             status,
-            body,
+            body: String::from_utf8_lossy(&body).into_owned(),
+            raw: body,
             headers,
         })
     }

@@ -10,6 +10,7 @@ mod admin;
 pub mod body;
 mod conn;
 mod deadline;
+mod format;
 mod query;
 pub mod response;
 mod status;

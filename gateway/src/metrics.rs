@@ -1,10 +1,15 @@
-//! Prometheus metrics. Counters on the request path are updated as requests go; the state of
-//! Raft, the applier, the log and the transport is read into gauges when /metrics is scraped.
+//! Prometheus metrics. Counters on the request path are updated as requests go. The state of
+//! Raft, the applier, the log and the transport is read when /metrics is scraped: levels into
+//! gauges, and the counts those parts keep into counter families built from the snapshot.
+//! The process's own figures (CPU, memory, file descriptors, start time) come from
+//! /proc/self, as every Prometheus client reports them (`process_*`).
 
 use std::sync::atomic::Ordering::Relaxed;
 
+use prometheus::core::Collector;
+use prometheus::proto::MetricFamily;
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Counter, CounterVec, Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
     Opts, Registry, TextEncoder,
 };
 
@@ -40,6 +45,7 @@ pub struct Metrics {
     gauges: Gauges,
 }
 
+/// The node's state, read from the snapshot into gauges on each scrape.
 struct Gauges {
     raft_term: IntGauge,
     raft_commit: IntGauge,
@@ -50,31 +56,14 @@ struct Gauges {
     apply_lag: IntGauge,
     influxd_up: IntGauge,
     rebuilding: IntGauge,
-    rejected: IntGauge,
-    resumes: IntGauge,
-    influxd_requests: IntGauge,
     pending: IntGauge,
-    log_memory_hits: IntGauge,
-    log_memory_misses: IntGauge,
     log_memory_bytes: IntGauge,
     log_memory_entries: IntGauge,
     log_disk_entries: IntGauge,
     log_disk_bytes: IntGauge,
     log_dir_bytes: IntGauge,
     log_first_index: IntGauge,
-    log_trimmed_entries: IntGauge,
-    log_trimmed_bytes: IntGauge,
     seeding: IntGauge,
-    seeds_started: IntGauge,
-    seeds_completed: IntGauge,
-    seeds_failed: IntGauge,
-    log_syncs: IntGauge,
-    log_sync_seconds: Gauge,
-    peer_sent: IntGauge,
-    peer_received: IntGauge,
-    peer_dropped: IntGauge,
-    peer_connects: IntGauge,
-    peer_rejected: IntGaugeVec,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
@@ -158,14 +147,13 @@ impl Metrics {
         ] {
             registry.register(c).expect("unique metric");
         }
-        let r = &registry;
-        let log_sync_seconds = Gauge::new(
-            "gateway_log_sync_seconds_total",
-            "Time spent in synced log writes",
-        )
-        .expect("valid metric");
-        r.register(Box::new(log_sync_seconds.clone()))
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
             .expect("unique metric");
+        let r = &registry;
         let gauges = Gauges {
             raft_term: gauge(r, "gateway_raft_term", "Current Raft term"),
             raft_commit: gauge(
@@ -196,32 +184,7 @@ impl Metrics {
                 "gateway_rebuilding",
                 "1 while influxd is rebuilt from the log",
             ),
-            rejected: gauge(
-                r,
-                "gateway_apply_rejected_entries_total",
-                "Entries influxd rejected (4xx)",
-            ),
-            resumes: gauge(
-                r,
-                "gateway_apply_resumes_total",
-                "Times the applier resumed from the marker",
-            ),
-            influxd_requests: gauge(
-                r,
-                "gateway_apply_influxd_requests_total",
-                "Requests made to influxd by the applier",
-            ),
             pending: gauge(r, "gateway_pending_requests", "Requests waiting on the log"),
-            log_memory_hits: gauge(
-                r,
-                "gateway_log_memory_hits_total",
-                "Log reads served from memory",
-            ),
-            log_memory_misses: gauge(
-                r,
-                "gateway_log_memory_misses_total",
-                "Log reads that went to disk",
-            ),
             log_memory_bytes: gauge(
                 r,
                 "gateway_log_memory_bytes",
@@ -248,57 +211,11 @@ impl Metrics {
                 "gateway_log_first_index",
                 "First index the log holds (1 until it is trimmed)",
             ),
-            log_trimmed_entries: gauge(
-                r,
-                "gateway_log_trimmed_entries_total",
-                "Entries trimmed from the log",
-            ),
-            log_trimmed_bytes: gauge(
-                r,
-                "gateway_log_trimmed_bytes_total",
-                "Approximate bytes of the entries trimmed from the log",
-            ),
             seeding: gauge(
                 r,
                 "gateway_seeding",
                 "1 while influxd is replaced by a copy of a peer's",
             ),
-            seeds_started: gauge(r, "gateway_seeds_started_total", "Seeds started"),
-            seeds_completed: gauge(r, "gateway_seeds_completed_total", "Seeds completed"),
-            seeds_failed: gauge(r, "gateway_seeds_failed_total", "Seed attempts that failed"),
-            log_syncs: gauge(r, "gateway_log_syncs_total", "Synced log writes"),
-            log_sync_seconds,
-            peer_sent: gauge(
-                r,
-                "gateway_peer_messages_sent_total",
-                "Raft messages sent to peers",
-            ),
-            peer_received: gauge(
-                r,
-                "gateway_peer_messages_received_total",
-                "Raft messages received",
-            ),
-            peer_dropped: gauge(
-                r,
-                "gateway_peer_messages_dropped_total",
-                "Raft messages dropped (full queue, unknown peer)",
-            ),
-            peer_connects: gauge(
-                r,
-                "gateway_peer_connects_total",
-                "Peer connections established",
-            ),
-            peer_rejected: {
-                let opts = Opts::new(
-                    "gateway_peer_connections_rejected_total",
-                    "Peer connections dropped before any message was read: reason=tls (failed \
-                     handshake: no certificate, another CA, not TLS) or hello (missing, \
-                     undecodable or of another cluster, or too many unproven at once)",
-                );
-                let v = IntGaugeVec::new(opts, &["reason"]).expect("valid metric");
-                r.register(Box::new(v.clone())).expect("unique metric");
-                v
-            },
         };
         Metrics {
             registry,
@@ -315,10 +232,10 @@ impl Metrics {
         }
     }
 
-    /// The Prometheus text exposition, with every gauge read fresh.
+    /// The Prometheus text exposition, with every gauge and snapshot counter read fresh.
     pub fn render(&self, s: &Snapshot) -> String {
         let g = &self.gauges;
-        let (raft, applier, log, t) = (&s.raft, &s.applier, &s.log, s.peers);
+        let (raft, applier, log) = (&s.raft, &s.applier, &s.log);
         g.raft_term.set(raft.term as i64);
         g.raft_commit.set(raft.commit as i64);
         g.raft_last_index.set(raft.last_index as i64);
@@ -329,43 +246,134 @@ impl Metrics {
             .set(raft.commit.saturating_sub(applier.applied) as i64);
         g.influxd_up.set(i64::from(applier.influxd_up));
         g.rebuilding.set(i64::from(applier.rebuilding.is_some()));
-        g.rejected.set(applier.rejected as i64);
-        g.resumes.set(applier.resumes as i64);
-        g.influxd_requests.set(applier.requests as i64);
         g.pending.set(s.pending as i64);
-        g.log_memory_hits.set(log.memory_hits as i64);
-        g.log_memory_misses.set(log.memory_misses as i64);
         g.log_memory_bytes.set(log.memory_bytes as i64);
         g.log_memory_entries.set(log.memory_entries as i64);
         g.log_disk_entries.set(log.disk_entries as i64);
         g.log_disk_bytes.set(log.disk_bytes as i64);
         g.log_dir_bytes.set(log.dir_bytes as i64);
         g.log_first_index.set(log.first_index as i64);
-        g.log_trimmed_entries.set(log.trimmed_entries_total as i64);
-        g.log_trimmed_bytes.set(log.trimmed_bytes_total as i64);
         g.seeding.set(i64::from(applier.seeding.is_some()));
-        g.seeds_started.set(applier.seeds_started as i64);
-        g.seeds_completed.set(applier.seeds_completed as i64);
-        g.seeds_failed.set(applier.seeds_failed as i64);
-        g.log_syncs.set(log.syncs as i64);
-        g.log_sync_seconds.set(log.sync_seconds_total);
-        g.peer_sent.set(t.sent.load(Relaxed) as i64);
-        g.peer_received.set(t.received.load(Relaxed) as i64);
-        g.peer_dropped.set(t.dropped.load(Relaxed) as i64);
-        g.peer_connects.set(t.connects.load(Relaxed) as i64);
-        g.peer_rejected
-            .with_label_values(&["tls"])
-            .set(t.rejected_tls.load(Relaxed) as i64);
-        g.peer_rejected
-            .with_label_values(&["hello"])
-            .set(t.rejected_hello.load(Relaxed) as i64);
 
+        let mut families = self.registry.gather();
+        families.extend(snapshot_counters(s));
+        families.sort_by(|a, b| a.get_name().cmp(b.get_name()));
         let mut out = Vec::new();
         TextEncoder::new()
-            .encode(&self.registry.gather(), &mut out)
+            .encode(&families, &mut out)
             .expect("text encoding cannot fail");
         String::from_utf8(out).expect("prometheus text is utf-8")
     }
+}
+
+/// The counts the applier, the log and the transport keep, as counter families. They are
+/// monotonic counts already, kept where they happen; building the families from them at each
+/// scrape, rather than mirroring them into registered counters, leaves one copy to trust.
+fn snapshot_counters(s: &Snapshot) -> Vec<MetricFamily> {
+    let (applier, log, t) = (&s.applier, &s.log, s.peers);
+    let mut families = Vec::new();
+    let mut counter = |name: &str, help: &str, value: f64| {
+        let c = Counter::new(name, help).expect("valid metric");
+        c.inc_by(value);
+        families.extend(c.collect());
+    };
+    counter(
+        "gateway_apply_rejected_entries_total",
+        "Entries influxd rejected (4xx)",
+        applier.rejected as f64,
+    );
+    counter(
+        "gateway_apply_resumes_total",
+        "Times the applier resumed from the marker",
+        applier.resumes as f64,
+    );
+    counter(
+        "gateway_apply_influxd_requests_total",
+        "Requests made to influxd by the applier",
+        applier.requests as f64,
+    );
+    counter(
+        "gateway_log_memory_hits_total",
+        "Log reads served from memory",
+        log.memory_hits as f64,
+    );
+    counter(
+        "gateway_log_memory_misses_total",
+        "Log reads that went to disk",
+        log.memory_misses as f64,
+    );
+    counter(
+        "gateway_log_trimmed_entries_total",
+        "Entries trimmed from the log",
+        log.trimmed_entries_total as f64,
+    );
+    counter(
+        "gateway_log_trimmed_bytes_total",
+        "Approximate bytes of the entries trimmed from the log",
+        log.trimmed_bytes_total as f64,
+    );
+    counter(
+        "gateway_log_syncs_total",
+        "Synced log writes",
+        log.syncs as f64,
+    );
+    counter(
+        "gateway_log_sync_seconds_total",
+        "Time spent in synced log writes",
+        log.sync_seconds_total,
+    );
+    counter(
+        "gateway_seeds_started_total",
+        "Seeds started",
+        applier.seeds_started as f64,
+    );
+    counter(
+        "gateway_seeds_completed_total",
+        "Seeds completed",
+        applier.seeds_completed as f64,
+    );
+    counter(
+        "gateway_seeds_failed_total",
+        "Seed attempts that failed",
+        applier.seeds_failed as f64,
+    );
+    counter(
+        "gateway_peer_messages_sent_total",
+        "Raft messages sent to peers",
+        t.sent.load(Relaxed) as f64,
+    );
+    counter(
+        "gateway_peer_messages_received_total",
+        "Raft messages received",
+        t.received.load(Relaxed) as f64,
+    );
+    counter(
+        "gateway_peer_messages_dropped_total",
+        "Raft messages dropped (full queue, unknown peer)",
+        t.dropped.load(Relaxed) as f64,
+    );
+    counter(
+        "gateway_peer_connects_total",
+        "Peer connections established",
+        t.connects.load(Relaxed) as f64,
+    );
+    let rejected = CounterVec::new(
+        Opts::new(
+            "gateway_peer_connections_rejected_total",
+            "Peer connections dropped before any message was read: reason=tls (failed \
+             handshake: no certificate, another CA, not TLS) or hello (missing, undecodable or \
+             of another cluster, or too many unproven at once)",
+        ),
+        &["reason"],
+    )
+    .expect("valid metric");
+    for (reason, n) in [("tls", &t.rejected_tls), ("hello", &t.rejected_hello)] {
+        rejected
+            .with_label_values(&[reason])
+            .inc_by(n.load(Relaxed) as f64);
+    }
+    families.extend(rejected.collect());
+    families
 }
 
 impl Default for Metrics {

@@ -5,6 +5,7 @@
 //! /proc/self, as every Prometheus client reports them (`process_*`).
 
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 
 use prometheus::core::Collector;
 use prometheus::proto::MetricFamily;
@@ -42,7 +43,130 @@ pub struct Metrics {
     pub api_cap_waits: IntCounter,
     /// Connections and requests cut off, by reason (a deadline passed, a head too large).
     pub api_cuts: IntCounterVec,
+    /// The UDP listener's counts (zero while it is off).
+    pub udp: Arc<UdpMetrics>,
     gauges: Gauges,
+}
+
+/// What the UDP listener received, wrote and dropped: its datagrams get no answer, so this is
+/// the only account of them.
+pub struct UdpMetrics {
+    pub datagrams: IntCounter,
+    pub bytes: IntCounter,
+    /// Points of the datagrams that parsed, before batching.
+    pub points_received: IntCounter,
+    /// Points committed to the log.
+    pub points_written: IntCounter,
+    /// Datagrams dropped, by reason.
+    dropped: IntCounterVec,
+    /// Datagrams of batches proposed whose commit was not confirmed in time.
+    pub unconfirmed: IntCounter,
+    /// Batches handed to the log, by what made them go.
+    batches: IntCounterVec,
+    /// The socket's receive buffer as the kernel granted it.
+    pub receive_buffer: IntGauge,
+}
+
+/// Every reason a datagram is dropped for, so each has a sample from the start.
+pub const UDP_DROP_REASONS: [&str; 8] = [
+    "malformed",
+    "receive_buffer_full",
+    "queue_full",
+    "no_leader",
+    "not_member",
+    "overloaded",
+    "not_ready",
+    "read_error",
+];
+
+impl UdpMetrics {
+    fn new(r: &Registry) -> UdpMetrics {
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            r.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        let dropped = IntCounterVec::new(
+            Opts::new(
+                "gateway_udp_dropped_total",
+                "UDP datagrams dropped: malformed (a line did not parse: the whole datagram, as \
+                 influxd), receive_buffer_full (by the kernel, the socket's buffer full), \
+                 queue_full (udp_batch_pending batches already waiting), no_leader (no quorum \
+                 known), not_member, overloaded (the Raft node's queue full), not_ready (not \
+                 proposed for another reason: the UDP database not created in time), \
+                 read_error",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let batches = IntCounterVec::new(
+            Opts::new(
+                "gateway_udp_batches_total",
+                "UDP batches handed to the log: flush=size (udp_batch_size points or \
+                 max_body_size bytes) or timeout (udp_batch_timeout after its first point)",
+            ),
+            &["flush"],
+        )
+        .expect("valid metric");
+        let receive_buffer = IntGauge::new(
+            "gateway_udp_receive_buffer_bytes",
+            "The UDP socket's receive buffer, as the kernel granted it (Linux: twice what it \
+             was asked, capped at twice net.core.rmem_max)",
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(dropped.clone()) as Box<dyn Collector>,
+            Box::new(batches.clone()),
+            Box::new(receive_buffer.clone()),
+        ] {
+            r.register(c).expect("unique metric");
+        }
+        UdpMetrics {
+            datagrams: counter("gateway_udp_datagrams_total", "UDP datagrams received"),
+            bytes: counter(
+                "gateway_udp_received_bytes_total",
+                "Bytes of the UDP datagrams received",
+            ),
+            points_received: counter(
+                "gateway_udp_points_received_total",
+                "Points of the UDP datagrams that parsed",
+            ),
+            points_written: counter(
+                "gateway_udp_points_written_total",
+                "UDP points committed to the log",
+            ),
+            dropped,
+            unconfirmed: counter(
+                "gateway_udp_unconfirmed_total",
+                "UDP datagrams of batches proposed but not confirmed committed within \
+                 write_timeout (the leader was lost): they may or may not be written",
+            ),
+            batches,
+            receive_buffer,
+        }
+    }
+
+    /// Gives every label its sample, so that a rate over it exists before the first drop.
+    pub fn listening(&self) {
+        for reason in UDP_DROP_REASONS {
+            self.dropped.with_label_values(&[reason]);
+        }
+        for flush in ["size", "timeout"] {
+            self.batches.with_label_values(&[flush]);
+        }
+    }
+
+    pub fn dropped(&self, reason: &str, datagrams: u64) {
+        self.dropped.with_label_values(&[reason]).inc_by(datagrams);
+    }
+
+    pub fn flushed(&self, why: crate::udp::Flush) {
+        let label = match why {
+            crate::udp::Flush::Size => "size",
+            crate::udp::Flush::Timeout => "timeout",
+        };
+        self.batches.with_label_values(&[label]).inc();
+    }
 }
 
 /// The node's state, read from the snapshot into gauges on each scrape.
@@ -217,6 +341,7 @@ impl Metrics {
                 "1 while influxd is replaced by a copy of a peer's",
             ),
         };
+        let udp = Arc::new(UdpMetrics::new(&registry));
         Metrics {
             registry,
             requests,
@@ -228,6 +353,7 @@ impl Metrics {
             api_accepted,
             api_cap_waits,
             api_cuts,
+            udp,
             gauges,
         }
     }

@@ -58,7 +58,7 @@ pub struct Listener {
     settings: Settings,
     /// The receive buffer the kernel granted (Linux reports twice what it was asked, capped
     /// at twice `net.core.rmem_max`, the doubling being its own bookkeeping).
-    pub receive_buffer: usize,
+    receive_buffer: usize,
 }
 
 #[derive(Debug, thiserror::Error)]

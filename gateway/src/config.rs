@@ -16,6 +16,10 @@ use bytesize::ByteSize;
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use ipnet::IpNet;
 
+use snapshotless::marker::DATABASE as RESERVED_DB;
+
+use crate::ingest::Precision;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "gateway",
@@ -213,6 +217,34 @@ pub struct Config {
     /// also needs an admin user.
     #[arg(long, default_value = "on", value_parser = parse_admin_api)]
     pub admin_api: AdminApi,
+    /// Address of the UDP line protocol listener (influxd's `[[udp]]`), e.g. 0.0.0.0:8189;
+    /// off unless given. Datagrams get no answer: what is dropped is counted in /metrics.
+    /// Not the peer port (8089, InfluxDB's customary UDP port, is the peer port's default).
+    #[arg(long)]
+    pub udp_bind: Option<SocketAddr>,
+    /// The database UDP points are written to (required with --udp-bind); created through
+    /// the log before the first batch, as influxd's UDP service does.
+    #[arg(long)]
+    pub udp_database: Option<String>,
+    /// The retention policy UDP points are written to [default: the database's default].
+    #[arg(long)]
+    pub udp_retention_policy: Option<String>,
+    /// Precision of the timestamps in UDP datagrams: n (or empty), u, ms, s, m or h.
+    #[arg(long, default_value = "n", value_parser = parse_udp_precision)]
+    pub udp_precision: Precision,
+    /// A UDP batch is proposed to the log once it holds this many points.
+    #[arg(long, default_value_t = 5000)]
+    pub udp_batch_size: usize,
+    /// A UDP batch is proposed this long after its first point, however few it holds.
+    #[arg(long, default_value = "1s", value_parser = humantime::parse_duration)]
+    pub udp_batch_timeout: Duration,
+    /// UDP batches that may wait for the log at once; past them, a full batch is dropped.
+    #[arg(long, default_value_t = 10)]
+    pub udp_batch_pending: usize,
+    /// The UDP socket's receive buffer (SO_RCVBUF; 0: the kernel's default). Linux caps it at
+    /// net.core.rmem_max; what the kernel granted is logged and in /metrics.
+    #[arg(long, default_value = "0")]
+    pub udp_read_buffer: ByteSize,
     /// Raft tick interval; elections time out after 10 to 20 ticks.
     #[arg(long, default_value = "100ms", value_parser = humantime::parse_duration)]
     pub raft_tick: Duration,
@@ -289,6 +321,10 @@ fn parse_admin_api(s: &str) -> Result<AdminApi, ConfigError> {
     Ok(AdminApi::From(nets))
 }
 
+fn parse_udp_precision(s: &str) -> Result<Precision, ConfigError> {
+    Precision::from_v1(Some(s.trim())).map_err(|e| err(format!("udp_precision: {e}")))
+}
+
 fn parse_peer(s: &str) -> Result<(u64, String), ConfigError> {
     let (id, addr) = s
         .split_once('=')
@@ -305,6 +341,8 @@ fn parse_peer(s: &str) -> Result<(u64, String), ConfigError> {
 const MIN_HEADER_SIZE: u64 = 1 << 10;
 const MAX_HEADER_SIZE: u64 = 16 << 20;
 const MAX_HEADERS: usize = 10_000;
+/// SO_RCVBUF is an int, and the kernel doubles what it is given.
+const MAX_UDP_READ_BUFFER: u64 = 1 << 30;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -529,7 +567,78 @@ impl Config {
                 "max_headers must be between 1 and {MAX_HEADERS}"
             )));
         }
+        self.validate_udp()?;
         Ok(self)
+    }
+
+    /// The UDP listener's settings, after `peer_listen` is known.
+    fn validate_udp(&self) -> Result<(), ConfigError> {
+        let Some(bind) = self.udp_bind else {
+            if self.udp_database.is_some() || self.udp_retention_policy.is_some() {
+                return Err(err(
+                    "udp_database and udp_retention_policy are for the UDP listener, which is \
+                     off: give udp_bind too",
+                ));
+            }
+            return Ok(());
+        };
+        match self.udp_database.as_deref() {
+            None | Some("") => {
+                return Err(err(
+                    "udp_bind needs udp_database: the database UDP points are written to",
+                ))
+            }
+            Some(RESERVED_DB) => {
+                return Err(err(format!(
+                    "udp_database {RESERVED_DB:?} is reserved for the gateway's own bookkeeping"
+                )))
+            }
+            Some(_) => {}
+        }
+        // UDP and TCP ports are separate, so the kernel would let both bind; but 8089 is both
+        // InfluxDB's customary UDP port and this gateway's peer port, and one port number
+        // meaning two services invites firewall rules and clients aimed at the wrong one.
+        let peer = self.peer_listen();
+        let overlap = |a: IpAddr, b: IpAddr| a == b || a.is_unspecified() || b.is_unspecified();
+        if bind.port() == peer.port() && overlap(bind.ip(), peer.ip()) {
+            return Err(err(format!(
+                "udp_bind {bind} is the peer listener's port ({peer}): give the UDP listener \
+                 a port of its own (the peer port is TCP between gateways; UDP clients sending \
+                 to it would be ignored)"
+            )));
+        }
+        if self.udp_batch_size == 0 {
+            return Err(err("udp_batch_size must be more than 0"));
+        }
+        if self.udp_batch_pending == 0 {
+            return Err(err("udp_batch_pending must be more than 0"));
+        }
+        if self.udp_batch_timeout.is_zero() {
+            return Err(err("udp_batch_timeout must be more than 0"));
+        }
+        if self.udp_read_buffer.as_u64() > MAX_UDP_READ_BUFFER {
+            return Err(err(format!(
+                "udp_read_buffer must be at most {}",
+                ByteSize(MAX_UDP_READ_BUFFER)
+            )));
+        }
+        Ok(())
+    }
+
+    /// The UDP listener's settings, when it is on.
+    pub fn udp(&self) -> Option<crate::udp::Settings> {
+        Some(crate::udp::Settings {
+            bind: self.udp_bind?,
+            database: self.udp_database.clone()?,
+            retention_policy: self.udp_retention_policy.clone().unwrap_or_default(),
+            precision: self.udp_precision,
+            batch_size: self.udp_batch_size,
+            batch_max_bytes: self.max_body_size(),
+            batch_timeout: self.udp_batch_timeout,
+            batch_pending: self.udp_batch_pending,
+            read_buffer: self.udp_read_buffer.as_u64() as usize,
+            auth_enabled: self.auth_enabled,
+        })
     }
 
     /// The API's certificate and key, when it serves HTTPS.
@@ -700,6 +809,118 @@ mod tests {
             let e = with(bad).unwrap_err();
             assert!(e.contains(expect), "{bad:?}: {e}");
         }
+    }
+
+    #[test]
+    fn the_udp_listener_is_off_unless_bound_and_needs_a_database() {
+        let base = ["--id", "1", "--peer", "1=127.0.0.1:8089"];
+        let with = |extra: &[&str]| load(&[&base[..], extra].concat());
+        assert!(with(&[]).unwrap().udp().is_none());
+        let u = with(&["--udp-bind", "0.0.0.0:8189", "--udp-database", "telegraf"])
+            .unwrap()
+            .udp()
+            .unwrap();
+        assert_eq!(u.bind.to_string(), "0.0.0.0:8189");
+        assert_eq!(
+            (u.database.as_str(), u.retention_policy.as_str()),
+            ("telegraf", "")
+        );
+        assert_eq!(u.precision, Precision::Nanoseconds);
+        assert_eq!((u.batch_size, u.batch_pending), (5000, 10));
+        assert_eq!(u.batch_timeout, Duration::from_secs(1));
+        assert_eq!((u.read_buffer, u.batch_max_bytes), (0, 25_000_000));
+        let u = with(&[
+            "--udp-bind",
+            "127.0.0.1:8189",
+            "--udp-database",
+            "db",
+            "--udp-retention-policy",
+            "week",
+            "--udp-precision",
+            "s",
+            "--udp-batch-size",
+            "10",
+            "--udp-batch-timeout",
+            "50ms",
+            "--udp-batch-pending",
+            "2",
+            "--udp-read-buffer",
+            "8MiB",
+        ])
+        .unwrap()
+        .udp()
+        .unwrap();
+        assert_eq!(u.retention_policy, "week");
+        assert_eq!(u.precision, Precision::Seconds);
+        assert_eq!((u.batch_size, u.batch_pending), (10, 2));
+        assert_eq!(u.batch_timeout, Duration::from_millis(50));
+        assert_eq!(u.read_buffer, 8 << 20);
+        let udp = ["--udp-bind", "127.0.0.1:8189", "--udp-database", "db"];
+        for (bad, expect) in [
+            (&["--udp-bind", "127.0.0.1:8189"][..], "needs udp_database"),
+            (&["--udp-database", "db"], "give udp_bind too"),
+            (
+                &["--udp-bind", "127.0.0.1:8189", "--udp-database", "_gateway"],
+                "reserved",
+            ),
+            (
+                &[&udp[..], &["--udp-precision", "ns2"]].concat(),
+                "udp_precision",
+            ),
+            (
+                &[&udp[..], &["--udp-batch-size", "0"]].concat(),
+                "udp_batch_size",
+            ),
+            (
+                &[&udp[..], &["--udp-batch-pending", "0"]].concat(),
+                "udp_batch_pending",
+            ),
+            (
+                &[&udp[..], &["--udp-batch-timeout", "0s"]].concat(),
+                "udp_batch_timeout",
+            ),
+            (
+                &[&udp[..], &["--udp-read-buffer", "2GiB"]].concat(),
+                "udp_read_buffer",
+            ),
+        ] {
+            let e = with(bad).unwrap_err();
+            assert!(e.contains(expect), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_udp_listener_never_takes_the_peer_port() {
+        let base = [
+            "--id",
+            "1",
+            "--peer",
+            "1=10.0.0.1:8089",
+            "--udp-database",
+            "db",
+            "--peer-plaintext",
+        ];
+        let with = |extra: &[&str]| load_exactly(&[&base[..], extra].concat());
+        // The peer listener defaults to all interfaces: any address on its port overlaps.
+        for bind in ["0.0.0.0:8089", "10.0.0.1:8089", "127.0.0.1:8089"] {
+            let e = with(&["--udp-bind", bind]).unwrap_err();
+            assert!(e.contains("peer listener's port"), "{bind}: {e}");
+        }
+        let e = with(&[
+            "--peer-listen",
+            "10.0.0.1:9000",
+            "--udp-bind",
+            "0.0.0.0:9000",
+        ]);
+        assert!(e.unwrap_err().contains("peer listener's port"));
+        with(&["--udp-bind", "0.0.0.0:8189"]).unwrap();
+        with(&[
+            "--peer-listen",
+            "10.0.0.1:8089",
+            "--udp-bind",
+            "10.0.0.2:8089",
+        ])
+        .unwrap();
     }
 
     #[test]

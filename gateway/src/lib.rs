@@ -21,6 +21,8 @@
 //!   what its influxd needs, `seed.rs` copies a peer's influxd to it (with the passwords
 //!   `passwords.rs` kept).
 //!
+//! - `udp.rs`: the UDP line protocol listener; its batches take the same path from ingest on.
+//!
 //! Around it: `config.rs` (every setting, declared once), `server.rs` (start-up wiring),
 //! `state.rs` (what handlers share, in parts), `auth.rs` (credentials against influxd's
 //! users), `tls.rs` (HTTPS on the API, mutual TLS on peer links), `influxql/` (which
@@ -43,3 +45,4 @@ pub mod seed;
 pub mod server;
 pub mod state;
 pub mod tls;
+pub mod udp;

@@ -1,10 +1,16 @@
-//! Prometheus metrics. Counters on the request path are updated as requests go; the state of
-//! Raft, the applier, the log and the transport is read into gauges when /metrics is scraped.
+//! Prometheus metrics. Counters on the request path are updated as requests go. The state of
+//! Raft, the applier, the log and the transport is read when /metrics is scraped: levels into
+//! gauges, and the counts those parts keep into counter families built from the snapshot.
+//! The process's own figures (CPU, memory, file descriptors, start time) come from
+//! /proc/self, as every Prometheus client reports them (`process_*`).
 
 use std::sync::atomic::Ordering::Relaxed;
+use std::sync::Arc;
 
+use prometheus::core::Collector;
+use prometheus::proto::MetricFamily;
 use prometheus::{
-    Encoder, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, IntGaugeVec,
+    Counter, CounterVec, Encoder, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
     Opts, Registry, TextEncoder,
 };
 
@@ -37,9 +43,133 @@ pub struct Metrics {
     pub api_cap_waits: IntCounter,
     /// Connections and requests cut off, by reason (a deadline passed, a head too large).
     pub api_cuts: IntCounterVec,
+    /// The UDP listener's counts (zero while it is off).
+    pub udp: Arc<UdpMetrics>,
     gauges: Gauges,
 }
 
+/// What the UDP listener received, wrote and dropped: its datagrams get no answer, so this is
+/// the only account of them.
+pub struct UdpMetrics {
+    pub datagrams: IntCounter,
+    pub bytes: IntCounter,
+    /// Points of the datagrams that parsed, before batching.
+    pub points_received: IntCounter,
+    /// Points committed to the log.
+    pub points_written: IntCounter,
+    /// Datagrams dropped, by reason.
+    dropped: IntCounterVec,
+    /// Datagrams of batches proposed whose commit was not confirmed in time.
+    pub unconfirmed: IntCounter,
+    /// Batches handed to the log, by what made them go.
+    batches: IntCounterVec,
+    /// The socket's receive buffer as the kernel granted it.
+    pub receive_buffer: IntGauge,
+}
+
+/// Every reason a datagram is dropped for, so each has a sample from the start.
+pub const UDP_DROP_REASONS: [&str; 8] = [
+    "malformed",
+    "receive_buffer_full",
+    "queue_full",
+    "no_leader",
+    "not_member",
+    "overloaded",
+    "not_ready",
+    "read_error",
+];
+
+impl UdpMetrics {
+    fn new(r: &Registry) -> UdpMetrics {
+        let counter = |name: &str, help: &str| {
+            let c = IntCounter::new(name, help).expect("valid metric");
+            r.register(Box::new(c.clone())).expect("unique metric");
+            c
+        };
+        let dropped = IntCounterVec::new(
+            Opts::new(
+                "gateway_udp_dropped_total",
+                "UDP datagrams dropped: malformed (a line did not parse: the whole datagram, as \
+                 influxd), receive_buffer_full (by the kernel, the socket's buffer full), \
+                 queue_full (udp_batch_pending batches already waiting), no_leader (no quorum \
+                 known), not_member, overloaded (the Raft node's queue full), not_ready (not \
+                 proposed for another reason: the UDP database not created in time), \
+                 read_error",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        let batches = IntCounterVec::new(
+            Opts::new(
+                "gateway_udp_batches_total",
+                "UDP batches handed to the log: flush=size (udp_batch_size points or \
+                 max_body_size bytes) or timeout (udp_batch_timeout after its first point)",
+            ),
+            &["flush"],
+        )
+        .expect("valid metric");
+        let receive_buffer = IntGauge::new(
+            "gateway_udp_receive_buffer_bytes",
+            "The UDP socket's receive buffer, as the kernel granted it (Linux: twice what it \
+             was asked, capped at twice net.core.rmem_max)",
+        )
+        .expect("valid metric");
+        for c in [
+            Box::new(dropped.clone()) as Box<dyn Collector>,
+            Box::new(batches.clone()),
+            Box::new(receive_buffer.clone()),
+        ] {
+            r.register(c).expect("unique metric");
+        }
+        UdpMetrics {
+            datagrams: counter("gateway_udp_datagrams_total", "UDP datagrams received"),
+            bytes: counter(
+                "gateway_udp_received_bytes_total",
+                "Bytes of the UDP datagrams received",
+            ),
+            points_received: counter(
+                "gateway_udp_points_received_total",
+                "Points of the UDP datagrams that parsed",
+            ),
+            points_written: counter(
+                "gateway_udp_points_written_total",
+                "UDP points committed to the log",
+            ),
+            dropped,
+            unconfirmed: counter(
+                "gateway_udp_unconfirmed_total",
+                "UDP datagrams of batches proposed but not confirmed committed within \
+                 write_timeout (the leader was lost): they may or may not be written",
+            ),
+            batches,
+            receive_buffer,
+        }
+    }
+
+    /// Gives every label its sample, so that a rate over it exists before the first drop.
+    pub fn listening(&self) {
+        for reason in UDP_DROP_REASONS {
+            self.dropped.with_label_values(&[reason]);
+        }
+        for flush in ["size", "timeout"] {
+            self.batches.with_label_values(&[flush]);
+        }
+    }
+
+    pub fn dropped(&self, reason: &str, datagrams: u64) {
+        self.dropped.with_label_values(&[reason]).inc_by(datagrams);
+    }
+
+    pub fn flushed(&self, why: crate::udp::Flush) {
+        let label = match why {
+            crate::udp::Flush::Size => "size",
+            crate::udp::Flush::Timeout => "timeout",
+        };
+        self.batches.with_label_values(&[label]).inc();
+    }
+}
+
+/// The node's state, read from the snapshot into gauges on each scrape.
 struct Gauges {
     raft_term: IntGauge,
     raft_commit: IntGauge,
@@ -50,31 +180,14 @@ struct Gauges {
     apply_lag: IntGauge,
     influxd_up: IntGauge,
     rebuilding: IntGauge,
-    rejected: IntGauge,
-    resumes: IntGauge,
-    influxd_requests: IntGauge,
     pending: IntGauge,
-    log_memory_hits: IntGauge,
-    log_memory_misses: IntGauge,
     log_memory_bytes: IntGauge,
     log_memory_entries: IntGauge,
     log_disk_entries: IntGauge,
     log_disk_bytes: IntGauge,
     log_dir_bytes: IntGauge,
     log_first_index: IntGauge,
-    log_trimmed_entries: IntGauge,
-    log_trimmed_bytes: IntGauge,
     seeding: IntGauge,
-    seeds_started: IntGauge,
-    seeds_completed: IntGauge,
-    seeds_failed: IntGauge,
-    log_syncs: IntGauge,
-    log_sync_seconds: Gauge,
-    peer_sent: IntGauge,
-    peer_received: IntGauge,
-    peer_dropped: IntGauge,
-    peer_connects: IntGauge,
-    peer_rejected: IntGaugeVec,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
@@ -158,14 +271,13 @@ impl Metrics {
         ] {
             registry.register(c).expect("unique metric");
         }
-        let r = &registry;
-        let log_sync_seconds = Gauge::new(
-            "gateway_log_sync_seconds_total",
-            "Time spent in synced log writes",
-        )
-        .expect("valid metric");
-        r.register(Box::new(log_sync_seconds.clone()))
+        #[cfg(target_os = "linux")]
+        registry
+            .register(Box::new(
+                prometheus::process_collector::ProcessCollector::for_self(),
+            ))
             .expect("unique metric");
+        let r = &registry;
         let gauges = Gauges {
             raft_term: gauge(r, "gateway_raft_term", "Current Raft term"),
             raft_commit: gauge(
@@ -196,32 +308,7 @@ impl Metrics {
                 "gateway_rebuilding",
                 "1 while influxd is rebuilt from the log",
             ),
-            rejected: gauge(
-                r,
-                "gateway_apply_rejected_entries_total",
-                "Entries influxd rejected (4xx)",
-            ),
-            resumes: gauge(
-                r,
-                "gateway_apply_resumes_total",
-                "Times the applier resumed from the marker",
-            ),
-            influxd_requests: gauge(
-                r,
-                "gateway_apply_influxd_requests_total",
-                "Requests made to influxd by the applier",
-            ),
             pending: gauge(r, "gateway_pending_requests", "Requests waiting on the log"),
-            log_memory_hits: gauge(
-                r,
-                "gateway_log_memory_hits_total",
-                "Log reads served from memory",
-            ),
-            log_memory_misses: gauge(
-                r,
-                "gateway_log_memory_misses_total",
-                "Log reads that went to disk",
-            ),
             log_memory_bytes: gauge(
                 r,
                 "gateway_log_memory_bytes",
@@ -248,58 +335,13 @@ impl Metrics {
                 "gateway_log_first_index",
                 "First index the log holds (1 until it is trimmed)",
             ),
-            log_trimmed_entries: gauge(
-                r,
-                "gateway_log_trimmed_entries_total",
-                "Entries trimmed from the log",
-            ),
-            log_trimmed_bytes: gauge(
-                r,
-                "gateway_log_trimmed_bytes_total",
-                "Approximate bytes of the entries trimmed from the log",
-            ),
             seeding: gauge(
                 r,
                 "gateway_seeding",
                 "1 while influxd is replaced by a copy of a peer's",
             ),
-            seeds_started: gauge(r, "gateway_seeds_started_total", "Seeds started"),
-            seeds_completed: gauge(r, "gateway_seeds_completed_total", "Seeds completed"),
-            seeds_failed: gauge(r, "gateway_seeds_failed_total", "Seed attempts that failed"),
-            log_syncs: gauge(r, "gateway_log_syncs_total", "Synced log writes"),
-            log_sync_seconds,
-            peer_sent: gauge(
-                r,
-                "gateway_peer_messages_sent_total",
-                "Raft messages sent to peers",
-            ),
-            peer_received: gauge(
-                r,
-                "gateway_peer_messages_received_total",
-                "Raft messages received",
-            ),
-            peer_dropped: gauge(
-                r,
-                "gateway_peer_messages_dropped_total",
-                "Raft messages dropped (full queue, unknown peer)",
-            ),
-            peer_connects: gauge(
-                r,
-                "gateway_peer_connects_total",
-                "Peer connections established",
-            ),
-            peer_rejected: {
-                let opts = Opts::new(
-                    "gateway_peer_connections_rejected_total",
-                    "Peer connections dropped before any message was read: reason=tls (failed \
-                     handshake: no certificate, another CA, not TLS) or hello (missing, \
-                     undecodable or of another cluster, or too many unproven at once)",
-                );
-                let v = IntGaugeVec::new(opts, &["reason"]).expect("valid metric");
-                r.register(Box::new(v.clone())).expect("unique metric");
-                v
-            },
         };
+        let udp = Arc::new(UdpMetrics::new(&registry));
         Metrics {
             registry,
             requests,
@@ -311,14 +353,15 @@ impl Metrics {
             api_accepted,
             api_cap_waits,
             api_cuts,
+            udp,
             gauges,
         }
     }
 
-    /// The Prometheus text exposition, with every gauge read fresh.
+    /// The Prometheus text exposition, with every gauge and snapshot counter read fresh.
     pub fn render(&self, s: &Snapshot) -> String {
         let g = &self.gauges;
-        let (raft, applier, log, t) = (&s.raft, &s.applier, &s.log, s.peers);
+        let (raft, applier, log) = (&s.raft, &s.applier, &s.log);
         g.raft_term.set(raft.term as i64);
         g.raft_commit.set(raft.commit as i64);
         g.raft_last_index.set(raft.last_index as i64);
@@ -329,43 +372,134 @@ impl Metrics {
             .set(raft.commit.saturating_sub(applier.applied) as i64);
         g.influxd_up.set(i64::from(applier.influxd_up));
         g.rebuilding.set(i64::from(applier.rebuilding.is_some()));
-        g.rejected.set(applier.rejected as i64);
-        g.resumes.set(applier.resumes as i64);
-        g.influxd_requests.set(applier.requests as i64);
         g.pending.set(s.pending as i64);
-        g.log_memory_hits.set(log.memory_hits as i64);
-        g.log_memory_misses.set(log.memory_misses as i64);
         g.log_memory_bytes.set(log.memory_bytes as i64);
         g.log_memory_entries.set(log.memory_entries as i64);
         g.log_disk_entries.set(log.disk_entries as i64);
         g.log_disk_bytes.set(log.disk_bytes as i64);
         g.log_dir_bytes.set(log.dir_bytes as i64);
         g.log_first_index.set(log.first_index as i64);
-        g.log_trimmed_entries.set(log.trimmed_entries_total as i64);
-        g.log_trimmed_bytes.set(log.trimmed_bytes_total as i64);
         g.seeding.set(i64::from(applier.seeding.is_some()));
-        g.seeds_started.set(applier.seeds_started as i64);
-        g.seeds_completed.set(applier.seeds_completed as i64);
-        g.seeds_failed.set(applier.seeds_failed as i64);
-        g.log_syncs.set(log.syncs as i64);
-        g.log_sync_seconds.set(log.sync_seconds_total);
-        g.peer_sent.set(t.sent.load(Relaxed) as i64);
-        g.peer_received.set(t.received.load(Relaxed) as i64);
-        g.peer_dropped.set(t.dropped.load(Relaxed) as i64);
-        g.peer_connects.set(t.connects.load(Relaxed) as i64);
-        g.peer_rejected
-            .with_label_values(&["tls"])
-            .set(t.rejected_tls.load(Relaxed) as i64);
-        g.peer_rejected
-            .with_label_values(&["hello"])
-            .set(t.rejected_hello.load(Relaxed) as i64);
 
+        let mut families = self.registry.gather();
+        families.extend(snapshot_counters(s));
+        families.sort_by(|a, b| a.get_name().cmp(b.get_name()));
         let mut out = Vec::new();
         TextEncoder::new()
-            .encode(&self.registry.gather(), &mut out)
+            .encode(&families, &mut out)
             .expect("text encoding cannot fail");
         String::from_utf8(out).expect("prometheus text is utf-8")
     }
+}
+
+/// The counts the applier, the log and the transport keep, as counter families. They are
+/// monotonic counts already, kept where they happen; building the families from them at each
+/// scrape, rather than mirroring them into registered counters, leaves one copy to trust.
+fn snapshot_counters(s: &Snapshot) -> Vec<MetricFamily> {
+    let (applier, log, t) = (&s.applier, &s.log, s.peers);
+    let mut families = Vec::new();
+    let mut counter = |name: &str, help: &str, value: f64| {
+        let c = Counter::new(name, help).expect("valid metric");
+        c.inc_by(value);
+        families.extend(c.collect());
+    };
+    counter(
+        "gateway_apply_rejected_entries_total",
+        "Entries influxd rejected (4xx)",
+        applier.rejected as f64,
+    );
+    counter(
+        "gateway_apply_resumes_total",
+        "Times the applier resumed from the marker",
+        applier.resumes as f64,
+    );
+    counter(
+        "gateway_apply_influxd_requests_total",
+        "Requests made to influxd by the applier",
+        applier.requests as f64,
+    );
+    counter(
+        "gateway_log_memory_hits_total",
+        "Log reads served from memory",
+        log.memory_hits as f64,
+    );
+    counter(
+        "gateway_log_memory_misses_total",
+        "Log reads that went to disk",
+        log.memory_misses as f64,
+    );
+    counter(
+        "gateway_log_trimmed_entries_total",
+        "Entries trimmed from the log",
+        log.trimmed_entries_total as f64,
+    );
+    counter(
+        "gateway_log_trimmed_bytes_total",
+        "Approximate bytes of the entries trimmed from the log",
+        log.trimmed_bytes_total as f64,
+    );
+    counter(
+        "gateway_log_syncs_total",
+        "Synced log writes",
+        log.syncs as f64,
+    );
+    counter(
+        "gateway_log_sync_seconds_total",
+        "Time spent in synced log writes",
+        log.sync_seconds_total,
+    );
+    counter(
+        "gateway_seeds_started_total",
+        "Seeds started",
+        applier.seeds_started as f64,
+    );
+    counter(
+        "gateway_seeds_completed_total",
+        "Seeds completed",
+        applier.seeds_completed as f64,
+    );
+    counter(
+        "gateway_seeds_failed_total",
+        "Seed attempts that failed",
+        applier.seeds_failed as f64,
+    );
+    counter(
+        "gateway_peer_messages_sent_total",
+        "Raft messages sent to peers",
+        t.sent.load(Relaxed) as f64,
+    );
+    counter(
+        "gateway_peer_messages_received_total",
+        "Raft messages received",
+        t.received.load(Relaxed) as f64,
+    );
+    counter(
+        "gateway_peer_messages_dropped_total",
+        "Raft messages dropped (full queue, unknown peer)",
+        t.dropped.load(Relaxed) as f64,
+    );
+    counter(
+        "gateway_peer_connects_total",
+        "Peer connections established",
+        t.connects.load(Relaxed) as f64,
+    );
+    let rejected = CounterVec::new(
+        Opts::new(
+            "gateway_peer_connections_rejected_total",
+            "Peer connections dropped before any message was read: reason=tls (failed \
+             handshake: no certificate, another CA, not TLS) or hello (missing, undecodable or \
+             of another cluster, or too many unproven at once)",
+        ),
+        &["reason"],
+    )
+    .expect("valid metric");
+    for (reason, n) in [("tls", &t.rejected_tls), ("hello", &t.rejected_hello)] {
+        rejected
+            .with_label_values(&[reason])
+            .inc_by(n.load(Relaxed) as f64);
+    }
+    families.extend(rejected.collect());
+    families
 }
 
 impl Default for Metrics {

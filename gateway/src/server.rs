@@ -20,7 +20,7 @@ use crate::replicate::Replicator;
 use crate::seed::{SeedParts, Seeds};
 use crate::state::{AppState, Limits, LocalInfluxd, NodeView};
 use crate::tls::{ApiTls, PeerSecurity, PeerTls};
-use crate::{http, raft, tls};
+use crate::{http, raft, tls, udp};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -41,6 +41,8 @@ pub enum StartError {
     Raft(#[from] raft::StartError),
     #[error(transparent)]
     Tls(#[from] tls::TlsError),
+    #[error(transparent)]
+    Udp(#[from] udp::UdpError),
 }
 
 pub async fn run(config: Config) -> Result<(), StartError> {
@@ -77,6 +79,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     // Bind before starting anything, so a busy port is a prompt, clear failure.
     let api = bind("the API", config.listen).await?;
     let peers = bind("peers", config.peer_listen()).await?;
+    let udp = config.udp().map(udp::bind).transpose()?;
 
     let pending = Pending::new(config.node_id());
     let progress = Progress::default();
@@ -127,6 +130,9 @@ pub async fn run(config: Config) -> Result<(), StartError> {
 
     let replicator = Replicator::new(raft.handle, pending, applied, config.write_timeout);
     let metrics = Arc::new(Metrics::new());
+    if let Some(udp) = udp {
+        tokio::spawn(udp.run(replicator.clone(), metrics.udp.clone()));
+    }
     let state = AppState {
         replicator: replicator.clone(),
         auth: Arc::new(auth),
@@ -152,7 +158,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         tls: api_tls,
     };
     tracing::info!(id = config.node_id(), api = %config.listen, peers = %config.peer_listen(),
-        influxd = %config.influxd_url, log = %log.path().display(),
+        udp = ?config.udp_bind, influxd = %config.influxd_url, log = %log.path().display(),
         max_connections = config.max_connections, open_files, "gateway started");
     tokio::select! {
         _ = http::serve(api, served) => {}

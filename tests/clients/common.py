@@ -18,7 +18,7 @@ import urllib.parse
 BASE_TIME = 1_700_000_000
 
 
-def parse_args(description):
+def parse_args(description, udp=False):
     p = argparse.ArgumentParser(description=description)
     p.add_argument("--url", required=True, help="the API: http://HOST:PORT or https://HOST:PORT")
     p.add_argument(
@@ -31,6 +31,8 @@ def parse_args(description):
     p.add_argument("--points", type=int, default=3, help="how many points to write")
     p.add_argument("--username")
     p.add_argument("--password")
+    if udp:
+        p.add_argument("--udp-port", type=int, required=True, help="the node's UDP listener")
     args = p.parse_args()
     url = urllib.parse.urlsplit(args.url)
     if url.scheme not in ("http", "https") or not url.hostname:

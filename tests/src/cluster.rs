@@ -15,6 +15,8 @@ use crate::influxd::Influxd;
 pub const API_PORT: u16 = 8086;
 pub const PEER_PORT: u16 = 8089;
 pub const INFLUXD_PORT: u16 = 18086;
+/// Where the tests' UDP listeners bind (`--udp-bind {ip}:8189`): not the peer port, 8089.
+pub const UDP_PORT: u16 = 8189;
 
 /// The gateway binary of this workspace, built once per process (a no-op when up to date) so
 /// a test never runs a stale binary. Built in the profile this code was built in: tests get a
@@ -155,7 +157,8 @@ impl Cluster {
         Self::start_with(n, &[])
     }
 
-    /// As [`Cluster::start`], with extra gateway flags (e.g. `--memory-budget`).
+    /// As [`Cluster::start`], with extra gateway flags (e.g. `--memory-budget`); `{ip}` in a
+    /// flag is the node's own address (`--udp-bind {ip}:8189`).
     pub fn start_with(n: u64, extra: &[&str]) -> Cluster {
         Self::start_full(n, extra, None, None)
     }
@@ -257,8 +260,8 @@ impl Cluster {
             ]
             .iter()
             .copied()
-            .chain(extra.iter().copied())
             .map(str::to_owned)
+            .chain(extra.iter().map(|f| f.replace("{ip}", &ip)))
             .chain(tls_flags)
             .collect(),
         };

@@ -7,6 +7,7 @@
 
 pub mod cluster;
 pub mod influxd;
+pub mod metrics;
 pub mod raw;
 
 pub use cluster::Cluster;

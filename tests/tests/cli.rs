@@ -49,6 +49,14 @@ fn help_documents_every_setting() {
         "--peer-certificate",
         "--peer-private-key",
         "--peer-plaintext",
+        "--udp-bind",
+        "--udp-database",
+        "--udp-retention-policy",
+        "--udp-precision",
+        "--udp-batch-size",
+        "--udp-batch-timeout",
+        "--udp-batch-pending",
+        "--udp-read-buffer",
     ] {
         assert!(
             help.contains(flag),
@@ -127,6 +135,30 @@ fn bad_configurations_fail_before_listening() {
                 "10.0.0.0/8,everyone",
             ],
             "\"everyone\" is not an address or a network",
+        ),
+        (
+            vec![
+                "--id",
+                "1",
+                "--peer",
+                "1=127.0.0.1:8089",
+                "--udp-bind",
+                "127.0.0.1:8189",
+            ],
+            "udp_bind needs udp_database",
+        ),
+        (
+            vec![
+                "--id",
+                "1",
+                "--peer",
+                "1=127.0.0.1:8089",
+                "--udp-bind",
+                "127.0.0.1:8089",
+                "--udp-database",
+                "telegraf",
+            ],
+            "is the peer listener's port",
         ),
     ] {
         let mut args = args.clone();

@@ -16,7 +16,7 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
-use tests::cluster::{Node, Secured, API_PORT};
+use tests::cluster::{Node, Secured, API_PORT, UDP_PORT};
 use tests::{wait_until, Cluster, Http};
 
 const DB: &str = "clients";
@@ -67,6 +67,10 @@ enum Client {
     PythonV1,
     /// PyPI `influxdb-client`: the write API on `/api/v2/write`.
     PythonV2,
+    /// PyPI `influxdb` in its UDP mode: `write_points` as a datagram to the node's UDP
+    /// listener, `query` over HTTP. Not in [`EVERY_CLIENT`]: UDP has neither TLS nor
+    /// credentials.
+    PythonUdp,
     /// npm `influx`: `writePoints`, `query`.
     NodeV1,
     /// npm `@influxdata/influxdb-client`: the write API on `/api/v2/write`.
@@ -88,6 +92,7 @@ impl Client {
         match self {
             Client::PythonV1 => "py1",
             Client::PythonV2 => "py2",
+            Client::PythonUdp => "pyudp",
             Client::NodeV1 => "js1",
             Client::NodeV2 => "js2",
             Client::Cli => "cli",
@@ -168,18 +173,24 @@ fn run_client(
     }
     let dir = clients_dir();
     let mut cmd = match client {
-        Client::PythonV1 | Client::PythonV2 => Command::new(dir.join(".venv/bin/python")),
+        Client::PythonV1 | Client::PythonV2 | Client::PythonUdp => {
+            Command::new(dir.join(".venv/bin/python"))
+        }
         _ => Command::new("node"),
     };
     cmd.arg(dir.join(match client {
         Client::PythonV1 => "v1.py",
         Client::PythonV2 => "v2.py",
+        Client::PythonUdp => "udp.py",
         Client::NodeV1 => "v1.js",
         Client::NodeV2 => "v2.js",
         Client::Cli => unreachable!(),
     }));
     cmd.args(["--url", &at.url, "--db", DB, "--measurement", measurement]);
     cmd.args(["--points", &POINTS.to_string()]);
+    if let Client::PythonUdp = client {
+        cmd.args(["--udp-port", &UDP_PORT.to_string()]);
+    }
     if let Some(ca) = &at.ca {
         cmd.arg("--ca").arg(ca);
     }
@@ -401,6 +412,23 @@ fn python_influxdb_client_writes_and_reads_through_every_node() {
 #[test]
 fn python_influxdb_client_v2_writes_through_every_node() {
     writes_through_every_node(&Cluster::start(3), Client::PythonV2, Endpoint::plain);
+}
+
+/// Against nodes listening for UDP into the clients' database, at the second precision the
+/// client sends: each node's datagram reaches every replica through the log.
+#[test]
+fn python_influxdb_client_writes_over_udp_through_every_node() {
+    let bind = format!("{{ip}}:{UDP_PORT}");
+    let udp = [
+        "--udp-bind",
+        &bind,
+        "--udp-database",
+        DB,
+        "--udp-precision",
+        "s",
+    ];
+    let c = Cluster::start_with(3, &[&udp[..], &["--udp-batch-timeout", "100ms"]].concat());
+    writes_through_every_node(&c, Client::PythonUdp, Endpoint::plain);
 }
 
 #[test]

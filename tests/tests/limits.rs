@@ -9,6 +9,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use tests::cluster::{gateway_binary, API_PORT};
+use tests::metrics::metric;
 use tests::raw::{self, closed_within, connect, connect_from, exchange, read_answer, request};
 use tests::Cluster;
 
@@ -25,13 +26,6 @@ fn api_addr(c: &Cluster, id: u64) -> String {
 
 fn ping() -> Vec<u8> {
     request("GET /ping", &[], b"")
-}
-
-/// A metric's value in the Prometheus text, `name` with its labels as written there.
-fn metric(text: &str, name: &str) -> f64 {
-    text.lines()
-        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {name} in /metrics:\n{text}"))
 }
 
 /// A client sending its request a byte per step: a slowloris.

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use rustls::pki_types::ServerName;
 use tests::cluster::{Secured, API_PORT, PEER_PORT};
-use tests::{wait_until, Cluster};
+use tests::{metrics, wait_until, Cluster};
 
 const CONVERGE: Duration = Duration::from_secs(30);
 
@@ -181,13 +181,8 @@ fn state(c: &Cluster) -> Vec<(u64, u64, String, usize)> {
 }
 
 fn rejected(c: &Cluster, id: u64, reason: &str) -> u64 {
-    let metrics = c.node(id).api().get("/metrics").unwrap().body;
-    let prefix = format!("gateway_peer_connections_rejected_total{{reason=\"{reason}\"}} ");
-    metrics
-        .lines()
-        .find_map(|l| l.strip_prefix(&prefix))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no {prefix} in /metrics"))
+    let name = format!("gateway_peer_connections_rejected_total{{reason=\"{reason}\"}}");
+    metrics::metric(&metrics::scrape(c.node(id)), &name) as u64
 }
 
 /// The server closes the connection: reading gets an end or an error, within the handshake

@@ -11,7 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use axum::extract::{Request, State};
 use axum::response::IntoResponse;
@@ -22,7 +22,7 @@ use snapshotless::Command;
 use super::body::{self, params, reject_unknown};
 use super::response::{error, from_outcome, no_content, ApiError, Resp};
 use crate::auth::{Auth, Need};
-use crate::ingest::{ingest, Precision};
+use crate::ingest::{ingest, now_ns, Precision};
 use crate::replicate::{Replicator, Wait};
 use crate::state::{Limits, NodeView};
 
@@ -147,9 +147,7 @@ async fn write(w: &Writer, req: Request, t: Target) -> Resp {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
-    let now = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos() as i64);
+    let now = now_ns();
     let precision = t.precision;
     // Large bodies take milliseconds to parse: keep them off the async workers.
     let batch = if body.len() > 256 << 10 {

@@ -11,6 +11,7 @@
 //! Error messages follow influxd 1.x: `unable to parse '<line>': <reason>`, one per bad line.
 
 use std::fmt::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 mod shape;
 
@@ -98,6 +99,13 @@ pub struct Batch {
     /// influxd's message for the lines that failed to parse, one `unable to parse` per line
     /// joined by newlines; `None` when every line parsed.
     pub parse_error: Option<String>,
+}
+
+/// This node's clock in nanoseconds since the epoch: the stamp of points sent without one.
+pub fn now_ns() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as i64)
 }
 
 pub fn ingest(body: &[u8], precision: Precision, now_ns: i64) -> Batch {

@@ -33,7 +33,7 @@ pub mod status;
 pub use entry as command;
 
 pub use applier::{Applier, ApplierConfig};
-pub use entry::{Command, Origin, Trim};
+pub use entry::{Command, KeyedBy, Origin, Trim};
 pub use influxd::Influxd;
 pub use log::{CommittedLog, LogReadError, MetaKey};
 pub use outcome::{AppliedQueries, Outcome, OutcomeSink};

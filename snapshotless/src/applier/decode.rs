@@ -33,11 +33,13 @@ impl Item {
             match Command::decode_bytes(Bytes::from(e.data)) {
                 Ok(Command {
                     kind: Some(Kind::Write(w)),
+                    ..
                 }) => Op::Write(w),
                 Ok(Command {
                     kind: Some(Kind::Query(q)),
+                    ..
                 }) => Op::Query(q),
-                Ok(Command { kind: None }) => {
+                Ok(Command { kind: None, .. }) => {
                     tracing::error!(index = e.index, "entry with an empty command; skipping it");
                     Op::Skip
                 }

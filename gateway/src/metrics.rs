@@ -21,6 +21,8 @@ pub struct Snapshot<'a> {
     pub log: LogStats,
     pub peers: &'a TransportStats,
     pub pending: usize,
+    /// Idempotency keys the table holds.
+    pub keys: usize,
 }
 
 pub struct Metrics {
@@ -37,6 +39,8 @@ pub struct Metrics {
     pub api_cap_waits: IntCounter,
     /// Connections and requests cut off, by reason (a deadline passed, a head too large).
     pub api_cuts: IntCounterVec,
+    /// Keyed writes answered from this node's idempotency table, without a proposal.
+    pub retries_answered: IntCounter,
     gauges: Gauges,
 }
 
@@ -51,6 +55,8 @@ struct Gauges {
     influxd_up: IntGauge,
     rebuilding: IntGauge,
     rejected: IntGauge,
+    retries_applied: IntGauge,
+    idempotency_keys: IntGauge,
     resumes: IntGauge,
     influxd_requests: IntGauge,
     pending: IntGauge,
@@ -145,8 +151,15 @@ impl Metrics {
             &["reason"],
         )
         .expect("valid metric");
+        let retries_answered = IntCounter::new(
+            "gateway_write_retries_answered_here_total",
+            "Keyed writes this node answered from its idempotency table, without proposing \
+             them (a retry of a write already applied, or a key reused for another write)",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(retries_answered.clone()),
             Box::new(responses.clone()),
             Box::new(points_written.clone()),
             Box::new(write_seconds.clone()),
@@ -199,7 +212,18 @@ impl Metrics {
             rejected: gauge(
                 r,
                 "gateway_apply_rejected_entries_total",
-                "Entries influxd rejected (4xx)",
+                "Entries influxd rejected (4xx), and keyed writes refused for reusing a key",
+            ),
+            retries_applied: gauge(
+                r,
+                "gateway_apply_retries_total",
+                "Keyed writes the applier answered as retries of a write applied before, \
+                 without applying them",
+            ),
+            idempotency_keys: gauge(
+                r,
+                "gateway_idempotency_keys",
+                "Idempotency keys this node's table holds",
             ),
             resumes: gauge(
                 r,
@@ -311,6 +335,7 @@ impl Metrics {
             api_accepted,
             api_cap_waits,
             api_cuts,
+            retries_answered,
             gauges,
         }
     }
@@ -330,6 +355,8 @@ impl Metrics {
         g.influxd_up.set(i64::from(applier.influxd_up));
         g.rebuilding.set(i64::from(applier.rebuilding.is_some()));
         g.rejected.set(applier.rejected as i64);
+        g.retries_applied.set(applier.retries as i64);
+        g.idempotency_keys.set(s.keys as i64);
         g.resumes.set(applier.resumes as i64);
         g.influxd_requests.set(applier.requests as i64);
         g.pending.set(s.pending as i64);

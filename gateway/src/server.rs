@@ -113,6 +113,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             progress: progress.clone(),
             influxd: influxd.clone(),
             passwords: passwords.clone(),
+            keys: keys.clone(),
         },
     );
     let (applier, applied) = Applier::new(

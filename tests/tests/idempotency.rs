@@ -69,9 +69,22 @@ fn a_keyed_retry_through_another_node_is_applied_once_and_answered_alike() {
             retry.headers
         );
     }
-    // Quoted, as the IETF draft writes the header, it is the same key.
+    // Quoted, as the IETF draft writes the header, it is the same key; and through the 2.x
+    // endpoint it is the same write.
     let retry = keyed_ok(&c.node(2).api(), "\"k-1\"", body);
     assert!(replayed(&retry));
+    let v2 = c
+        .node(3)
+        .api()
+        .send(
+            "POST",
+            "/api/v2/write?bucket=db&org=o",
+            &[("Idempotency-Key", "k-1")],
+            body.as_bytes(),
+        )
+        .unwrap();
+    assert_eq!(v2.status, 204, "{}", v2.body);
+    assert!(replayed(&v2));
 
     // A partial write (a bad line dropped by ingest) and an influxd rejection: the retry gets
     // the first attempt's answer, word for word.

@@ -166,7 +166,7 @@ impl Seeds {
         };
         tracing::info!(peer = from, need, "copying influxd for a peer");
         // Taken before the copy reads its marker: the table forgets nothing it held there.
-        let _hold = self.parts.keys.hold();
+        let hold = self.parts.keys.hold();
         let copy = match seed::take_copy(
             &self.tools,
             &self.rpc,
@@ -182,7 +182,10 @@ impl Seeds {
             }
             Err(e) => return write_answer(&mut stream, &refuse(e.to_string())).await,
         };
-        let keys = match self.parts.keys.export(copy.marker().index) {
+        let keys = self.parts.keys.export(copy.marker().index);
+        // Not for as long as the copy streams: the table would grow meanwhile.
+        drop(hold);
+        let keys = match keys {
             Ok(keys) => keys,
             Err(e) => return write_answer(&mut stream, &refuse(e.to_string())).await,
         };

@@ -10,7 +10,7 @@
 //!
 //! A record is kept per applied keyed write, with influxd's outcome. Recording one evicts the
 //! oldest records beyond the write's `max_keys`, and those older than its window: the table
-//! is bounded by count and by the log's own clock.
+//! is bounded by count and by time, the time the writes carry.
 //!
 //! The table must match influxd at influxd's marker, since that is where the applier
 //! resumes. It is written, synced, with the log's metadata before each marker (so it never
@@ -291,7 +291,7 @@ impl Table {
         Ok(Export { at, records })
     }
 
-    /// A table made of `records` (live ones), reflecting the log up to `through`.
+    /// A table made of `records`, in index order, reflecting the log up to `through`.
     fn from_records(records: Vec<Record>, floor: u64, through: u64) -> Table {
         let mut t = Table {
             floor,
@@ -307,16 +307,17 @@ impl Table {
                     t.evicted.insert((at, r.index));
                 }
                 None => {
-                    t.live.insert(r.index);
-                    if let Some(other) = t.by_key.insert(r.key.clone(), r.index) {
-                        // Never written so; should it be, the later record is the key's.
-                        t.live.remove(&other.min(r.index));
-                        t.by_key.insert(r.key.clone(), other.max(r.index));
+                    if let Some(&earlier) = t.by_key.get(&r.key) {
+                        // Never stored so; should it be, the later record is the key's.
+                        t.evict(earlier, r.index);
                     }
+                    t.live.insert(r.index);
+                    t.by_key.insert(r.key.clone(), r.index);
                 }
             }
             t.records.insert(r.index, r);
         }
+        t.dirty.clear();
         t
     }
 
@@ -361,21 +362,17 @@ impl KeyTable {
     /// The table stored with `log`. A log that never stored one is either new, so the table
     /// knows nothing yet (influxd will have to be empty, or seeded), or was written by a
     /// version without keys, which recorded none at any index; that is decided now, before
-    /// anything is appended, and stored.
+    /// anything is appended, and stored. A table that cannot be read knows nothing either.
     pub fn open(log: &HybridLog) -> Result<KeyTable, LogError> {
-        let span = read_bytes(log, MetaKey::IdempotencySpan)?
-            .and_then(|b| serde_json::from_slice::<Span>(&b).ok());
-        let table = match span {
-            Some(span) => {
-                let mut records = Vec::new();
-                for (_, value) in log.meta_with_prefix(MetaKey::IdempotencyRecords.key())? {
-                    match serde_json::from_slice::<Record>(&value) {
-                        Ok(r) => records.push(r),
-                        Err(e) => tracing::error!(error = %e, "an unreadable idempotency record"),
-                    }
+        let stored = read_bytes(log, MetaKey::IdempotencySpan)?;
+        let table = match &stored {
+            Some(span) => match Self::read(log, span)? {
+                Ok(table) => table,
+                Err(e) => {
+                    tracing::error!(error = %e, "the idempotency table stored with the log cannot be read; influxd will be seeded");
+                    Table::from_records(Vec::new(), 0, 0)
                 }
-                Table::from_records(records, span.floor, span.through)
-            }
+            },
             None => {
                 let fresh = log.last_index() == 0 && log.hard_state().term == 0;
                 let through = if fresh { 0 } else { u64::MAX };
@@ -387,10 +384,25 @@ impl KeyTable {
             table: Mutex::new(table),
             holds: Mutex::new(0),
         };
-        if span.is_none() {
+        if stored.is_none() {
             keys.write(&mut keys.table.lock())?;
         }
         Ok(keys)
+    }
+
+    fn read(log: &HybridLog, span: &[u8]) -> Result<Result<Table, serde_json::Error>, LogError> {
+        let span = match serde_json::from_slice::<Span>(span) {
+            Ok(span) => span,
+            Err(e) => return Ok(Err(e)),
+        };
+        let mut records = Vec::new();
+        for (_, value) in log.meta_with_prefix(MetaKey::IdempotencyRecords.key())? {
+            match serde_json::from_slice::<Record>(&value) {
+                Ok(r) => records.push(r),
+                Err(e) => return Ok(Err(e)),
+            }
+        }
+        Ok(Ok(Table::from_records(records, span.floor, span.through)))
     }
 
     /// What to do with the keyed write at the next index to apply.
@@ -449,7 +461,7 @@ impl KeyTable {
         let mut t = self.table.lock();
         let mut dirty = std::mem::take(&mut t.dirty);
         dirty.extend(t.records.keys().copied());
-        let records: Vec<Record> = export
+        let mut records: Vec<Record> = export
             .records
             .into_iter()
             .filter(|r| r.index <= export.at)
@@ -458,13 +470,14 @@ impl KeyTable {
                 ..r
             })
             .collect();
+        records.sort_by_key(|r| r.index);
         *t = Table::from_records(records, export.at, export.at);
         dirty.extend(t.records.keys().copied());
         t.dirty = dirty;
         self.write(&mut t)
     }
 
-    /// Records kept, live and all (for the status page and tests).
+    /// Records kept: live ones, and all (for metrics and tests).
     pub fn len(&self) -> (usize, usize) {
         let t = self.table.lock();
         (t.live.len(), t.records.len())
@@ -707,6 +720,15 @@ mod tests {
             .meta_with_prefix(MetaKey::IdempotencyRecords.key())
             .unwrap();
         assert_eq!(stored.len(), at_4.records.len());
+
+        // A damaged record: the table knows nothing, and only index 0 can be resumed at.
+        drop(t);
+        let mut b = LogBatch::new();
+        b.put_meta(&record_key(3), b"{not json".to_vec());
+        log.commit(b, true).unwrap();
+        let t = KeyTable::open(&log).unwrap();
+        assert!(t.rewind(4).is_err());
+        t.rewind(0).unwrap();
     }
 
     #[test]

@@ -182,6 +182,16 @@ pub struct Config {
     /// outcome is unknown.
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     pub write_timeout: Duration,
+    /// How long after a write with an Idempotency-Key was received a retry with the same key
+    /// is recognised, through any node: applied at most once and answered with the first
+    /// attempt's outcome. Measured by the clocks of the nodes that received the attempts;
+    /// each write carries its node's value, so nodes may differ while it is changed.
+    #[arg(long, default_value = "10m", value_parser = humantime::parse_duration)]
+    pub idempotency_window: Duration,
+    /// Most idempotency keys every replica keeps; past it the oldest are forgotten first,
+    /// even within the window. Each takes a few hundred bytes in memory and on disk.
+    #[arg(long, default_value_t = 100_000)]
+    pub idempotency_max_keys: u64,
     /// Largest accepted request body, also after gzip decompression (influxd's default).
     #[arg(long, default_value = "25MB")]
     pub max_body_size: ByteSize,
@@ -343,6 +353,11 @@ const MAX_HEADER_SIZE: u64 = 16 << 20;
 const MAX_HEADERS: usize = 10_000;
 /// SO_RCVBUF is an int, and the kernel doubles what it is given.
 const MAX_UDP_READ_BUFFER: u64 = 1 << 30;
+/// Bounds of the idempotency settings: a window must outlast a client's timeout and retry,
+/// and every replica holds the keys in memory.
+const MIN_IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(1);
+const MAX_IDEMPOTENCY_WINDOW: Duration = Duration::from_secs(7 * 86_400);
+const MAX_IDEMPOTENCY_KEYS: u64 = 1_000_000;
 
 #[derive(Debug, thiserror::Error)]
 pub enum LoadError {
@@ -568,6 +583,14 @@ impl Config {
             )));
         }
         self.validate_udp()?;
+        if !(MIN_IDEMPOTENCY_WINDOW..=MAX_IDEMPOTENCY_WINDOW).contains(&self.idempotency_window) {
+            return Err(err("idempotency_window must be between 1s and 7d"));
+        }
+        if !(1..=MAX_IDEMPOTENCY_KEYS).contains(&self.idempotency_max_keys) {
+            return Err(err(format!(
+                "idempotency_max_keys must be between 1 and {MAX_IDEMPOTENCY_KEYS}"
+            )));
+        }
         Ok(self)
     }
 
@@ -770,6 +793,36 @@ mod tests {
         assert_eq!(conn.max_headers, 100);
         assert_eq!(c.body_read_timeout, Duration::from_secs(60));
         assert_eq!(c.admin_api, AdminApi::On);
+        assert_eq!(c.idempotency_window, Duration::from_secs(600));
+        assert_eq!(c.idempotency_max_keys, 100_000);
+    }
+
+    #[test]
+    fn idempotency_settings_are_checked() {
+        let base = ["--id", "1", "--peer", "1=127.0.0.1:8089"];
+        let with = |extra: &[&str]| load(&[&base[..], extra].concat());
+        let c = with(&[
+            "--idempotency-window",
+            "1h",
+            "--idempotency-max-keys",
+            "5000",
+        ])
+        .unwrap();
+        assert_eq!(c.idempotency_window, Duration::from_secs(3600));
+        assert_eq!(c.idempotency_max_keys, 5000);
+        for (bad, expect) in [
+            (&["--idempotency-window", "0s"][..], "idempotency_window"),
+            (&["--idempotency-window", "500ms"], "idempotency_window"),
+            (&["--idempotency-window", "8d"], "idempotency_window"),
+            (&["--idempotency-max-keys", "0"], "idempotency_max_keys"),
+            (
+                &["--idempotency-max-keys", "2000000"],
+                "idempotency_max_keys",
+            ),
+        ] {
+            let e = with(bad).unwrap_err();
+            assert!(e.contains(expect), "{bad:?}: {e}");
+        }
     }
 
     #[test]

@@ -16,6 +16,8 @@
 //!   (`members.rs`) and how far each applied the log to its influxd (`progress.rs`); how far
 //!   the log may be trimmed (`trim.rs`). The log itself is the `hybrid-log` crate.
 //! - `pending.rs`: requests waiting on the log, found again by the origin their entries carry.
+//! - `idempotency.rs`: a write's `Idempotency-Key`, checked, digested and stamped before it
+//!   enters the log; the applier's table (in `snapshotless`) decides, in log order.
 //! - The applier that replays committed entries into the local influxd is the `snapshotless`
 //!   crate; it answers waiting requests through `pending.rs`. When the log no longer holds
 //!   what its influxd needs, `seed.rs` copies a peer's influxd to it (with the passwords
@@ -32,6 +34,7 @@
 pub mod auth;
 pub mod config;
 pub mod http;
+pub mod idempotency;
 pub mod influxql;
 pub mod ingest;
 pub mod logging;

@@ -27,6 +27,8 @@ pub struct Snapshot<'a> {
     pub log: LogStats,
     pub peers: &'a TransportStats,
     pub pending: usize,
+    /// Idempotency keys the table holds.
+    pub keys: usize,
 }
 
 pub struct Metrics {
@@ -45,6 +47,8 @@ pub struct Metrics {
     pub api_cuts: IntCounterVec,
     /// The UDP listener's counts (zero while it is off).
     pub udp: Arc<UdpMetrics>,
+    /// Keyed writes answered from this node's idempotency table, without a proposal.
+    pub retries_answered: IntCounter,
     gauges: Gauges,
 }
 
@@ -180,6 +184,7 @@ struct Gauges {
     apply_lag: IntGauge,
     influxd_up: IntGauge,
     rebuilding: IntGauge,
+    idempotency_keys: IntGauge,
     pending: IntGauge,
     log_memory_bytes: IntGauge,
     log_memory_entries: IntGauge,
@@ -258,8 +263,15 @@ impl Metrics {
             &["reason"],
         )
         .expect("valid metric");
+        let retries_answered = IntCounter::new(
+            "gateway_write_retries_answered_here_total",
+            "Keyed writes this node answered from its idempotency table, without proposing \
+             them (a retry of a write already applied, or a key reused for another write)",
+        )
+        .expect("valid metric");
         for c in [
             Box::new(requests.clone()) as Box<dyn prometheus::core::Collector>,
+            Box::new(retries_answered.clone()),
             Box::new(responses.clone()),
             Box::new(points_written.clone()),
             Box::new(write_seconds.clone()),
@@ -308,6 +320,11 @@ impl Metrics {
                 "gateway_rebuilding",
                 "1 while influxd is rebuilt from the log",
             ),
+            idempotency_keys: gauge(
+                r,
+                "gateway_idempotency_keys",
+                "Idempotency keys this node's table holds",
+            ),
             pending: gauge(r, "gateway_pending_requests", "Requests waiting on the log"),
             log_memory_bytes: gauge(
                 r,
@@ -354,6 +371,7 @@ impl Metrics {
             api_cap_waits,
             api_cuts,
             udp,
+            retries_answered,
             gauges,
         }
     }
@@ -372,6 +390,7 @@ impl Metrics {
             .set(raft.commit.saturating_sub(applier.applied) as i64);
         g.influxd_up.set(i64::from(applier.influxd_up));
         g.rebuilding.set(i64::from(applier.rebuilding.is_some()));
+        g.idempotency_keys.set(s.keys as i64);
         g.pending.set(s.pending as i64);
         g.log_memory_bytes.set(log.memory_bytes as i64);
         g.log_memory_entries.set(log.memory_entries as i64);
@@ -405,8 +424,14 @@ fn snapshot_counters(s: &Snapshot) -> Vec<MetricFamily> {
     };
     counter(
         "gateway_apply_rejected_entries_total",
-        "Entries influxd rejected (4xx)",
+        "Entries influxd rejected (4xx), and keyed writes refused for reusing a key",
         applier.rejected as f64,
+    );
+    counter(
+        "gateway_apply_retries_total",
+        "Keyed writes the applier answered as retries of a write applied before, without \
+         applying them",
+        applier.retries as f64,
     );
     counter(
         "gateway_apply_resumes_total",

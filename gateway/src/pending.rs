@@ -143,6 +143,7 @@ mod tests {
                 status: 204,
                 body: Default::default(),
                 content_type: None,
+                replayed: false,
             },
         );
         assert_eq!((&mut t.committed).await.unwrap(), 7);

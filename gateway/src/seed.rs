@@ -12,6 +12,11 @@
 //! A side channel opens with one answer from the source, a 4-byte big-endian length and a
 //! JSON [`Answer`]; a copy's stream (`snapshotless::seed::send`) follows an answer that
 //! agreed to send one.
+//!
+//! The answer also carries the source's idempotency table as it was at the copy's marker
+//! (`snapshotless::idempotency`): the node applies the log from there, and the writes that
+//! built the table may be trimmed from every log. A node seeded without it could apply again
+//! a retry its source had recognised.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,11 +24,12 @@ use std::time::Duration;
 
 use hybrid_log::HybridLog;
 use serde::{Deserialize, Serialize};
+use snapshotless::idempotency::Export;
 use snapshotless::seed::{
     self, BoxFuture, Passwords, Progress as CopyProgress, Restored, SeedError, SeedReport, Seeder,
     Tools,
 };
-use snapshotless::{ApplierStatus, Influxd};
+use snapshotless::{ApplierStatus, Influxd, KeyTable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch, Semaphore};
 
@@ -37,8 +43,9 @@ use crate::tls::PeerStream;
 
 /// A copy that makes no progress for this long is given up (the source died or was cut off).
 const STALL: Duration = Duration::from_secs(60);
-/// Largest answer frame accepted.
-const MAX_ANSWER: u32 = 1 << 20;
+/// Largest answer frame accepted: an idempotency table of the most keys allowed, each with
+/// the longest key and a stored error, fits.
+const MAX_ANSWER: u32 = 1 << 30;
 
 /// The source's first words on a side channel.
 #[derive(Debug, Serialize, Deserialize)]
@@ -52,6 +59,10 @@ struct Answer {
     /// With a copy: the users' passwords the source recorded (passwords.rs).
     #[serde(default)]
     passwords: Records,
+    /// With a copy: the idempotency table at the copy's marker (absent from a source older
+    /// than keys, which recorded none).
+    #[serde(default)]
+    keys: Option<Export>,
 }
 
 /// Both sides of seeding on this node.
@@ -126,6 +137,7 @@ impl Seeds {
             marker,
             bytes: 0,
             passwords: Records::new(),
+            keys: None,
         };
         if applier.borrow().seeding.is_some() {
             let answer = refuse("this node's influxd is being seeded itself".into());
@@ -138,6 +150,7 @@ impl Seeds {
                     marker,
                     bytes,
                     passwords: Records::new(),
+                    keys: None,
                 },
                 Err(e) => refuse(e.to_string()),
             };
@@ -152,6 +165,8 @@ impl Seeds {
             return write_answer(&mut stream, &answer).await;
         };
         tracing::info!(peer = from, need, "copying influxd for a peer");
+        // Taken before the copy reads its marker: the table forgets nothing it held there.
+        let hold = self.parts.keys.hold();
         let copy = match seed::take_copy(
             &self.tools,
             &self.rpc,
@@ -167,12 +182,20 @@ impl Seeds {
             }
             Err(e) => return write_answer(&mut stream, &refuse(e.to_string())).await,
         };
+        let keys = self.parts.keys.export(copy.marker().index);
+        // Not for as long as the copy streams: the table would grow meanwhile.
+        drop(hold);
+        let keys = match keys {
+            Ok(keys) => keys,
+            Err(e) => return write_answer(&mut stream, &refuse(e.to_string())).await,
+        };
         // Read after the copy was taken: they cover at least what it covers.
         let answer = Answer {
             refused: None,
             marker: copy.marker().index,
             bytes: copy.total_bytes(),
             passwords: self.parts.passwords.records(),
+            keys: Some(keys),
         };
         write_answer(&mut stream, &answer).await?;
         let (progress, _) = watch::channel(CopyProgress::default());
@@ -213,13 +236,20 @@ impl Seeds {
         let mut refusals = Vec::new();
         for (id, addr) in self.sources() {
             match self.fetch(id, &addr, need, report).await {
-                Ok((copy, passwords)) => {
+                Ok((copy, passwords, keys)) => {
                     self.parts.passwords.merge(passwords);
                     report.restoring();
                     let dropped = seed::wipe_for_seed(&self.parts.influxd).await?;
                     if !dropped.is_empty() {
                         tracing::info!(databases = ?dropped, "influxd wiped for the seed");
                     }
+                    // Once influxd holds no marker, and before it holds the copy's.
+                    let at = copy.marker().index;
+                    let keys = keys.unwrap_or(Export {
+                        at,
+                        records: Vec::new(),
+                    });
+                    self.parts.keys.replace(keys)?;
                     return seed::restore(
                         &self.tools,
                         &self.rpc,
@@ -248,7 +278,7 @@ impl Seeds {
         addr: &str,
         need: u64,
         report: &SeedReport,
-    ) -> Result<(seed::Copy, Records), SeedError> {
+    ) -> Result<(seed::Copy, Records, Option<Export>), SeedError> {
         let mut stream = self
             .parts
             .transport
@@ -285,7 +315,16 @@ impl Seeds {
                 copy.marker().index
             )));
         }
-        Ok((copy, answer.passwords))
+        if answer
+            .keys
+            .as_ref()
+            .is_some_and(|k| k.at != copy.marker().index)
+        {
+            return Err(SeedError::NoSource(
+                "the idempotency keys sent are not the copy's".into(),
+            ));
+        }
+        Ok((copy, answer.passwords, answer.keys))
     }
 
     /// Every password known: the recorded ones, and the gateway's own account.
@@ -359,6 +398,7 @@ pub struct SeedParts {
     pub progress: Progress,
     pub influxd: Influxd,
     pub passwords: Arc<PasswordBook>,
+    pub keys: Arc<KeyTable>,
 }
 
 impl Seeder for Seeds {

@@ -7,11 +7,12 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hybrid_log::HybridLog;
-use snapshotless::{Applier, ApplierConfig, Influxd};
+use snapshotless::{Applier, ApplierConfig, Influxd, KeyTable};
 use tokio::net::TcpListener;
 
 use crate::auth::Auth;
 use crate::config::Config;
+use crate::idempotency::Idempotency;
 use crate::metrics::Metrics;
 use crate::passwords::PasswordBook;
 use crate::pending::Pending;
@@ -65,6 +66,9 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         );
     }
     let log = HybridLog::open(data_dir.join("raft-log"), config.memory_budget())?;
+    // Before Raft can append anything: a table the log never stored is told apart as a new
+    // log's or an older version's by whether the log is empty.
+    let keys = Arc::new(KeyTable::open(&log)?);
     let security = Arc::new(match &peer_tls {
         Some(tls) => PeerSecurity::Tls(tls.clone()),
         None => {
@@ -112,6 +116,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             progress: progress.clone(),
             influxd: influxd.clone(),
             passwords: passwords.clone(),
+            keys: keys.clone(),
         },
     );
     let (applier, applied) = Applier::new(
@@ -123,7 +128,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     );
     let applier = applier
         .with_seeder(seeds.clone())
-        .with_applied_queries(passwords);
+        .with_applied_queries(passwords)
+        .with_keys(keys.clone());
     tokio::spawn(applier.run());
     tokio::spawn(seeds.serve(raft.side, applied.clone()));
     tokio::spawn(progress.follow(applied.clone()));
@@ -144,6 +150,11 @@ pub async fn run(config: Config) -> Result<(), StartError> {
             memory_budget: config.memory_budget(),
             peers: raft.peers,
             metrics: metrics.clone(),
+            idempotency: Idempotency::new(
+                keys,
+                config.idempotency_window,
+                config.idempotency_max_keys,
+            ),
         },
         limits: Limits {
             max_body_size: config.max_body_size(),

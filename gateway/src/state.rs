@@ -13,6 +13,7 @@ use hyper_util::rt::TokioExecutor;
 
 use crate::auth::Auth;
 use crate::config::AdminApi;
+use crate::idempotency::Idempotency;
 use crate::metrics::{Metrics, Snapshot};
 use crate::raft::transport::TransportStats;
 use crate::replicate::Replicator;
@@ -64,6 +65,8 @@ pub struct NodeView {
     pub memory_budget: usize,
     pub peers: Arc<TransportStats>,
     pub metrics: Arc<Metrics>,
+    /// Writes' idempotency keys: the header's checks and this node's table.
+    pub idempotency: Idempotency,
 }
 
 impl NodeView {
@@ -75,6 +78,7 @@ impl NodeView {
             log: self.log.stats(),
             peers: &self.peers,
             pending: self.replicator.pending_requests(),
+            keys: self.idempotency.keys(),
         }
     }
 }

@@ -18,8 +18,8 @@ use rocksdb::{
 
 use crate::error::LogError;
 use crate::format::{
-    decode_trim_point, encode_trim_point, entry_key, meta_key, Values, CF_ENTRIES, CF_STATE,
-    FORMAT_V2, KEY_CONF_STATE, KEY_FORMAT, KEY_HARD_STATE, KEY_TRIM_POINT,
+    decode_trim_point, encode_trim_point, entry_key, meta_key, meta_name, Values, CF_ENTRIES,
+    CF_STATE, FORMAT_V2, KEY_CONF_STATE, KEY_FORMAT, KEY_HARD_STATE, KEY_TRIM_POINT,
 };
 use crate::limit::SizeLimit;
 use crate::trim::TrimPoint;
@@ -286,6 +286,26 @@ impl DiskTier {
 
     pub fn put_meta(&self, batch: &mut WriteBatch, key: &str, value: &[u8]) {
         batch.put_cf(self.state_cf(), meta_key(key), value);
+    }
+
+    pub fn delete_meta(&self, batch: &mut WriteBatch, key: &str) {
+        batch.delete_cf(self.state_cf(), meta_key(key));
+    }
+
+    pub fn meta_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, LogError> {
+        let start = meta_key(prefix);
+        let mode = IteratorMode::From(&start, Direction::Forward);
+        let mut out = Vec::new();
+        for item in self.db.iterator_cf(self.state_cf(), mode) {
+            let (key, value) = item.map_err(|e| self.io(e))?;
+            if !key.starts_with(&start) {
+                break;
+            }
+            let key =
+                meta_name(&key).ok_or_else(|| self.corrupt("a metadata key that is not UTF-8"))?;
+            out.push((key, value.into_vec()));
+        }
+        Ok(out)
     }
 
     fn entries_property(&self, name: &str) -> u64 {

@@ -42,6 +42,12 @@ pub fn meta_key(key: &str) -> Vec<u8> {
     format!("{META_PREFIX}{key}").into_bytes()
 }
 
+/// The caller's key of a stored metadata key; `None` if it is not one.
+pub fn meta_name(stored: &[u8]) -> Option<String> {
+    let name = stored.strip_prefix(META_PREFIX.as_bytes())?;
+    String::from_utf8(name.to_vec()).ok()
+}
+
 /// How entry values are stored.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Values {

@@ -123,7 +123,8 @@ pub struct LogBatch {
     entries: Vec<Entry>,
     hard_state: Option<HardState>,
     conf_state: Option<ConfState>,
-    meta: Vec<(String, Vec<u8>)>,
+    /// Metadata writes in order; `None` deletes the value.
+    meta: Vec<(String, Option<Vec<u8>>)>,
 }
 
 impl LogBatch {
@@ -155,7 +156,13 @@ impl LogBatch {
     /// A small value owned by the caller (e.g. the raft loop's applied index), stored in the
     /// same atomic write as the rest of the batch.
     pub fn put_meta(&mut self, key: &str, value: impl Into<Vec<u8>>) -> &mut Self {
-        self.meta.push((key.to_owned(), value.into()));
+        self.meta.push((key.to_owned(), Some(value.into())));
+        self
+    }
+
+    /// Removes a value stored with [`LogBatch::put_meta`], in the same atomic write.
+    pub fn delete_meta(&mut self, key: &str) -> &mut Self {
+        self.meta.push((key.to_owned(), None));
         self
     }
 
@@ -251,7 +258,10 @@ impl HybridLog {
             self.inner.disk.put_conf_state(&mut wb, cs);
         }
         for (k, v) in &batch.meta {
-            self.inner.disk.put_meta(&mut wb, k, v);
+            match v {
+                Some(v) => self.inner.disk.put_meta(&mut wb, k, v),
+                None => self.inner.disk.delete_meta(&mut wb, k),
+            }
         }
 
         // The write happens outside the state lock so readers (the applier, replication) are
@@ -281,6 +291,12 @@ impl HybridLog {
     /// A metadata value stored with [`LogBatch::put_meta`].
     pub fn meta(&self, key: &str) -> Result<Option<Vec<u8>>, LogError> {
         self.inner.disk.meta(key)
+    }
+
+    /// Every metadata value whose key starts with `prefix`, in key order: for a caller that
+    /// keeps a family of values (one per record) rather than one value.
+    pub fn meta_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, LogError> {
+        self.inner.disk.meta_with_prefix(prefix)
     }
 
     pub fn hard_state(&self) -> HardState {

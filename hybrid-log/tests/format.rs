@@ -1,6 +1,7 @@
 //! How entries are stored: large ones compressed (and read back exactly), a damaged
 //! compressed entry refused with an error naming the directory, and a log written in the
-//! first format (plain values) still readable and appendable.
+//! first format (plain values) still readable and appendable; metadata values put, deleted
+//! and listed by prefix.
 
 use hybrid_log::{HybridLog, LogBatch};
 use prost::Message as _;
@@ -198,4 +199,47 @@ fn a_log_in_the_first_format_can_be_trimmed() {
         .entries(4, 6, None, GetEntriesContext::empty(false))
         .unwrap();
     assert_eq!(kept, vec![entry(4, 2048), entry(5, 2048)]);
+}
+
+#[test]
+fn metadata_values_are_put_deleted_and_listed_by_prefix() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = HybridLog::open(dir.path(), 1 << 20).unwrap();
+    let mut b = LogBatch::new();
+    b.put_meta("family/2", b"two".to_vec())
+        .put_meta("family/1", b"one".to_vec())
+        .put_meta("familiar", b"not of it".to_vec())
+        .put_meta("other", b"x".to_vec());
+    log.commit(b, true).unwrap();
+    let listed = log.meta_with_prefix("family/").unwrap();
+    assert_eq!(
+        listed,
+        vec![
+            ("family/1".to_owned(), b"one".to_vec()),
+            ("family/2".to_owned(), b"two".to_vec())
+        ]
+    );
+
+    // A delete and a put of one key in one batch: the later one wins.
+    let mut b = LogBatch::new();
+    b.delete_meta("family/1")
+        .put_meta("family/3", b"three".to_vec())
+        .delete_meta("family/3")
+        .put_meta("family/3", b"again".to_vec());
+    log.commit(b, true).unwrap();
+    drop(log);
+    let log = HybridLog::open(dir.path(), 1 << 20).unwrap();
+    let keys: Vec<String> = log
+        .meta_with_prefix("family/")
+        .unwrap()
+        .into_iter()
+        .map(|(k, _)| k)
+        .collect();
+    assert_eq!(keys, ["family/2", "family/3"]);
+    assert_eq!(
+        log.meta("family/3").unwrap().as_deref(),
+        Some(&b"again"[..])
+    );
+    assert_eq!(log.meta("family/1").unwrap(), None);
+    assert_eq!(log.meta("other").unwrap().as_deref(), Some(&b"x"[..]));
 }

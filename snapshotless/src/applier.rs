@@ -2,6 +2,10 @@
 //! file is the loop and its state; where it starts is `applier/resume.rs`, and what
 //! influxd's answers mean is [`crate::outcome`].
 //!
+//! A keyed write is first judged by the idempotency table (`crate::idempotency`): a retry of
+//! a write applied before gets that write's outcome and applies nothing. The table follows
+//! the applier: written before each marker, put back at the marker wherever it resumes.
+//!
 //! A 4xx is only trusted once the marker shows influxd still holds everything it held before:
 //! a "database not found" from an influxd that was just wiped is not a verdict on the write,
 //! and handing it to a client would make an error answer for a write that the rebuild then
@@ -15,6 +19,7 @@ mod seeding;
 
 pub use seeding::{SeedReport, Seeder};
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -24,6 +29,7 @@ use tokio::sync::watch;
 
 use self::decode::{At, Item, Op};
 use crate::entry::{Origin, Query, Write};
+use crate::idempotency::{KeyTable, Verdict};
 use crate::influxd::{Influxd, Response};
 use crate::log::CommittedLog;
 use crate::marker::{self, Marker, Written};
@@ -88,6 +94,7 @@ pub struct Applier<L: CommittedLog> {
     queries: Option<Arc<dyn AppliedQueries>>,
     /// A seed chosen for speed failed: until then, replay.
     faster_paused_until: Option<Instant>,
+    keys: Arc<KeyTable>,
 }
 
 /// How often a rebuild logs its progress.
@@ -119,6 +126,7 @@ impl<L: CommittedLog> Applier<L> {
             seeder: None,
             queries: None,
             faster_paused_until: None,
+            keys: Arc::new(KeyTable::in_memory()),
         };
         (applier, status_rx)
     }
@@ -126,6 +134,12 @@ impl<L: CommittedLog> Applier<L> {
     /// Tells `queries` of every state-changing query applied, with influxd's answer.
     pub fn with_applied_queries(mut self, queries: Arc<dyn AppliedQueries>) -> Self {
         self.queries = Some(queries);
+        self
+    }
+
+    /// Keeps idempotency keys in `keys` (by default a table in memory, lost at a restart).
+    pub fn with_keys(mut self, keys: Arc<KeyTable>) -> Self {
+        self.keys = keys;
         self
     }
 
@@ -143,6 +157,11 @@ impl<L: CommittedLog> Applier<L> {
         loop {
             self.resume(first).await;
             first = false;
+            if let Err(e) = self.keys.rewind(self.pos) {
+                tracing::warn!(error = %e, "influxd's marker is where this node no longer knows the idempotency keys; seeding");
+                self.seed(SeedReason::KeysUnknown).await;
+                continue;
+            }
             if self.seed_is_faster().await {
                 self.seed(SeedReason::Faster).await;
                 continue;
@@ -254,9 +273,19 @@ impl<L: CommittedLog> Applier<L> {
             match op {
                 Op::Skip => self.advance(&at, 0),
                 Op::Query(q) => self.apply_query(&at, &q).await?,
+                Op::Write(_) if self.answered_by_keys(&at) => {}
                 Op::Write(w) => {
-                    // Gather the following writes to the same db/rp into one influxd request.
-                    let group = coalesce::gather((at, w), &mut items, self.config.batch_bytes);
+                    // Gather the following writes to the same db/rp into one influxd request;
+                    // not a keyed write the table may judge a retry, of this group or before.
+                    let keys = self.keys.clone();
+                    let mut grouped: HashSet<String> =
+                        at.keyed_by.iter().map(|k| k.key.clone()).collect();
+                    let admits = |next: &At| match &next.keyed_by {
+                        None => true,
+                        Some(k) => !keys.knows(&k.key) && grouped.insert(k.key.clone()),
+                    };
+                    let group =
+                        coalesce::gather((at, w), &mut items, self.config.batch_bytes, admits);
                     self.apply_writes(&group).await?;
                 }
             }
@@ -270,7 +299,7 @@ impl<L: CommittedLog> Applier<L> {
             let r = self.send_write(db, rp, coalesce::body(group)).await?;
             if r.status.is_success() {
                 for (e, _) in group {
-                    self.report(e, Outcome::no_content());
+                    self.settle(e, Outcome::no_content());
                     self.advance(e, 0);
                 }
                 return Ok(());
@@ -282,12 +311,12 @@ impl<L: CommittedLog> Applier<L> {
         for (e, w) in group {
             let r = self.send_write(&w.db, &w.rp, w.lines.clone()).await?;
             if r.status.is_success() {
-                self.report(e, Outcome::no_content());
+                self.settle(e, Outcome::no_content());
                 self.advance(e, 0);
             } else {
                 self.verify_marker().await?;
                 tracing::debug!(index = e.index, status = %r.status, error = %r.error_text(), "influxd rejected a write");
-                self.report(e, Outcome::from_response(&r));
+                self.settle(e, Outcome::from_response(&r));
                 self.advance(e, 1);
             }
         }
@@ -328,6 +357,37 @@ impl<L: CommittedLog> Applier<L> {
         self.write_marker().await?;
         self.report(e, Outcome::from_response(&r));
         Ok(())
+    }
+
+    /// A keyed write the table says is a retry, or a reuse of its key for another write, is
+    /// answered from the table and not applied.
+    fn answered_by_keys(&mut self, e: &At) -> bool {
+        let Some(k) = &e.keyed_by else {
+            return false;
+        };
+        match self.keys.verdict(k) {
+            Verdict::New => false,
+            Verdict::Retry(outcome) => {
+                self.status.send_modify(|s| s.retries += 1);
+                self.report(e, outcome);
+                self.advance(e, 0);
+                true
+            }
+            Verdict::Conflict(outcome) => {
+                self.report(e, outcome);
+                self.advance(e, 1);
+                true
+            }
+        }
+    }
+
+    /// influxd's outcome for a write it was sent: kept with the write's key, if it has one,
+    /// then handed to the waiting request.
+    fn settle(&self, e: &At, outcome: Outcome) {
+        if let Some(k) = &e.keyed_by {
+            self.keys.record(e.index, k, &outcome);
+        }
+        self.report(e, outcome);
     }
 
     fn report(&self, e: &At, outcome: Outcome) {
@@ -384,10 +444,13 @@ impl<L: CommittedLog> Applier<L> {
             .term(index)
             .map_err(|source| Interrupt::LogTerm { index, source })?;
         let m = Marker { index, term };
+        // The keys first: a marker in influxd must never be ahead of them.
+        self.keys.persist(index)?;
         match marker::write(&self.influxd, m).await? {
             Written::Ok => {}
             Written::DatabaseMissing => return Err(Interrupt::MarkerDatabaseGone),
         }
+        self.keys.marker_written(index);
         self.marker = m;
         self.marker_written_at = Instant::now();
         self.log.save_applied(m.index);

@@ -5,7 +5,9 @@
 //!
 //! The encoding is prost, and everything in a command is already deterministic: timestamps
 //! were converted to nanoseconds and missing ones stamped by the node that received the
-//! write, so every replica replaying the entry produces the same points.
+//! write, so every replica replaying the entry produces the same points. A write may carry
+//! its client's idempotency key ([`KeyedBy`]), with everything needed to judge a retry the
+//! same way on every replica; entries written before keys existed decode without one.
 
 use prost::Message as _;
 
@@ -13,6 +15,33 @@ use prost::Message as _;
 pub struct Command {
     #[prost(oneof = "Kind", tags = "1, 2")]
     pub kind: Option<Kind>,
+    /// The client's idempotency key, on a write that came with one.
+    #[prost(message, optional, tag = "3")]
+    pub keyed_by: Option<KeyedBy>,
+}
+
+/// A write's idempotency key and what the applier needs to recognise a retry of it
+/// (`crate::idempotency`). Everything here is fixed by the node that received the write, so
+/// that every replica, whatever its own clock and settings, reaches the same verdict.
+#[derive(Clone, PartialEq, Eq, prost::Message)]
+pub struct KeyedBy {
+    #[prost(string, tag = "1")]
+    pub key: String,
+    /// A digest of what the client sent (database, retention policy, precision, body): a
+    /// retry must send the same, and a different write under the same key is refused.
+    #[prost(bytes = "vec", tag = "2")]
+    pub digest: Vec<u8>,
+    /// The receiving node's clock when the write arrived, in milliseconds since the epoch.
+    #[prost(uint64, tag = "3")]
+    pub received_ms: u64,
+    /// How long after an applied write a retry is still recognised (the receiving node's
+    /// `idempotency_window`), in milliseconds.
+    #[prost(uint64, tag = "4")]
+    pub window_ms: u64,
+    /// How many keys the table keeps at most (the receiving node's
+    /// `idempotency_max_keys`): recording this write evicts the oldest beyond it.
+    #[prost(uint64, tag = "5")]
+    pub max_keys: u64,
 }
 
 #[derive(Clone, PartialEq, prost::Oneof)]
@@ -59,12 +88,22 @@ impl Command {
                 rp: rp.into(),
                 lines,
             })),
+            keyed_by: None,
         }
     }
 
     pub fn query(q: Query) -> Command {
         Command {
             kind: Some(Kind::Query(q)),
+            keyed_by: None,
+        }
+    }
+
+    /// The same command, carrying the client's idempotency key.
+    pub fn keyed(self, keyed_by: KeyedBy) -> Command {
+        Command {
+            keyed_by: Some(keyed_by),
+            ..self
         }
     }
 
@@ -143,6 +182,14 @@ mod tests {
     fn round_trips() {
         let c = Command::write("db", "rp", bytes::Bytes::from_static(b"m v=1 1\n"));
         assert_eq!(Command::decode(&c.encode()).unwrap(), c);
+        let keyed = c.clone().keyed(KeyedBy {
+            key: "k".into(),
+            digest: vec![1; 32],
+            received_ms: 1_700_000_000_000,
+            window_ms: 600_000,
+            max_keys: 100_000,
+        });
+        assert_eq!(Command::decode(&keyed.encode()).unwrap(), keyed);
         let o = Origin {
             node: 3,
             request: u64::MAX - 1,
@@ -154,5 +201,31 @@ mod tests {
         assert_eq!(Origin::from_context(&t.to_context()), None);
         assert_eq!(Trim::from_entry(b"x", &t.to_context()), None);
         assert_eq!(Trim::from_entry(b"", &o.to_context()), None);
+    }
+
+    /// Entries written before idempotency keys existed: a write as those versions encoded it
+    /// (the oneof alone) decodes, without a key; and a keyed write read by such a version
+    /// is still the same write (prost skips the field it does not know).
+    #[test]
+    fn entries_without_a_key_still_decode() {
+        // Field 1 (Write), length-delimited: db "db", rp "", lines "m v=1 1".
+        let old: &[u8] = b"\x0a\x0d\x0a\x02db\x1a\x07m v=1 1";
+        let c = Command::decode(old).unwrap();
+        assert_eq!(c.keyed_by, None);
+        assert_eq!(
+            c,
+            Command::write("db", "", bytes::Bytes::from_static(b"m v=1 1"))
+        );
+        let keyed = c.clone().keyed(KeyedBy {
+            key: "k".into(),
+            ..KeyedBy::default()
+        });
+        #[derive(Clone, PartialEq, prost::Message)]
+        struct Before {
+            #[prost(oneof = "Kind", tags = "1, 2")]
+            kind: Option<Kind>,
+        }
+        let before = <Before as prost::Message>::decode(&keyed.encode()[..]).unwrap();
+        assert_eq!(before.kind, c.kind);
     }
 }

@@ -14,6 +14,8 @@
 //! - [`applier`]: the loop that applies entries in order, with where it resumes, how it
 //!   coalesces writes and how it backs off;
 //! - [`outcome`]: what influxd's answers mean and how they reach the waiting client;
+//! - [`idempotency`]: the table of applied keyed writes, which makes a retry apply at most
+//!   once and answers it with the first attempt's outcome;
 //! - [`marker`]: the applier's progress, kept in influxd itself;
 //! - [`influxd`]: the HTTP client for the local influxd;
 //! - [`seed`]: a node that needs entries the log no longer keeps gets a copy of a peer's
@@ -22,6 +24,7 @@
 
 pub mod applier;
 pub mod entry;
+pub mod idempotency;
 pub mod influxd;
 pub mod log;
 pub mod marker;
@@ -33,7 +36,8 @@ pub mod status;
 pub use entry as command;
 
 pub use applier::{Applier, ApplierConfig};
-pub use entry::{Command, Origin, Trim};
+pub use entry::{Command, KeyedBy, Origin, Trim};
+pub use idempotency::KeyTable;
 pub use influxd::Influxd;
 pub use log::{CommittedLog, LogReadError, MetaKey};
 pub use outcome::{AppliedQueries, Outcome, OutcomeSink};

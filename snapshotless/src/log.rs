@@ -34,16 +34,26 @@ pub enum MetaKey {
     /// statement that sets one, before the marker covers it; sent with a seed, because
     /// influxd's portable restore does not carry passwords.
     Passwords,
+    /// The span of log indexes the stored idempotency table can be put at (JSON: floor and
+    /// through). Written, synced, with the table's records before each marker the applier
+    /// writes to influxd, so the table never lags influxd (`idempotency.rs`).
+    IdempotencySpan,
+    /// Not one value but a family: one idempotency record per applied keyed write (JSON),
+    /// under this prefix followed by its log index in 20 digits. Written with
+    /// [`MetaKey::IdempotencySpan`]; deleted once evicted and covered by a marker.
+    IdempotencyRecords,
 }
 
 impl MetaKey {
     /// Every key, for checks over all of them.
-    pub const ALL: [MetaKey; 5] = [
+    pub const ALL: [MetaKey; 7] = [
         MetaKey::RaftApplied,
         MetaKey::ClusterId,
         MetaKey::Addresses,
         MetaKey::ApplierMarker,
         MetaKey::Passwords,
+        MetaKey::IdempotencySpan,
+        MetaKey::IdempotencyRecords,
     ];
 
     /// The key as stored. Never change one: logs written by earlier versions use these.
@@ -54,6 +64,8 @@ impl MetaKey {
             MetaKey::Addresses => "raft.addresses",
             MetaKey::ApplierMarker => "applier.marker",
             MetaKey::Passwords => "seed.passwords",
+            MetaKey::IdempotencySpan => "idempotency.span",
+            MetaKey::IdempotencyRecords => "idempotency.records/",
         }
     }
 }
@@ -147,10 +159,15 @@ mod tests {
                 "raft.cluster",
                 "raft.addresses",
                 "applier.marker",
-                "seed.passwords"
+                "seed.passwords",
+                "idempotency.span",
+                "idempotency.records/"
             ]
         );
         assert_eq!(keys.iter().collect::<HashSet<_>>().len(), keys.len());
+        // A family's prefix is no other key's start: listing it finds only its own.
+        let family = MetaKey::IdempotencyRecords.key();
+        assert!(keys.iter().all(|k| *k == family || !k.starts_with(family)));
     }
 
     #[test]

@@ -15,11 +15,14 @@ use crate::log::LogReadError;
 use crate::marker::MarkerError;
 
 /// The answer influxd gave for one entry, handed to the client that proposed it.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
     pub status: u16,
     pub body: Bytes,
     pub content_type: Option<String>,
+    /// Not influxd's answer to this entry but to an earlier write this one retried (the same
+    /// idempotency key): nothing of this entry was applied.
+    pub replayed: bool,
 }
 
 impl Outcome {
@@ -32,6 +35,7 @@ impl Outcome {
                 .as_ref()
                 .and_then(|v| v.to_str().ok())
                 .map(str::to_owned),
+            replayed: false,
         }
     }
 
@@ -44,6 +48,7 @@ impl Outcome {
             status: 403,
             body: Bytes::from(serde_json::json!({ "error": message }).to_string()),
             content_type: Some("application/json".into()),
+            replayed: false,
         }
     }
 
@@ -52,6 +57,7 @@ impl Outcome {
             status: 204,
             body: Bytes::new(),
             content_type: None,
+            replayed: false,
         }
     }
 }
@@ -83,6 +89,9 @@ pub(crate) enum Interrupt {
     /// Reading or writing the marker failed.
     #[error(transparent)]
     Marker(#[from] MarkerError),
+    /// The idempotency keys could not be stored before a marker.
+    #[error("cannot store the idempotency keys with the log: {0}")]
+    Keys(#[from] hybrid_log::LogError),
     /// The marker cannot be written without the term of its entry.
     #[error("reading the log term at {index}: {source}")]
     LogTerm { index: u64, source: LogReadError },

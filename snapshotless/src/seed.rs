@@ -126,6 +126,9 @@ pub enum SeedError {
     /// After the restore, influxd does not hold what the copy does.
     #[error("the restored influxd differs from the copy: {0}")]
     Verify(String),
+    /// The copy's idempotency keys could not be stored with the log.
+    #[error("cannot store the copy's idempotency keys: {0}")]
+    Keys(#[from] hybrid_log::LogError),
 }
 
 impl SeedError {

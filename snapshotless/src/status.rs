@@ -27,8 +27,11 @@ pub struct ApplierStatus {
     /// Entries applied since start, and influxd requests made (coalescing makes fewer).
     pub entries_applied: u64,
     pub requests: u64,
-    /// Entries influxd rejected (4xx), the same way on every replica.
+    /// Entries influxd rejected (4xx), the same way on every replica, and keyed writes
+    /// refused for reusing a key.
     pub rejected: u64,
+    /// Keyed writes answered as retries of a write applied before, and not applied.
+    pub retries: u64,
     /// Times the applier went back to the marker (influxd restarted, lost data, failed).
     pub resumes: u64,
     /// Set while influxd is being replaced by a copy of a peer's: the node is not ready.
@@ -65,6 +68,9 @@ pub enum SeedReason {
     Trimmed,
     /// Replaying the backlog would move many times what a copy moves.
     Faster,
+    /// influxd's marker is where this node does not know the idempotency keys (its log is
+    /// new, or influxd went back before what the table can be rewound to).
+    KeysUnknown,
 }
 
 #[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]

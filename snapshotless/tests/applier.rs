@@ -1,5 +1,6 @@
 //! The applier against a scripted fake influxd: coalescing, per-entry outcomes after a
-//! rejected batch, retries without skipping, and resuming from the marker.
+//! rejected batch, retries without skipping, resuming from the marker, and keyed writes
+//! applied at most once.
 
 use std::collections::VecDeque;
 use std::net::SocketAddr;
@@ -14,8 +15,8 @@ use hyper_util::rt::TokioIo;
 use parking_lot::Mutex;
 use raft::prelude::{Entry, EntryType};
 use snapshotless::{
-    Applier, ApplierConfig, ApplierStatus, Command, CommittedLog, Influxd, LogReadError, Origin,
-    Outcome, OutcomeSink,
+    Applier, ApplierConfig, ApplierStatus, Command, CommittedLog, Influxd, KeyTable, KeyedBy,
+    LogReadError, Origin, Outcome, OutcomeSink,
 };
 use tokio::sync::watch;
 
@@ -160,11 +161,12 @@ impl CommittedLog for FakeLog {
 }
 
 #[derive(Default)]
-struct Outcomes(Mutex<Vec<(u64, u16)>>);
+struct Outcomes(Mutex<Vec<(u64, u16)>>, Mutex<Vec<(u64, Outcome)>>);
 
 impl OutcomeSink for Outcomes {
     fn applied(&self, _origin: Origin, index: u64, outcome: Outcome) {
         self.0.lock().push((index, outcome.status));
+        self.1.lock().push((index, outcome));
     }
 }
 
@@ -191,6 +193,10 @@ const NODE: u64 = 1;
 
 impl Rig {
     async fn start(state: FakeState, log: FakeLog) -> Rig {
+        Self::start_with_keys(state, log, Arc::new(KeyTable::in_memory())).await
+    }
+
+    async fn start_with_keys(state: FakeState, log: FakeLog, keys: Arc<KeyTable>) -> Rig {
         let state = Arc::new(Mutex::new(state));
         let addr = serve(state.clone()).await;
         let influxd = Influxd::new(&format!("http://{addr}"), Duration::from_secs(5), None);
@@ -203,7 +209,7 @@ impl Rig {
         };
         let (applier, status) =
             Applier::new(config, log.clone(), influxd, commit_rx, outcomes.clone());
-        tokio::spawn(applier.run());
+        tokio::spawn(applier.with_keys(keys).run());
         Rig {
             state,
             log,
@@ -230,6 +236,18 @@ impl Rig {
 
     fn push_write(&self, lines: &str) -> u64 {
         self.push(Command::write("db", "", Bytes::from(lines.to_owned())))
+    }
+
+    /// A write with an idempotency key; its digest is its lines.
+    fn push_keyed(&self, key: &str, lines: &str) -> u64 {
+        let keyed_by = KeyedBy {
+            key: key.into(),
+            digest: lines.as_bytes().to_vec(),
+            received_ms: 1_000,
+            window_ms: 600_000,
+            max_keys: 100,
+        };
+        self.push(Command::write("db", "", Bytes::from(lines.to_owned())).keyed(keyed_by))
     }
 
     fn push_query(&self, q: &str) -> u64 {
@@ -382,4 +400,73 @@ async fn a_rejection_from_a_wiped_influxd_is_not_an_answer() {
         writes, "m v=1 1\nm v=2 2\n",
         "the rebuild replayed the log from the start"
     );
+}
+
+#[tokio::test]
+async fn a_keyed_write_is_applied_once_and_its_retries_get_its_outcome() {
+    let state = FakeState {
+        poison: Some("bad".into()),
+        ..FakeState::default()
+    };
+    let mut rig = Rig::start(state, FakeLog::default()).await;
+    rig.applied(0).await;
+    // Committed together: the retry must not be coalesced with its first attempt, whose
+    // outcome it is answered with.
+    rig.push_keyed("a", "m v=1 1\n");
+    rig.push_write("m v=2 2\n");
+    rig.push_keyed("a", "m v=1 1\n");
+    rig.push_keyed("b", "m bad=1 3\n");
+    rig.push_keyed("b", "m bad=1 3\n");
+    rig.push_keyed("a", "m v=9 9\n");
+    rig.commit_all();
+    rig.applied(6).await;
+    let writes = rig.state.lock().writes.concat();
+    assert_eq!(writes, "m v=1 1\nm v=2 2\n", "nothing applied twice");
+    let outcomes = rig.outcomes.1.lock().clone();
+    let seen: Vec<(u64, u16, bool)> = outcomes
+        .iter()
+        .map(|(i, o)| (*i, o.status, o.replayed))
+        .collect();
+    assert_eq!(
+        seen,
+        [
+            (1, 204, false),
+            (2, 204, false),
+            (3, 204, true),
+            (4, 400, false),
+            (5, 400, true),
+            (6, 422, false)
+        ]
+    );
+    assert_eq!(outcomes[4].1.body, outcomes[3].1.body);
+    let status = rig.status.borrow().clone();
+    assert_eq!((status.retries, status.rejected), (2, 2));
+}
+
+#[tokio::test]
+async fn a_keyed_write_replayed_from_the_marker_is_not_its_own_retry() {
+    // The keyed write is applied, then influxd fails before a marker covers it: the applier
+    // resumes before it and must apply it again, not take it for a retry of itself.
+    let state = FakeState {
+        script: [204, 503].into(),
+        ..FakeState::default()
+    };
+    let keys = Arc::new(KeyTable::in_memory());
+    let log = FakeLog::default();
+    let mut rig = Rig::start_with_keys(state, log, keys.clone()).await;
+    rig.applied(0).await;
+    rig.push_keyed("a", "m v=1 1\n");
+    rig.push(Command::write(
+        "other",
+        "",
+        Bytes::from_static(b"o v=2 2\n"),
+    ));
+    rig.commit_all();
+    rig.applied(2).await;
+    let writes = rig.state.lock().writes.concat();
+    assert_eq!(writes, "m v=1 1\nm v=1 1\no v=2 2\n");
+    let status = rig.status.borrow().clone();
+    assert!(status.resumes >= 1, "{status:?}");
+    assert_eq!(status.retries, 0, "the replay was taken for a retry");
+    assert_eq!(keys.len().0, 1);
 }

@@ -33,6 +33,8 @@ fn help_documents_every_setting() {
         "--auth-enabled",
         "--memory-budget",
         "--write-timeout",
+        "--idempotency-window",
+        "--idempotency-max-keys",
         "--max-body-size",
         "--max-connections",
         "--header-read-timeout",
@@ -159,6 +161,28 @@ fn bad_configurations_fail_before_listening() {
                 "telegraf",
             ],
             "is the peer listener's port",
+        ),
+        (
+            vec![
+                "--id",
+                "1",
+                "--peer",
+                "1=127.0.0.1:8089",
+                "--idempotency-window",
+                "0s",
+            ],
+            "idempotency_window must be between 1s and 7d",
+        ),
+        (
+            vec![
+                "--id",
+                "1",
+                "--peer",
+                "1=127.0.0.1:8089",
+                "--idempotency-max-keys",
+                "0",
+            ],
+            "idempotency_max_keys must be between 1 and 1000000",
         ),
     ] {
         let mut args = args.clone();

@@ -8,6 +8,10 @@
 //! - 503: nothing was proposed (no quorum, local influxd unavailable, overload): safe to retry
 //!   elsewhere.
 //! - 500 with "outcome unknown": the write was proposed and may or may not be committed.
+//!
+//! A write with an `Idempotency-Key` (`crate::idempotency`) is applied at most once within
+//! the key's window: a retry is answered with the first attempt's outcome (and
+//! `Idempotent-Replayed: true`), the same key with another request with 422.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,11 +21,12 @@ use axum::extract::{Request, State};
 use axum::response::IntoResponse;
 use hyper::StatusCode;
 use snapshotless::marker::DATABASE as RESERVED_DB;
-use snapshotless::Command;
+use snapshotless::{Command, Outcome};
 
 use super::body::{self, params, reject_unknown};
 use super::response::{error, from_outcome, no_content, ApiError, Resp};
 use crate::auth::{Auth, Need};
+use crate::idempotency::{self, Idempotency};
 use crate::ingest::{ingest, now_ns, Precision};
 use crate::replicate::{Replicator, Wait};
 use crate::state::{Limits, NodeView};
@@ -32,6 +37,7 @@ pub struct Writer {
     auth: Arc<Auth>,
     limits: Limits,
     node: NodeView,
+    idempotency: Idempotency,
 }
 
 impl axum::extract::FromRef<crate::state::AppState> for Writer {
@@ -41,6 +47,7 @@ impl axum::extract::FromRef<crate::state::AppState> for Writer {
             auth: s.auth.clone(),
             limits: s.limits,
             node: s.node.clone(),
+            idempotency: s.node.idempotency.clone(),
         }
     }
 }
@@ -141,6 +148,10 @@ async fn write(w: &Writer, req: Request, t: Target) -> Resp {
     {
         return ApiError::from(e).into_response();
     }
+    let key = match idempotency::key(req.headers()) {
+        Ok(k) => k,
+        Err(e) => return e.into_response(),
+    };
 
     let (parts, incoming) = req.into_parts();
     let body = match body::read(&parts.headers, incoming, w.limits.max_body_size).await {
@@ -149,6 +160,16 @@ async fn write(w: &Writer, req: Request, t: Target) -> Resp {
     };
     let now = now_ns();
     let precision = t.precision;
+    let keyed_by = key.map(|key| {
+        let request = idempotency::Request {
+            db: &t.db,
+            rp: &t.rp,
+            precision_ns: precision.nanos(),
+            body: &body,
+        };
+        w.idempotency
+            .keyed_by(key, &request, (now / 1_000_000).max(0) as u64)
+    });
     // Large bodies take milliseconds to parse: keep them off the async workers.
     let batch = if body.len() > 256 << 10 {
         match tokio::task::spawn_blocking(move || ingest(&body, precision, now)).await {
@@ -170,12 +191,19 @@ async fn write(w: &Writer, req: Request, t: Target) -> Resp {
         };
     }
     let metrics = &w.node.metrics;
+    if let Some(known) = keyed_by.as_ref().and_then(|k| w.idempotency.known(k)) {
+        metrics.retries_answered.inc();
+        return answer(Some(known), batch.parse_error);
+    }
     metrics.points_written.inc_by(batch.points as u64);
 
-    let command = Command::write(t.db, t.rp, batch.lines.into()).encode();
+    let mut command = Command::write(t.db, t.rp, batch.lines.into());
+    if let Some(k) = keyed_by {
+        command = command.keyed(k);
+    }
     let outcome = match w
         .replicator
-        .replicate("write", command, t.wait, deadline)
+        .replicate("write", command.encode(), t.wait, deadline)
         .await
     {
         Ok(o) => o,
@@ -184,16 +212,29 @@ async fn write(w: &Writer, req: Request, t: Target) -> Resp {
     metrics
         .write_seconds
         .observe(started.elapsed().as_secs_f64());
+    answer(outcome, batch.parse_error)
+}
 
-    match outcome {
+/// The answer to a write from the applier's outcome (none with `consistency=any`) and the
+/// lines ingest dropped. A retry answered with its first attempt's outcome gets what the
+/// first attempt got: the same body has the same lines dropped.
+fn answer(outcome: Option<Outcome>, parse_error: Option<String>) -> Resp {
+    let mut r = match &outcome {
         // influxd's rejection of the valid lines comes first, as influxd answers it.
-        Some(o) if !(200..300).contains(&o.status) => from_outcome(&o),
-        _ => match batch.parse_error {
+        Some(o) if !(200..300).contains(&o.status) => from_outcome(o),
+        _ => match parse_error {
             Some(e) => error(
                 StatusCode::BAD_REQUEST,
                 format!("partial write: {e} dropped=0"),
             ),
             None => no_content(),
         },
+    };
+    if outcome.is_some_and(|o| o.replayed) {
+        r.headers_mut().insert(
+            "Idempotent-Replayed",
+            hyper::header::HeaderValue::from_static("true"),
+        );
     }
+    r
 }

@@ -74,7 +74,7 @@ impl Precision {
         })
     }
 
-    fn nanos(self) -> i64 {
+    pub fn nanos(self) -> i64 {
         match self {
             Precision::Nanoseconds => 1,
             Precision::Microseconds => 1_000,

@@ -10,18 +10,23 @@ use super::decode::{At, Item, Op};
 use crate::entry::Write;
 
 /// `first` and the writes that directly follow it in `items` to the same db/rp, as long as
-/// their lines stay within `max_bytes` together (`first` alone may exceed it).
+/// their lines stay within `max_bytes` together (`first` alone may exceed it) and `admits`
+/// each of them.
 pub(super) fn gather(
     first: (At, Write),
     items: &mut Peekable<impl Iterator<Item = Item>>,
     max_bytes: usize,
+    mut admits: impl FnMut(&At) -> bool,
 ) -> Vec<(At, Write)> {
     let mut bytes = first.1.lines.len();
     let mut group = vec![first];
-    let joins = |next: &Item, bytes: usize, group: &[(At, Write)]| match &next.op {
+    let mut joins = |next: &Item, bytes: usize, group: &[(At, Write)]| match &next.op {
         Op::Write(w) => {
             let target = &group[0].1;
-            w.db == target.db && w.rp == target.rp && bytes + w.lines.len() <= max_bytes
+            w.db == target.db
+                && w.rp == target.rp
+                && bytes + w.lines.len() <= max_bytes
+                && admits(&next.at)
         }
         _ => false,
     };
@@ -57,7 +62,11 @@ mod tests {
     fn item(index: u64, op: Op) -> Item {
         let context = Vec::new();
         Item {
-            at: At { index, context },
+            at: At {
+                index,
+                context,
+                keyed_by: None,
+            },
             op,
         }
     }
@@ -74,6 +83,14 @@ mod tests {
     /// Gathers from the first item, as the applier does: the group, and the index of the
     /// item left next.
     fn gathered(items: Vec<Item>, max_bytes: usize) -> (Vec<(At, Write)>, Option<u64>) {
+        gathered_if(items, max_bytes, |_| true)
+    }
+
+    fn gathered_if(
+        items: Vec<Item>,
+        max_bytes: usize,
+        admits: impl FnMut(&At) -> bool,
+    ) -> (Vec<(At, Write)>, Option<u64>) {
         let mut items = items.into_iter().peekable();
         let Some(Item {
             at,
@@ -82,7 +99,7 @@ mod tests {
         else {
             panic!("the first item must be a write");
         };
-        let group = gather((at, w), &mut items, max_bytes);
+        let group = gather((at, w), &mut items, max_bytes, admits);
         (group, items.next().map(|i| i.at.index))
     }
 
@@ -114,6 +131,14 @@ mod tests {
         assert_eq!(indexes(items(), 12), (vec![1, 2], Some(3)));
         // One entry larger than the bound still goes, on its own.
         assert_eq!(indexes(items(), 1), (vec![1], Some(2)));
+    }
+
+    #[test]
+    fn stops_at_a_write_not_admitted() {
+        let items = (1..=4).map(|i| write(i, "a", "m v=1\n")).collect();
+        let (group, next) = gathered_if(items, 1 << 20, |at| at.index != 3);
+        let group: Vec<u64> = group.iter().map(|(at, _)| at.index).collect();
+        assert_eq!((group, next), (vec![1, 2], Some(3)));
     }
 
     #[test]

@@ -4,12 +4,14 @@
 use bytes::Bytes;
 use raft::prelude::{Entry, EntryType};
 
-use crate::entry::{Command, Kind, Query, Write};
+use crate::entry::{Command, KeyedBy, Kind, Query, Write};
 
-/// Where an entry sits and who proposed it: what advancing and reporting need.
+/// Where an entry sits and who proposed it: what advancing and reporting need; and the
+/// idempotency key of a write that came with one.
 pub(super) struct At {
     pub index: u64,
     pub context: Vec<u8>,
+    pub keyed_by: Option<KeyedBy>,
 }
 
 pub(super) enum Op {
@@ -27,17 +29,23 @@ pub(super) struct Item {
 impl Item {
     /// Takes the entry apart.
     pub(super) fn decode(e: Entry) -> Item {
+        let mut keyed_by = None;
         let op = if e.entry_type() != EntryType::EntryNormal || e.data.is_empty() {
             Op::Skip
         } else {
             match Command::decode_bytes(Bytes::from(e.data)) {
                 Ok(Command {
                     kind: Some(Kind::Write(w)),
-                }) => Op::Write(w),
+                    keyed_by: key,
+                }) => {
+                    keyed_by = key;
+                    Op::Write(w)
+                }
                 Ok(Command {
                     kind: Some(Kind::Query(q)),
+                    ..
                 }) => Op::Query(q),
-                Ok(Command { kind: None }) => {
+                Ok(Command { kind: None, .. }) => {
                     tracing::error!(index = e.index, "entry with an empty command; skipping it");
                     Op::Skip
                 }
@@ -53,6 +61,7 @@ impl Item {
             at: At {
                 index: e.index,
                 context: e.context,
+                keyed_by,
             },
             op,
         }

@@ -13,9 +13,9 @@
 //! is bounded by count and by time, the time the writes carry.
 //!
 //! The table must match influxd at influxd's marker, since that is where the applier
-//! resumes. It is written, synced, with the log's metadata before each marker (so it never
-//! lags influxd), one value per record, and the records it holds after the marker are
-//! dropped again when the applier resumes there ([`KeyTable::rewind`]). An evicted record is
+//! resumes. It is written with the log's metadata before each marker (so it never lags
+//! influxd; synced when records changed), one value per record, and the records it holds
+//! after the marker are dropped again when the applier resumes there ([`KeyTable::rewind`]). An evicted record is
 //! kept until a marker past its eviction is written: until then influxd may resume before
 //! the eviction, where the record was live. A seed carries the table as it was at the
 //! copy's marker ([`KeyTable::export`], [`KeyTable::replace`]), because the entries that

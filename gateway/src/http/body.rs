@@ -180,7 +180,21 @@ pub async fn drain(rest: Rest, timeout: Duration) -> Drained {
 
 /// Reads the whole body, refusing more than `max` bytes before and after gzip decompression:
 /// a small gzip body may inflate to gigabytes, and must be stopped at the limit, not after.
-pub async fn read(headers: &HeaderMap, mut body: Body, max: usize) -> Result<Bytes, ApiError> {
+pub async fn read(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes, ApiError> {
+    let raw = read_raw(headers, body, max).await?;
+    let gzip = headers
+        .get(CONTENT_ENCODING)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
+    if !gzip {
+        return Ok(raw);
+    }
+    gunzip(&raw, max)
+}
+
+/// Reads the whole body as it came, whatever its `Content-Encoding`, refusing more than `max`
+/// bytes.
+pub async fn read_raw(headers: &HeaderMap, mut body: Body, max: usize) -> Result<Bytes, ApiError> {
     let declared = headers
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
@@ -206,16 +220,7 @@ pub async fn read(headers: &HeaderMap, mut body: Body, max: usize) -> Result<Byt
         }
         raw.extend_from_slice(&data);
     }
-    let raw = raw.freeze();
-
-    let gzip = headers
-        .get(CONTENT_ENCODING)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.trim().eq_ignore_ascii_case("gzip"));
-    if !gzip {
-        return Ok(raw);
-    }
-    gunzip(&raw, max)
+    Ok(raw.freeze())
 }
 
 /// Whether a body's error is its deadline, however many layers of body wrap it.

@@ -1,7 +1,7 @@
 //! The InfluxDB 1.x HTTP API on :8086: one route table, and the headers every answer carries.
 //!
 //! `/write` and `/api/v2/write` (write.rs) go through ingest and the Raft log; `/query`
-//! (query.rs) sends reads to the local influxd and state changes through the log; `/ping`,
+//! (query.rs) sends reads to the local influxd (proxy.rs) and state changes through the log; `/ping`,
 //! `/health`, `/status` and `/metrics` (status.rs) describe the node; `/admin/members`
 //! (admin.rs) changes the membership. conn.rs accepts and serves the connections within
 //! their limits; deadline.rs keeps the time a client is given.
@@ -10,6 +10,7 @@ mod admin;
 pub mod body;
 mod conn;
 mod deadline;
+mod proxy;
 mod query;
 pub mod response;
 mod status;

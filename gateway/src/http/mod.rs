@@ -2,15 +2,17 @@
 //!
 //! `/write` and `/api/v2/write` (write.rs) go through ingest and the Raft log; `/query`
 //! (query.rs) sends reads to the local influxd (proxy.rs) and state changes through the log;
-//! Prometheus remote write and read (prom.rs) take the same two ways; `/ping`, `/health`,
-//! `/status` and `/metrics` (status.rs) describe the node; `/admin/members` (admin.rs)
-//! changes the membership. conn.rs accepts and serves the connections within their limits;
-//! deadline.rs keeps the time a client is given.
+//! Prometheus remote write and read (prom.rs) take the same two ways; `/debug/*` (debug.rs)
+//! is influxd's, with the gateway's figures in `/debug/vars`; `/ping`, `/health`, `/status`
+//! and `/metrics` (status.rs) describe the node; `/admin/members` (admin.rs) changes the
+//! membership. conn.rs accepts and serves the connections within their limits; deadline.rs
+//! keeps the time a client is given.
 
 mod admin;
 pub mod body;
 mod conn;
 mod deadline;
+mod debug;
 mod prom;
 mod proxy;
 mod query;
@@ -37,6 +39,7 @@ pub fn router(state: AppState) -> Router {
         .route("/query", get(query::handle).post(query::handle))
         .route("/api/v1/prom/write", post(prom::write))
         .route("/api/v1/prom/read", post(prom::read))
+        .route("/debug/{*rest}", any(debug::handle))
         .route("/ping", get(status::ping).head(status::ping))
         .route("/health", get(status::health).head(status::health))
         .route("/status", get(status::status))
@@ -125,6 +128,7 @@ fn route_label(path: &str) -> &'static str {
         "/admin/members" => "admin",
         "/api/v1/prom/write" => "prom_write",
         "/api/v1/prom/read" => "prom_read",
+        _ if path.starts_with("/debug/") => "debug",
         _ => "other",
     }
 }

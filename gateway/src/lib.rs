@@ -4,10 +4,12 @@
 //!
 //! The data path, one file (or folder) a step:
 //!
-//! - `http/`: the API. `mod.rs` is the route table; `write.rs`, `query.rs`, `status.rs` and
-//!   `admin.rs` are the handlers; `body.rs` reads bodies and parameters within influxd's
-//!   limits; `response.rs` renders influxd-style answers and maps every error to its status.
-//! - `ingest/`: line protocol to a validated, deterministic, nanosecond batch.
+//! - `http/`: the API. `mod.rs` is the route table; `write.rs`, `query.rs`, `prom.rs`,
+//!   `debug.rs`, `status.rs` and `admin.rs` are the handlers; `proxy.rs` passes reads to the
+//!   local influxd; `body.rs` reads bodies and parameters within influxd's limits;
+//!   `response.rs` renders influxd-style answers and maps every error to its status.
+//! - `ingest/`: line protocol (and Prometheus remote write requests, `prom.rs`) to a
+//!   validated, deterministic, nanosecond batch.
 //! - `replicate.rs`: the life of a replicated request: readiness, propose, committed,
 //!   applied. Every handler that writes, and `/health`, asks it.
 //! - `raft/`: `start` (mod.rs); the handle the rest of the gateway uses (`handle.rs`); the

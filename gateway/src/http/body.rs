@@ -188,7 +188,8 @@ pub async fn read(headers: &HeaderMap, body: Body, max: usize) -> Result<Bytes, 
     gunzip(&raw, max)
 }
 
-/// The body as sent, at most `max` bytes.
+/// Reads the whole body as it came, whatever its `Content-Encoding`, refusing more than `max`
+/// bytes.
 pub async fn read_raw(headers: &HeaderMap, mut body: Body, max: usize) -> Result<Bytes, ApiError> {
     let declared = headers
         .get(CONTENT_LENGTH)

@@ -1,16 +1,21 @@
 //! The InfluxDB 1.x HTTP API on :8086: one route table, and the headers every answer carries.
 //!
 //! `/write` and `/api/v2/write` (write.rs) go through ingest and the Raft log; `/query`
-//! (query.rs) sends reads to the local influxd and state changes through the log; `/ping`,
-//! `/health`, `/status` and `/metrics` (status.rs) describe the node; `/admin/members`
-//! (admin.rs) changes the membership. conn.rs accepts and serves the connections within
-//! their limits; deadline.rs keeps the time a client is given.
+//! (query.rs) sends reads to the local influxd (proxy.rs) and state changes through the log;
+//! Prometheus remote write and read (prom.rs) take the same two ways; `/debug/*` (debug.rs)
+//! is influxd's, with the gateway's figures in `/debug/vars`; `/ping`, `/health`, `/status`
+//! and `/metrics` (status.rs) describe the node; `/admin/members` (admin.rs) changes the
+//! membership. conn.rs accepts and serves the connections within their limits; deadline.rs
+//! keeps the time a client is given.
 
 mod admin;
 pub mod body;
 mod conn;
 mod deadline;
+mod debug;
 mod format;
+mod prom;
+mod proxy;
 mod query;
 pub mod response;
 mod status;
@@ -33,6 +38,9 @@ pub fn router(state: AppState) -> Router {
         .route("/write", post(write::v1))
         .route("/api/v2/write", post(write::v2))
         .route("/query", get(query::handle).post(query::handle))
+        .route("/api/v1/prom/write", post(prom::write))
+        .route("/api/v1/prom/read", post(prom::read))
+        .route("/debug/{*rest}", any(debug::handle))
         .route("/ping", get(status::ping).head(status::ping))
         .route("/health", get(status::health).head(status::health))
         .route("/status", get(status::status))
@@ -119,6 +127,9 @@ fn route_label(path: &str) -> &'static str {
         "/status" => "status",
         "/metrics" => "metrics",
         "/admin/members" => "admin",
+        "/api/v1/prom/write" => "prom_write",
+        "/api/v1/prom/read" => "prom_read",
+        _ if path.starts_with("/debug/") => "debug",
         _ => "other",
     }
 }

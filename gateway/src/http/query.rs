@@ -3,7 +3,8 @@
 //! log whole and is answered with influxd's JSON from this node once applied here.
 //!
 //! `consistency=linearizable` makes a read wait for a Raft read index and for the local
-//! applier to pass it, so it sees every write acknowledged anywhere before it started.
+//! applier to pass it, so it sees every write acknowledged anywhere before it started
+//! (proxy.rs).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -12,8 +13,7 @@ use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::response::IntoResponse;
 use bytes::Bytes;
-use http_body_util::Full;
-use hyper::header::{HeaderValue, CONTENT_TYPE};
+use hyper::header::CONTENT_TYPE;
 use hyper::{HeaderMap, Method, StatusCode};
 use snapshotless::command::Query;
 use snapshotless::marker::DATABASE as RESERVED_DB;
@@ -21,6 +21,7 @@ use snapshotless::Command;
 
 use super::body::{self, params, reject_unknown};
 use super::format::{self, Format};
+use super::proxy;
 use super::response::{error, from_outcome, no_content, ApiError, Resp};
 use crate::auth::{Auth, Need};
 use crate::influxql::classify;
@@ -105,25 +106,17 @@ pub async fn handle(
         return replicate(&replicator, &p, q, Format::asked(&parts.headers)).await;
     }
 
-    match p.get("consistency").map(String::as_str) {
-        None | Some("" | "local") => {}
-        Some("linearizable") => {
-            if let Err(e) = replicator.linearizable().await {
-                return ApiError::from(e).into_response();
-            }
-        }
-        Some(other) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                format!("invalid consistency {other:?} for a query (use local or linearizable)"),
-            )
-        }
+    if let Err(e) = proxy::consistency(&replicator, &p).await {
+        return e.into_response();
     }
     let lists_databases = classified
         .statements
         .iter()
         .any(|s| s.name == "SHOW DATABASES");
-    let answer = proxy(&influxd, parts, body).await;
+    // The body was decoded above: influxd is sent it plain.
+    let mut parts = parts;
+    parts.headers.remove(hyper::header::CONTENT_ENCODING);
+    let answer = proxy::pass(&influxd, parts, body).await;
     if lists_databases {
         return hide_reserved(answer).await;
     }
@@ -287,60 +280,6 @@ async fn replicate(
         }
         Ok(None) => no_content(),
         Err(e) => ApiError::from(e).into_response(),
-    }
-}
-
-/// Passes the request to the local influxd and streams its answer back.
-async fn proxy(influxd: &LocalInfluxd, parts: hyper::http::request::Parts, body: Bytes) -> Resp {
-    let path_and_query = parts
-        .uri
-        .path_and_query()
-        .map_or("/query", |pq| pq.as_str());
-    let uri = format!("{}{}", influxd.url, strip_ours(path_and_query));
-    let mut builder = Request::builder().method(parts.method).uri(uri);
-    for (name, value) in parts.headers.iter() {
-        if name == hyper::header::AUTHORIZATION {
-            builder = builder.header(name, crate::auth::for_influxd(value));
-        } else if name != hyper::header::HOST
-            && name != hyper::header::CONTENT_LENGTH
-            && name != hyper::header::CONTENT_ENCODING
-        {
-            builder = builder.header(name, value);
-        }
-    }
-    let req = builder
-        .body(Full::new(body))
-        .expect("a valid request from a valid one");
-    match influxd.client.request(req).await {
-        Ok(resp) => {
-            let (parts, incoming) = resp.into_parts();
-            Resp::from_parts(parts, Body::new(incoming))
-        }
-        Err(e) => {
-            let mut r = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                format!("local influxd unavailable: {e}"),
-            );
-            r.headers_mut()
-                .insert("Retry-After", HeaderValue::from_static("1"));
-            r
-        }
-    }
-}
-
-/// Our own `consistency` parameter means nothing to influxd.
-fn strip_ours(path_and_query: &str) -> String {
-    let Some((path, query)) = path_and_query.split_once('?') else {
-        return path_and_query.to_owned();
-    };
-    let kept: Vec<&str> = query
-        .split('&')
-        .filter(|kv| !kv.starts_with("consistency="))
-        .collect();
-    if kept.is_empty() {
-        path.to_owned()
-    } else {
-        format!("{path}?{}", kept.join("&"))
     }
 }
 

@@ -7,6 +7,7 @@ use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::StatusCode;
 
 use crate::auth::AuthError;
+use crate::ingest::prom::PromError;
 use crate::replicate::{ReplicateError, Unavailable};
 
 pub type Resp = Response;
@@ -54,6 +55,18 @@ impl From<AuthError> for ApiError {
 impl From<Unavailable> for ApiError {
     fn from(e: Unavailable) -> ApiError {
         ApiError::new(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+    }
+}
+
+/// 413 for a body that decompresses past the limit; 400 for any other bad remote write body.
+impl From<PromError> for ApiError {
+    fn from(e: PromError) -> ApiError {
+        let status = if e.too_large() {
+            StatusCode::PAYLOAD_TOO_LARGE
+        } else {
+            StatusCode::BAD_REQUEST
+        };
+        ApiError::new(status, e.to_string())
     }
 }
 

@@ -1,5 +1,5 @@
-//! `/write` and `/api/v2/write`: body -> ingest -> one Raft entry -> the local applier's
-//! outcome.
+//! `/write`, `/api/v2/write` and Prometheus remote write (`/api/v1/prom/write`, whose
+//! parameters prom.rs reads): body -> ingest -> one Raft entry -> the local applier's outcome.
 //!
 //! What the status codes promise:
 //! - 204: committed on a quorum's disks and applied to this node's influxd.
@@ -27,7 +27,7 @@ use super::body::{self, params, reject_unknown};
 use super::response::{error, from_outcome, no_content, ApiError, Resp};
 use crate::auth::{Auth, Need};
 use crate::idempotency::{self, Idempotency};
-use crate::ingest::{ingest, now_ns, Precision};
+use crate::ingest::{ingest, now_ns, prom, Batch, Precision};
 use crate::replicate::{Replicator, Wait};
 use crate::state::{Limits, NodeView};
 
@@ -53,7 +53,7 @@ impl axum::extract::FromRef<crate::state::AppState> for Writer {
 }
 
 /// `consistency`: `any` is acknowledged once committed; the others once applied here.
-fn consistency(param: Option<&String>) -> Result<Wait, ApiError> {
+pub(super) fn consistency(param: Option<&String>) -> Result<Wait, ApiError> {
     match param.map(String::as_str) {
         None | Some("" | "one" | "quorum" | "all") => Ok(Wait::Applied),
         Some("any") => Ok(Wait::Committed),
@@ -64,12 +64,22 @@ fn consistency(param: Option<&String>) -> Result<Wait, ApiError> {
     }
 }
 
-struct Target {
-    params: HashMap<String, String>,
-    db: String,
-    rp: String,
-    precision: Precision,
-    wait: Wait,
+/// What a write's body holds, and so how it becomes a batch.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Format {
+    /// Line protocol (gzip allowed), timestamps at this precision.
+    LineProtocol(Precision),
+    /// A Prometheus remote write request: snappy-compressed protobuf, read as it came
+    /// (influxd does not gunzip it either).
+    PromRemote,
+}
+
+pub(super) struct Target {
+    pub params: HashMap<String, String>,
+    pub db: String,
+    pub rp: String,
+    pub format: Format,
+    pub wait: Wait,
 }
 
 pub async fn v1(State(w): State<Writer>, req: Request) -> Resp {
@@ -93,7 +103,7 @@ pub async fn v1(State(w): State<Writer>, req: Request) -> Resp {
         rp: p.get("rp").cloned().unwrap_or_default(),
         params: p,
         db,
-        precision,
+        format: Format::LineProtocol(precision),
         wait,
     };
     write(&w, req, target).await
@@ -122,13 +132,13 @@ pub async fn v2(State(w): State<Writer>, req: Request) -> Resp {
         params: p,
         db,
         rp,
-        precision,
+        format: Format::LineProtocol(precision),
         wait: Wait::Applied,
     };
     write(&w, req, target).await
 }
 
-async fn write(w: &Writer, req: Request, t: Target) -> Resp {
+pub(super) async fn write(w: &Writer, req: Request, t: Target) -> Resp {
     let started = Instant::now();
     let deadline = w.replicator.deadline();
     if t.db == RESERVED_DB {
@@ -154,17 +164,26 @@ async fn write(w: &Writer, req: Request, t: Target) -> Resp {
     };
 
     let (parts, incoming) = req.into_parts();
-    let body = match body::read(&parts.headers, incoming, w.limits.max_body_size).await {
+    let max = w.limits.max_body_size;
+    let body = match t.format {
+        Format::LineProtocol(_) => body::read(&parts.headers, incoming, max).await,
+        Format::PromRemote => body::read_raw(&parts.headers, incoming, max).await,
+    };
+    let body = match body {
         Ok(b) => b,
         Err(e) => return e.into_response(),
     };
     let now = now_ns();
-    let precision = t.precision;
+    let format = t.format;
     let keyed_by = key.map(|key| {
         let request = idempotency::Request {
             db: &t.db,
             rp: &t.rp,
-            precision_ns: precision.nanos(),
+            precision_ns: match format {
+                Format::LineProtocol(p) => p.nanos(),
+                // A remote write request carries its own millisecond times.
+                Format::PromRemote => 0,
+            },
             body: &body,
         };
         w.idempotency
@@ -172,7 +191,7 @@ async fn write(w: &Writer, req: Request, t: Target) -> Resp {
     });
     // Large bodies take milliseconds to parse: keep them off the async workers.
     let batch = if body.len() > 256 << 10 {
-        match tokio::task::spawn_blocking(move || ingest(&body, precision, now)).await {
+        match tokio::task::spawn_blocking(move || to_batch(format, &body, now, max)).await {
             Ok(b) => b,
             Err(e) => {
                 return error(
@@ -182,7 +201,11 @@ async fn write(w: &Writer, req: Request, t: Target) -> Resp {
             }
         }
     } else {
-        ingest(&body, precision, now)
+        to_batch(format, &body, now, max)
+    };
+    let batch = match batch {
+        Ok(b) => b,
+        Err(e) => return e.into_response(),
     };
     if batch.points == 0 {
         return match batch.parse_error {
@@ -237,4 +260,13 @@ fn answer(outcome: Option<Outcome>, parse_error: Option<String>) -> Resp {
         );
     }
     r
+}
+
+/// The body as a batch for the log. Line protocol may be partly valid (the valid lines are
+/// written, as influxd does); a remote write request is converted whole or refused whole.
+fn to_batch(format: Format, body: &[u8], now: i64, max: usize) -> Result<Batch, ApiError> {
+    match format {
+        Format::LineProtocol(precision) => Ok(ingest(body, precision, now)),
+        Format::PromRemote => Ok(prom::decode(body, max).and_then(|r| prom::convert(&r))?),
+    }
 }

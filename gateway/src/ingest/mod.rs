@@ -9,10 +9,13 @@
 //! float, escape or string is ever re-encoded, so nothing can change meaning on the way.
 //!
 //! Error messages follow influxd 1.x: `unable to parse '<line>': <reason>`, one per bad line.
+//!
+//! Prometheus remote write requests become such a batch too (`prom.rs`).
 
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+pub mod prom;
 mod shape;
 
 use influxdb_line_protocol::{parse_lines, split_lines, Error as LpError, FieldValue};

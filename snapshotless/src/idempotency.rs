@@ -13,9 +13,9 @@
 //! is bounded by count and by time, the time the writes carry.
 //!
 //! The table must match influxd at influxd's marker, since that is where the applier
-//! resumes. It is written with the log's metadata before each marker (so it never lags
-//! influxd; synced when records changed), one value per record, and the records it holds
-//! after the marker are dropped again when the applier resumes there ([`KeyTable::rewind`]). An evicted record is
+//! resumes. It is written, synced, with the log's metadata before each marker (so it never
+//! lags influxd), one value per record, and the records it holds after the marker are
+//! dropped again when the applier resumes there ([`KeyTable::rewind`]). An evicted record is
 //! kept until a marker past its eviction is written: until then influxd may resume before
 //! the eviction, where the record was live. A seed carries the table as it was at the
 //! copy's marker ([`KeyTable::export`], [`KeyTable::replace`]), because the entries that
@@ -502,13 +502,12 @@ impl KeyTable {
         }
         let span = serde_json::to_vec(&t.span()).expect("a span serializes");
         put_bytes(&mut batch, MetaKey::IdempotencySpan, span);
-        // Synced when records changed. When only the span moved (no keyed write since the
-        // last marker: every unkeyed workload), an fsync before each marker would cost the
-        // applier a disk flush per batch; unsynced, the write survives a crash of the
-        // process, and after a crash of the machine that lost it the span ends before
-        // influxd's marker and the node is seeded rather than trusted.
-        let sync = !t.dirty.is_empty();
-        log.commit(batch, sync)?;
+        // Synced even when only the span moved: influxd syncs the marker that follows, and a
+        // span lost to a power cut while the marker survived would send the node to a seed,
+        // every node at once after a power cut of the whole cluster, with no source left.
+        // Markers come at most about once a second (and after state changes), so the cost
+        // is about one flush a second.
+        log.commit(batch, true)?;
         t.dirty.clear();
         Ok(())
     }

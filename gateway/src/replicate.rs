@@ -15,7 +15,7 @@ use tokio::sync::watch;
 use tokio::time::{sleep_until, timeout_at, Instant};
 
 use crate::pending::{Pending, Ticket};
-use crate::raft::{ProposeError, RaftHandle, RaftStatus};
+use crate::raft::{ProposeError, RaftHandle, RaftStatus, Refused};
 
 /// What a request waits for before it is answered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -50,9 +50,14 @@ pub enum ReplicateError {
     /// Nothing was proposed (503).
     #[error(transparent)]
     Unavailable(#[from] Unavailable),
-    /// Proposed, and not known to be committed (500).
+    /// Proposed, and not known to be committed (500). `leader_lost`: the leader went before
+    /// the entry was seen to commit (else the wait timed out).
     #[error("{what} outcome unknown: {why}; it may or may not have been committed")]
-    Unknown { what: &'static str, why: String },
+    Unknown {
+        what: &'static str,
+        why: String,
+        leader_lost: bool,
+    },
     /// Committed, and not known to be applied here (500).
     #[error(
         "{why}: the {what} was committed at index {index} and will be applied when possible, \
@@ -75,6 +80,10 @@ pub struct Replicator {
     pending: Arc<Pending>,
     applier: watch::Receiver<ApplierStatus>,
     timeout: Duration,
+    /// How long a request waits for a leader before it is refused with 503: an election's
+    /// worth, so that an election (a leader killed, a heal) is a pause for clients, not an
+    /// error each of them must retry.
+    leader_wait: Duration,
 }
 
 impl Replicator {
@@ -83,12 +92,14 @@ impl Replicator {
         pending: Arc<Pending>,
         applier: watch::Receiver<ApplierStatus>,
         timeout: Duration,
+        leader_wait: Duration,
     ) -> Replicator {
         Replicator {
             raft,
             pending,
             applier,
             timeout: timeout.max(Duration::from_millis(1)),
+            leader_wait,
         }
     }
 
@@ -147,6 +158,20 @@ impl Replicator {
         Ok(())
     }
 
+    /// Waits until this node knows a leader, at most until the leader wait has passed since
+    /// it lost the last one (and `deadline`): an election ends within that, so a node still
+    /// leaderless after it is cut off from the quorum, and answers 503 at once from then on.
+    /// Nothing is proposed meanwhile, so a request still refused has changed nothing.
+    pub async fn await_leader(&self, deadline: Instant) {
+        let status = self.raft.status();
+        let Some(since) = status.leaderless_since.filter(|_| status.leader == 0) else {
+            return;
+        };
+        let until = deadline.min(Instant::from_std(since) + self.leader_wait);
+        let mut status = self.raft.status_watch();
+        let _ = timeout_at(until, status.wait_for(|s| s.leader != 0 || !s.member)).await;
+    }
+
     /// Proposes `command` and waits as asked; with [`Wait::Applied`], returns influxd's
     /// outcome for it. `what` names the request in messages ("write", "query").
     pub async fn replicate(
@@ -156,12 +181,30 @@ impl Replicator {
         wait: Wait,
         deadline: Instant,
     ) -> Result<Option<Outcome>, ReplicateError> {
-        self.readiness(wait)?;
-        let mut ticket = self.pending.register();
-        self.raft
-            .propose(ticket.origin.to_context(), command)
-            .await
-            .map_err(Unavailable::from)?;
+        let mut command = command;
+        let mut refusals = 0;
+        let mut ticket = loop {
+            self.await_leader(deadline).await;
+            self.readiness(wait)?;
+            let ticket = self.pending.register();
+            match self.raft.propose(ticket.origin.to_context(), command).await {
+                Ok(()) => break ticket,
+                // The leader was lost between the check and the proposal, which raft-rs
+                // refused: wait for the next one, as a request that found none does.
+                Err(Refused {
+                    error: ProposeError::NoLeader,
+                    data,
+                }) if refusals < 3 => {
+                    refusals += 1;
+                    command = data;
+                    // The published status may not show the loss yet.
+                    let mut status = self.raft.status_watch();
+                    let soon = deadline.min(Instant::now() + Duration::from_millis(200));
+                    let _ = timeout_at(soon, status.wait_for(|s| s.leader == 0)).await;
+                }
+                Err(r) => return Err(Unavailable::from(r.error).into()),
+            }
+        };
         let index = committed(&mut ticket, deadline, what, self.timeout).await?;
         match wait {
             Wait::Committed => Ok(None),
@@ -169,6 +212,38 @@ impl Replicator {
                 .applied(&mut ticket, index, deadline, what)
                 .await
                 .map(Some),
+        }
+    }
+
+    /// As [`Replicator::replicate`], for a write carrying an idempotency key: one whose leader
+    /// was lost before it was seen to commit is proposed again once there is a new leader,
+    /// within the deadline. The applier applies at most one of the copies, whichever commits
+    /// first, and answers the others with its outcome, so the client gets that outcome rather
+    /// than "outcome unknown". If no copy can be proposed, the answer stays "unknown": the
+    /// first may still commit.
+    pub async fn replicate_keyed(
+        &self,
+        what: &'static str,
+        command: Vec<u8>,
+        wait: Wait,
+        deadline: Instant,
+    ) -> Result<Option<Outcome>, ReplicateError> {
+        let mut unknown = None;
+        loop {
+            match self.replicate(what, command.clone(), wait, deadline).await {
+                Err(
+                    e @ ReplicateError::Unknown {
+                        leader_lost: true, ..
+                    },
+                ) if Instant::now() < deadline => {
+                    tracing::debug!(error = %e, "proposing a keyed write again under the next leader");
+                    unknown.get_or_insert(e);
+                }
+                Err(ReplicateError::Unavailable(_)) if unknown.is_some() => {
+                    return Err(unknown.expect("checked"))
+                }
+                r => return r,
+            }
         }
     }
 
@@ -203,6 +278,7 @@ impl Replicator {
     /// after this sees every write acknowledged anywhere before it started.
     pub async fn linearizable(&self) -> Result<(), ReplicateError> {
         let deadline = self.deadline();
+        self.await_leader(deadline).await;
         let mut ticket = self.pending.register();
         self.raft
             .read_index(ticket.origin.request)
@@ -272,6 +348,7 @@ impl Replicator {
                 Ok(_) = status.wait_for(|s| done(s)) => return Ok(()),
                 _ = sleep_until(deadline) => {
                     return Err(ReplicateError::Unknown {
+                        leader_lost: false,
                         what: "membership change",
                         why: "not confirmed in time (another change may be in progress); check with GET /admin/members".into(),
                     })
@@ -294,14 +371,115 @@ async fn committed(
     what: &'static str,
     timeout: Duration,
 ) -> Result<u64, ReplicateError> {
-    let unknown = |why: String| ReplicateError::Unknown { what, why };
     match timeout_at(deadline, &mut ticket.committed).await {
         Ok(Ok(index)) => Ok(index),
-        Ok(Err(_)) => Err(unknown(
-            "this node lost its leader before the entry was confirmed committed".into(),
-        )),
-        Err(_) => Err(unknown(format!(
-            "timeout: not confirmed committed within {timeout:?}"
-        ))),
+        Ok(Err(_)) => Err(ReplicateError::Unknown {
+            what,
+            why: "this node lost its leader before the entry was confirmed committed".into(),
+            leader_lost: true,
+        }),
+        Err(_) => Err(ReplicateError::Unknown {
+            what,
+            why: format!("timeout: not confirmed committed within {timeout:?}"),
+            leader_lost: false,
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::raft::RaftStatus;
+
+    const LEADER_WAIT: Duration = Duration::from_secs(2);
+
+    fn replicator(raft: RaftStatus) -> (Replicator, watch::Sender<RaftStatus>) {
+        let (tx, _rx) = std::sync::mpsc::sync_channel(1);
+        let (raft_tx, raft_rx) = watch::channel(raft);
+        let (_applier_tx, applier_rx) = watch::channel(ApplierStatus::default());
+        let r = Replicator::new(
+            RaftHandle::new(tx, raft_rx),
+            Pending::new(1),
+            applier_rx,
+            Duration::from_secs(10),
+            LEADER_WAIT,
+        );
+        (r, raft_tx)
+    }
+
+    fn leaderless(for_: Duration) -> RaftStatus {
+        RaftStatus {
+            id: 1,
+            member: true,
+            commit: 5,
+            leaderless_since: Some(std::time::Instant::now() - for_),
+            ..RaftStatus::default()
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_request_during_an_election_waits_for_the_new_leader() {
+        let (r, raft_tx) = replicator(leaderless(Duration::ZERO));
+        let started = Instant::now();
+        let elected = tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(300)).await;
+            raft_tx.send_modify(|s| {
+                s.leader = 3;
+                s.leaderless_since = None;
+            });
+            raft_tx
+        });
+        r.await_leader(started + Duration::from_secs(10)).await;
+        assert_eq!(r.raft().leader, 3);
+        assert!(started.elapsed() < LEADER_WAIT, "{:?}", started.elapsed());
+        assert!(r.readiness(Wait::Committed).is_ok());
+        drop(elected.await);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_node_leaderless_for_longer_than_an_election_refuses_at_once() {
+        let (r, _raft_tx) = replicator(leaderless(LEADER_WAIT * 3));
+        let started = Instant::now();
+        r.await_leader(started + Duration::from_secs(10)).await;
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert_eq!(
+            r.readiness(Wait::Committed),
+            Err(Unavailable::Refused(ProposeError::NoLeader))
+        );
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_wait_for_a_leader_ends_with_the_election_time_or_the_deadline() {
+        // No leader comes: the wait ends an election's time after the leader was lost...
+        let (r, _raft_tx) = replicator(leaderless(Duration::from_millis(500)));
+        let started = Instant::now();
+        r.await_leader(started + Duration::from_secs(10)).await;
+        let waited = started.elapsed();
+        assert!(
+            waited <= LEADER_WAIT - Duration::from_millis(400),
+            "{waited:?}"
+        );
+        assert!(
+            waited >= LEADER_WAIT - Duration::from_millis(600),
+            "{waited:?}"
+        );
+        // ... or at the request's deadline if that comes first.
+        let (r, _raft_tx) = replicator(leaderless(Duration::ZERO));
+        let started = Instant::now();
+        r.await_leader(started + Duration::from_millis(100)).await;
+        assert!(started.elapsed() <= Duration::from_millis(150));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_node_with_a_leader_does_not_wait() {
+        let (r, _raft_tx) = replicator(RaftStatus {
+            id: 1,
+            leader: 2,
+            member: true,
+            ..RaftStatus::default()
+        });
+        let started = Instant::now();
+        r.await_leader(started + Duration::from_secs(10)).await;
+        assert_eq!(started.elapsed(), Duration::ZERO);
     }
 }

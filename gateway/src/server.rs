@@ -134,7 +134,15 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     tokio::spawn(seeds.serve(raft.side, applied.clone()));
     tokio::spawn(progress.follow(applied.clone()));
 
-    let replicator = Replicator::new(raft.handle, pending, applied, config.write_timeout);
+    // Elections time out after 10 to 20 ticks: a request waits out the longest.
+    let leader_wait = config.raft_tick * 20;
+    let replicator = Replicator::new(
+        raft.handle,
+        pending,
+        applied,
+        config.write_timeout,
+        leader_wait,
+    );
     let metrics = Arc::new(Metrics::new());
     if let Some(udp) = udp {
         tokio::spawn(udp.run(replicator.clone(), metrics.udp.clone()));

@@ -134,6 +134,7 @@ mod tests {
             Pending::new(1),
             applier_rx,
             Duration::from_secs(1),
+            Duration::ZERO,
         )
     }
 

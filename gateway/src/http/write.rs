@@ -148,6 +148,8 @@ pub(super) async fn write(w: &Writer, req: Request, t: Target) -> Resp {
         );
     }
     // Refuse before reading the body: a client that gets a 503 moves on to another node.
+    // During an election it waits for the new leader rather than be refused.
+    w.replicator.await_leader(deadline).await;
     if let Err(e) = w.replicator.readiness(t.wait) {
         return ApiError::from(e).into_response();
     }
@@ -220,15 +222,21 @@ pub(super) async fn write(w: &Writer, req: Request, t: Target) -> Resp {
     }
     metrics.points_written.inc_by(batch.points as u64);
 
-    let mut command = Command::write(t.db, t.rp, batch.lines.into());
-    if let Some(k) = keyed_by {
-        command = command.keyed(k);
-    }
-    let outcome = match w
-        .replicator
-        .replicate("write", command.encode(), t.wait, deadline)
-        .await
-    {
+    let command = Command::write(t.db, t.rp, batch.lines.into());
+    let replicated = match keyed_by {
+        Some(k) => {
+            let command = command.keyed(k).encode();
+            w.replicator
+                .replicate_keyed("write", command, t.wait, deadline)
+                .await
+        }
+        None => {
+            w.replicator
+                .replicate("write", command.encode(), t.wait, deadline)
+                .await
+        }
+    };
+    let outcome = match replicated {
         Ok(o) => o,
         Err(e) => return ApiError::from(e).into_response(),
     };

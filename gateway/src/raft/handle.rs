@@ -10,6 +10,14 @@ use tokio::sync::{oneshot, watch};
 /// Whether raft-rs took a proposal.
 pub type Reply = oneshot::Sender<Result<(), ProposeError>>;
 
+/// A proposal that was not taken, with its data, so that it can be proposed again (a
+/// proposal that found no leader is, once there is one).
+#[derive(Debug)]
+pub struct Refused {
+    pub error: ProposeError,
+    pub data: Vec<u8>,
+}
+
 /// What the node thread is asked to do.
 pub enum Input {
     /// Propose a normal entry; the reply says whether raft-rs accepted it (a follower
@@ -17,7 +25,7 @@ pub enum Input {
     Propose {
         context: Vec<u8>,
         data: Vec<u8>,
-        reply: Reply,
+        reply: oneshot::Sender<Result<(), Refused>>,
     },
     /// Propose a membership change.
     ConfChange {
@@ -88,6 +96,9 @@ pub struct RaftStatus {
     pub role: Role,
     /// 0 when no leader is known.
     pub leader: u64,
+    /// When this node last lost its leader (or started), while it knows none.
+    #[serde(skip)]
+    pub leaderless_since: Option<std::time::Instant>,
     pub term: u64,
     /// Highest index committed and durable on this node (what the applier may apply).
     pub commit: u64,
@@ -140,14 +151,36 @@ impl RaftHandle {
         rx.await.map_err(|_| ProposeError::Stopped)?
     }
 
-    /// Proposes an entry; returns once raft-rs accepted it (a follower forwards it).
-    pub async fn propose(&self, context: Vec<u8>, data: Vec<u8>) -> Result<(), ProposeError> {
-        self.accepted(|reply| Input::Propose {
+    /// Proposes an entry; returns once raft-rs accepted it (a follower forwards it). A
+    /// refusal for want of a leader hands the data back.
+    pub async fn propose(&self, context: Vec<u8>, data: Vec<u8>) -> Result<(), Refused> {
+        if self.leader() == 0 {
+            let error = ProposeError::NoLeader;
+            return Err(Refused { error, data });
+        }
+        let (reply, rx) = oneshot::channel();
+        let input = Input::Propose {
             context,
             data,
             reply,
-        })
-        .await
+        };
+        let (error, input) = match self.tx.try_send(input) {
+            Ok(()) => {
+                return rx.await.unwrap_or_else(|_| {
+                    let error = ProposeError::Stopped;
+                    Err(Refused {
+                        error,
+                        data: Vec::new(),
+                    })
+                })
+            }
+            Err(TrySendError::Full(input)) => (ProposeError::Overloaded, input),
+            Err(TrySendError::Disconnected(input)) => (ProposeError::Stopped, input),
+        };
+        let Input::Propose { data, .. } = input else {
+            unreachable!("the input sent was a proposal")
+        };
+        Err(Refused { error, data })
     }
 
     pub async fn propose_conf_change(

@@ -23,7 +23,7 @@ use crate::config::Config;
 use crate::pending::Pending;
 use crate::tls::PeerSecurity;
 use bootstrap::ClusterId;
-pub use handle::{Input, MemberStatus, ProposeError, RaftHandle, RaftStatus, Role};
+pub use handle::{Input, MemberStatus, ProposeError, RaftHandle, RaftStatus, Refused, Role};
 use members::AddressBook;
 use node::{Node, NodeConfig, Wiring};
 use progress::Progress;

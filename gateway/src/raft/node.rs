@@ -35,7 +35,7 @@ use snapshotless::log::{put_u64, read_u64, MetaKey};
 use snapshotless::{Origin, Trim};
 use tokio::sync::watch;
 
-use super::handle::{Input, MemberStatus, ProposeError, RaftStatus, Role};
+use super::handle::{Input, MemberStatus, ProposeError, RaftStatus, Refused, Role};
 use super::members::AddressBook;
 use super::progress::Progress;
 use super::transport::Transport;
@@ -86,6 +86,8 @@ pub struct Node {
     /// Index of the last committed entry this loop handled.
     applied: u64,
     leader: u64,
+    /// Since when this node has known no leader (start counts as such a moment).
+    leaderless_since: Option<Instant>,
     trim: TrimState,
 }
 
@@ -138,6 +140,7 @@ impl Node {
             tick: cfg.tick,
             applied,
             leader: 0,
+            leaderless_since: Some(Instant::now()),
             trim: TrimState {
                 samples: Samples::new(&cfg.trim, applied, now),
                 policy: cfg.trim,
@@ -185,7 +188,16 @@ impl Node {
                 data,
                 reply,
             } => {
-                let r = self.raw.propose(context, data).map_err(|e| self.refusal(e));
+                // raft-rs would drop the data with its refusal: keep it for the retry.
+                let r = if self.raw.raft.leader_id == raft::INVALID_ID {
+                    let error = ProposeError::NoLeader;
+                    Err(Refused { error, data })
+                } else {
+                    self.raw.propose(context, data).map_err(|e| Refused {
+                        error: self.refusal(e),
+                        data: Vec::new(),
+                    })
+                };
                 let _ = reply.send(r);
             }
             Input::ConfChange {
@@ -438,6 +450,10 @@ impl Node {
         }
         if leader == raft::INVALID_ID && self.leader != raft::INVALID_ID {
             self.out.pending.leader_lost();
+            self.leaderless_since = Some(Instant::now());
+        }
+        if leader != raft::INVALID_ID {
+            self.leaderless_since = None;
         }
         self.leader = leader;
     }
@@ -628,6 +644,7 @@ impl Node {
                 StateRole::Follower => Role::Follower,
             },
             leader: raft.leader_id,
+            leaderless_since: self.leaderless_since,
             term: raft.term,
             commit: self.applied,
             last_index: raft.raft_log.last_index(),

@@ -8,9 +8,11 @@
 pub mod cluster;
 pub mod influxd;
 pub mod metrics;
+pub mod partition;
 pub mod raw;
 
 pub use cluster::Cluster;
 pub use harness::http::{self, Http, HttpError};
 pub use harness::wait_until;
 pub use influxd::Influxd;
+pub use partition::Partition;

@@ -4,61 +4,12 @@
 //! the partition lasted. (It used to wait for the kernel's next TCP retransmission on the
 //! stalled peer connections, 20 s and more after a 30 s partition.)
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
-use tests::{wait_until, Cluster, Http};
+use tests::{wait_until, Cluster, Http, Partition};
 
 const PARTITION: Duration = Duration::from_secs(30);
 const RECOVERY_TARGET: Duration = Duration::from_secs(10);
-
-/// iptables rules dropping every packet between `island` and `others`, removed on drop.
-struct Partition {
-    rules: Vec<Vec<String>>,
-}
-
-impl Partition {
-    fn cut(island: &str, others: &[String]) -> Partition {
-        let mut rules = Vec::new();
-        for other in others {
-            for (src, dst) in [(island, other.as_str()), (other.as_str(), island)] {
-                rules.push(vec![
-                    "INPUT".to_owned(),
-                    "-s".into(),
-                    src.into(),
-                    "-d".into(),
-                    dst.into(),
-                    "-j".into(),
-                    "DROP".into(),
-                ]);
-            }
-        }
-        let p = Partition { rules: Vec::new() };
-        let mut p = p;
-        for rule in rules {
-            let status = Command::new("iptables")
-                .arg("-I")
-                .args(&rule)
-                .status()
-                .expect("run iptables (the partition test needs root and iptables)");
-            assert!(status.success(), "iptables -I {rule:?} failed");
-            p.rules.push(rule);
-        }
-        p
-    }
-
-    fn heal(&mut self) {
-        for rule in self.rules.drain(..) {
-            let _ = Command::new("iptables").arg("-D").args(&rule).status();
-        }
-    }
-}
-
-impl Drop for Partition {
-    fn drop(&mut self) {
-        self.heal();
-    }
-}
 
 /// Waits until a write of `lines` to db through `api` is answered with `status`.
 fn answered(what: &str, timeout: Duration, api: &Http, lines: &str, status: u16) {

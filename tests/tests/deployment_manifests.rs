@@ -10,6 +10,9 @@
 //!   by the real `influxd config`) agree with the gateway's routes and configuration;
 //! - the Containerfile parses (`dockerfile-parse`), copies only what exists, builds the
 //!   crate's binary and installs every shared library that binary links.
+//! - the README's openssl commands make the certificates the peers and the API need, the
+//!   Secrets it creates hold the files the pods read, and a gateway started with those
+//!   certificates serves HTTPS that a client trusting the API's CA accepts.
 //!
 //! Not checked here: that the image builds (no container registry is reachable) and that the
 //! pods run on a real cluster. The Python checkers are installed by `scripts/clients` into
@@ -887,4 +890,215 @@ fn the_containerfile_parses_and_builds_the_gateway_from_what_exists() {
         linked += 1;
     }
     assert!(linked >= 3, "ldd found {linked} libraries");
+}
+
+/// A process killed when dropped, so a failing test leaves none behind.
+struct KillOnDrop(std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// The `sh` block of the README's "Certificates and Secrets", cut where the Secrets are
+/// created: the commands that make the files, and the `kubectl` ones, continuation lines
+/// joined.
+fn readme_certificate_commands() -> (String, Vec<String>) {
+    let readme = std::fs::read_to_string(repo().join("deploy/kubernetes/README.md")).unwrap();
+    let section = readme
+        .split("## Certificates and Secrets")
+        .nth(1)
+        .expect("a Certificates and Secrets section");
+    let block = section
+        .split("```sh\n")
+        .nth(1)
+        .and_then(|b| b.split("\n```").next())
+        .expect("an sh block");
+    let at = block.find("\nkubectl").expect("kubectl commands");
+    let kubectl = block[at..]
+        .replace("\\\n", " ")
+        .lines()
+        .filter(|l| l.starts_with("kubectl"))
+        .map(String::from)
+        .collect();
+    (block[..at].to_owned(), kubectl)
+}
+
+fn openssl(args: &[&str], dir: &Path) -> Output {
+    run(Command::new("openssl").args(args).current_dir(dir))
+}
+
+#[test]
+fn the_readmes_certificates_serve_the_peers_and_the_api_and_fill_the_secrets() {
+    let m = Manifests::load();
+    let gateway = m.container("gateway");
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("gateway.toml");
+    std::fs::write(&config, m.configmap_entry("gateway.toml")).unwrap();
+    let settings = toml_file(&config);
+
+    // The README's commands, as written, with openssl.
+    let (make, kubectl) = readme_certificate_commands();
+    let out = run(Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &make])
+        .current_dir(dir.path()));
+    assert!(
+        out.status.success(),
+        "the README's commands: {}",
+        text(&out)
+    );
+    let tls = dir.path().join("tls");
+
+    // Each node's certificate: of the peer CA, for both ends of a link, naming the host the
+    // other nodes dial; not of the API's CA.
+    for (id, addr) in settings["peers"].as_object().unwrap() {
+        let cert = format!("node{id}.crt");
+        for purpose in ["sslserver", "sslclient"] {
+            let out = openssl(
+                &[
+                    "verify",
+                    "-CAfile",
+                    "peer-ca.pem",
+                    "-purpose",
+                    purpose,
+                    &cert,
+                ],
+                &tls,
+            );
+            assert!(out.status.success(), "{cert} {purpose}: {}", text(&out));
+        }
+        let out = openssl(&["verify", "-CAfile", "api-ca.pem", &cert], &tls);
+        assert!(
+            !out.status.success(),
+            "{cert} verifies against the API's CA"
+        );
+        let host = s(addr).rsplit_once(':').unwrap().0;
+        let out = openssl(&["x509", "-noout", "-in", &cert, "-checkhost", host], &tls);
+        assert!(
+            text(&out).contains("does match certificate"),
+            "{cert} does not name {host}: {}",
+            text(&out)
+        );
+    }
+    // The API's: the client Service's name and localhost.
+    for (check, name) in [
+        ("-checkhost", "influx-gateway"),
+        ("-checkhost", "localhost"),
+        ("-checkip", "127.0.0.1"),
+    ] {
+        let out = openssl(&["x509", "-noout", "-in", "api.crt", check, name], &tls);
+        assert!(
+            text(&out).contains("does match certificate"),
+            "api.crt does not name {name}"
+        );
+    }
+
+    // The Secrets the README creates hold the files the pods read, under the names they read.
+    let mut secrets: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for command in &kubectl {
+        let words: Vec<&str> = command.split_whitespace().collect();
+        let Some(at) = words.iter().position(|w| *w == "generic") else {
+            continue;
+        };
+        let keys = secrets.entry(words[at + 1].to_owned()).or_default();
+        for word in &words[at + 2..] {
+            let Some(source) = word.strip_prefix("--from-file=") else {
+                continue;
+            };
+            let (key, file) = source.split_once('=').unwrap_or((source, source));
+            assert!(tls.join(file).is_file(), "{command}: no {file}");
+            keys.insert(key.to_owned());
+        }
+    }
+    let needed = |path: &str| {
+        let (mount, file) = m.mount_of(gateway, path);
+        let volume = m.volume(s(&mount["name"]));
+        (
+            s(&volume["secret"]["secretName"]).to_owned(),
+            file.to_owned(),
+        )
+    };
+    let mut files = vec![
+        needed(s(&settings["https_certificate"])),
+        needed(s(&settings["https_private_key"])),
+        needed(s(&settings["peer_ca"])),
+    ];
+    for id in settings["peers"].as_object().unwrap().keys() {
+        for ext in ["crt", "key"] {
+            files.push(needed(&format!(
+                "/etc/influx-gateway/peer-tls/node{id}.{ext}"
+            )));
+        }
+    }
+    for (secret, file) in files {
+        let keys = secrets
+            .get(&secret)
+            .unwrap_or_else(|| panic!("no Secret {secret}"));
+        assert!(
+            keys.contains(&file),
+            "the Secret {secret} has no {file}: {keys:?}"
+        );
+    }
+
+    // The gateway serves the README's API certificate and loads the peer files: started with
+    // them on a loopback address of its own, `/ping` answers over HTTPS to a client that
+    // trusts only the API's CA and dials localhost.
+    let slot = tests::cluster::Slot::acquire();
+    let ip = slot.ip(1);
+    let data = dir.path().join("data");
+    let tls_file = |f: &str| tls.join(f).display().to_string();
+    let child = Command::new(gateway_binary())
+        .arg("--config")
+        .arg(&config)
+        .args(["--id", "1", "--data-dir", data.to_str().unwrap()])
+        .args(["--listen", &format!("{ip}:8086")])
+        .args(["--peer-listen", &format!("{ip}:8089")])
+        .args(["--https-certificate", &tls_file("api.crt")])
+        .args(["--https-private-key", &tls_file("api.key")])
+        .args(["--peer-ca", &tls_file("peer-ca.pem")])
+        .args(["--peer-certificate", &tls_file("node1.crt")])
+        .args(["--peer-private-key", &tls_file("node1.key")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut child = KillOnDrop(child);
+    let curl = |ca: &str| {
+        run(Command::new("curl")
+            .args([
+                "-sS",
+                "-o",
+                "/dev/null",
+                "-w",
+                "%{http_code}",
+                "--max-time",
+                "5",
+            ])
+            .args(["--cacert", &tls_file(ca)])
+            .args(["--resolve", &format!("localhost:8086:{ip}")])
+            .arg("https://localhost:8086/ping"))
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = curl("api-ca.pem");
+        if out.stdout == b"204" {
+            break;
+        }
+        if let Some(status) = child.0.try_wait().unwrap() {
+            panic!("the gateway exited with {status}");
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no HTTPS /ping: {}",
+            text(&out)
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    let out = curl("peer-ca.pem");
+    assert!(
+        !out.status.success(),
+        "the API verified against the peer CA"
+    );
 }

@@ -11,6 +11,24 @@ use crate::{poll, Error, Process};
 
 const TEMPLATE: &str = include_str!("../influxdb.conf");
 
+/// influxd's series index (`[data] index-version`). The harness and `scripts/cluster` run
+/// `inmem`, influxd 1.6's default, rebuilt from the stored points at every start; `tsi1`
+/// keeps it on disk (README, "Series metadata", on why the default stays).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Index {
+    Inmem,
+    Tsi1,
+}
+
+impl Index {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Index::Inmem => "inmem",
+            Index::Tsi1 => "tsi1",
+        }
+    }
+}
+
 /// Where one influxd listens and keeps its files.
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -21,6 +39,8 @@ pub struct Config {
     pub dir: PathBuf,
     /// Whether its HTTP API checks credentials.
     pub auth: bool,
+    /// Its series index.
+    pub index: Index,
 }
 
 impl Config {
@@ -30,6 +50,7 @@ impl Config {
             port,
             dir: dir.into(),
             auth: false,
+            index: Index::Inmem,
         }
     }
 
@@ -51,6 +72,7 @@ impl Config {
             .replace("@DIR@", &self.dir.display().to_string())
             .replace("@HTTP_ADDR@", &self.http_addr())
             .replace("@AUTH_ENABLED@", &self.auth.to_string())
+            .replace("@INDEX_VERSION@", self.index.as_str())
     }
 
     pub fn path(&self) -> PathBuf {
@@ -127,6 +149,10 @@ mod tests {
         assert_eq!(v["data"]["wal-dir"].as_str(), Some("/tmp/n2/influxd/wal"));
         assert_eq!(v["http"]["bind-address"].as_str(), Some("127.0.3.2:18086"));
         assert_eq!(v["http"]["auth-enabled"].as_bool(), Some(true));
+        assert_eq!(v["data"]["index-version"].as_str(), Some("inmem"));
+        c.index = Index::Tsi1;
+        let v: toml::Value = toml::from_str(&c.render()).unwrap();
+        assert_eq!(v["data"]["index-version"].as_str(), Some("tsi1"));
     }
 
     /// scripts/cluster renders the same file with sed: it must fill in every placeholder.
@@ -134,7 +160,13 @@ mod tests {
     fn scripts_cluster_fills_in_every_placeholder() {
         let script = include_str!("../../scripts/cluster");
         assert!(script.contains("harness/influxdb.conf"));
-        for p in ["@RPC_ADDR@", "@DIR@", "@HTTP_ADDR@", "@AUTH_ENABLED@"] {
+        for p in [
+            "@RPC_ADDR@",
+            "@DIR@",
+            "@HTTP_ADDR@",
+            "@AUTH_ENABLED@",
+            "@INDEX_VERSION@",
+        ] {
             assert!(TEMPLATE.contains(p), "{p}");
             assert!(
                 script.contains(&format!("s|{p}|")),

@@ -4,6 +4,7 @@
 use std::path::Path;
 use std::time::Duration;
 
+pub use harness::influxd::Index;
 use harness::influxd::{self, Config};
 use harness::{Http, Process};
 
@@ -26,15 +27,26 @@ impl Influxd {
         Self::start_with_auth(addr, dir, None)
     }
 
+    /// As [`Influxd::start`], with the series index `index` rather than the harness's
+    /// (`inmem`).
+    pub fn start_with_index(addr: &str, dir: &Path, index: Index) -> Influxd {
+        Self::start_full(addr, dir, None, index)
+    }
+
     /// As [`Influxd::start`]; with `admin`, authentication is enabled (the admin user itself is
     /// left for the gateway to create, as it does on a fresh influxd).
     pub fn start_with_auth(addr: &str, dir: &Path, admin: Option<(&str, &str)>) -> Influxd {
+        Self::start_full(addr, dir, admin, Index::Inmem)
+    }
+
+    fn start_full(addr: &str, dir: &Path, admin: Option<(&str, &str)>, index: Index) -> Influxd {
         let (host, port) = addr
             .rsplit_once(':')
             .and_then(|(host, port)| Some((host, port.parse().ok()?)))
             .expect("an influxd address is host:port");
         let mut config = Config::new(host, port, dir);
         config.auth = admin.is_some();
+        config.index = index;
         let process = config
             .process(dir.join("influxd.log"))
             .unwrap_or_else(|e| panic!("{e}"));

@@ -89,6 +89,29 @@ pub struct MemberStatus {
     pub applied: Option<u64>,
 }
 
+/// How many leader changes [`RaftStatus::leader_changes`] keeps: enough to see a flapping
+/// leader on the status page, few enough to publish with every status.
+pub const LEADER_CHANGES_KEPT: usize = 16;
+
+/// A change of leader as this node observed it.
+#[derive(Debug, Clone, Copy, Serialize, PartialEq, Eq)]
+pub struct LeaderChange {
+    /// When this node learnt of it, in milliseconds since the Unix epoch (this node's clock).
+    pub at_ms: u64,
+    pub term: u64,
+    /// The new leader; 0 when this node lost its leader and knows none.
+    pub leader: u64,
+}
+
+/// Adds `change` to `history`, oldest first, forgetting the oldest beyond
+/// [`LEADER_CHANGES_KEPT`].
+pub fn remember_leader_change(history: &mut Vec<LeaderChange>, change: LeaderChange) {
+    if history.len() >= LEADER_CHANGES_KEPT {
+        history.drain(..=history.len() - LEADER_CHANGES_KEPT);
+    }
+    history.push(change);
+}
+
 /// A snapshot of the node's Raft state, published after every change.
 #[derive(Debug, Clone, Serialize, Default, PartialEq)]
 pub struct RaftStatus {
@@ -106,6 +129,9 @@ pub struct RaftStatus {
     pub members: Vec<MemberStatus>,
     /// Whether this node is part of the configuration at all.
     pub member: bool,
+    /// The last leader changes this node saw since it started, oldest first (at most
+    /// [`LEADER_CHANGES_KEPT`]).
+    pub leader_changes: Vec<LeaderChange>,
 }
 
 /// The rest of the gateway's way into the Raft node. Cheap to clone.
@@ -198,5 +224,29 @@ impl RaftHandle {
 
     pub fn read_index(&self, request: u64) -> Result<(), ProposeError> {
         self.submit(Input::ReadIndex { request })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn leader_history_keeps_the_newest_changes_only() {
+        let mut history = Vec::new();
+        for term in 1..=LEADER_CHANGES_KEPT as u64 + 5 {
+            remember_leader_change(
+                &mut history,
+                LeaderChange {
+                    at_ms: term * 1000,
+                    term,
+                    leader: term % 3,
+                },
+            );
+            assert!(history.len() <= LEADER_CHANGES_KEPT);
+        }
+        assert_eq!(history.len(), LEADER_CHANGES_KEPT);
+        assert_eq!(history[0].term, 6);
+        assert_eq!(history.last().unwrap().term, LEADER_CHANGES_KEPT as u64 + 5);
     }
 }

@@ -23,7 +23,10 @@ use crate::config::Config;
 use crate::pending::Pending;
 use crate::tls::PeerSecurity;
 use bootstrap::ClusterId;
-pub use handle::{Input, MemberStatus, ProposeError, RaftHandle, RaftStatus, Refused, Role};
+pub use handle::{
+    Input, LeaderChange, MemberStatus, ProposeError, RaftHandle, RaftStatus, Refused, Role,
+    LEADER_CHANGES_KEPT,
+};
 use members::AddressBook;
 use node::{Node, NodeConfig, Wiring};
 use progress::Progress;

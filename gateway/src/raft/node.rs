@@ -35,7 +35,10 @@ use snapshotless::log::{put_u64, read_u64, MetaKey};
 use snapshotless::{Origin, Trim};
 use tokio::sync::watch;
 
-use super::handle::{Input, MemberStatus, ProposeError, RaftStatus, Refused, Role};
+use super::handle::{
+    remember_leader_change, Input, LeaderChange, MemberStatus, ProposeError, RaftStatus, Refused,
+    Role,
+};
 use super::members::AddressBook;
 use super::progress::Progress;
 use super::transport::Transport;
@@ -88,6 +91,8 @@ pub struct Node {
     leader: u64,
     /// Since when this node has known no leader (start counts as such a moment).
     leaderless_since: Option<Instant>,
+    /// What the status page shows of recent elections, published with the status.
+    leader_changes: Vec<LeaderChange>,
     trim: TrimState,
 }
 
@@ -141,6 +146,7 @@ impl Node {
             applied,
             leader: 0,
             leaderless_since: Some(Instant::now()),
+            leader_changes: Vec::new(),
             trim: TrimState {
                 samples: Samples::new(&cfg.trim, applied, now),
                 policy: cfg.trim,
@@ -446,7 +452,19 @@ impl Node {
 
     fn leader_changed(&mut self, leader: u64, state: StateRole) {
         if leader != self.leader {
-            tracing::info!(leader, role = ?state, term = self.raw.raft.term, "leader changed");
+            let term = self.raw.raft.term;
+            tracing::info!(leader, role = ?state, term, "leader changed");
+            let at_ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64);
+            remember_leader_change(
+                &mut self.leader_changes,
+                LeaderChange {
+                    at_ms,
+                    term,
+                    leader,
+                },
+            );
         }
         if leader == raft::INVALID_ID && self.leader != raft::INVALID_ID {
             self.out.pending.leader_lost();
@@ -650,6 +668,7 @@ impl Node {
             last_index: raft.raft_log.last_index(),
             member: voters.contains(&self.id) || learners.contains(&self.id),
             members,
+            leader_changes: self.leader_changes.clone(),
         };
         self.out.status_tx.send_if_modified(|s| {
             if *s != status {

@@ -8,8 +8,10 @@ use serde_json::json;
 
 use super::body::params;
 use super::response::{json, no_content, Resp};
+use crate::raft::RaftStatus;
 use crate::replicate::{Replicator, Wait};
 use crate::state::NodeView;
+use snapshotless::ApplierStatus;
 
 pub async fn ping(State(replicator): State<Replicator>, RawQuery(query): RawQuery) -> Resp {
     let verbose = params(query.as_deref())
@@ -47,14 +49,35 @@ pub async fn health(State(replicator): State<Replicator>) -> Resp {
         "committed": raft.commit,
         "applied": applier.applied,
         "influxd": if applier.influxd_up { "up" } else { "down" },
-        "rebuild": applier.rebuilding.map(|r| json!({
+        "rebuild": rebuild(&raft, &applier),
+        "seed": seed(&applier),
+    });
+    let status = match readiness {
+        Ok(()) => StatusCode::OK,
+        Err(_) => StatusCode::SERVICE_UNAVAILABLE,
+    };
+    json(status, &body)
+}
+
+/// A rebuild under way, with its progress from 0 to 1; null when none runs. `/health` and
+/// `/status` (and so the status page) say it alike.
+fn rebuild(raft: &RaftStatus, applier: &ApplierStatus) -> serde_json::Value {
+    applier.rebuilding.map_or(serde_json::Value::Null, |r| {
+        json!({
             "from": r.from,
             "target": r.target,
             "applied": applier.applied,
             "committed": raft.commit,
             "progress": progress(r.from, r.target, applier.applied),
-        })),
-        "seed": applier.seeding.as_ref().map(|s| json!({
+        })
+    })
+}
+
+/// A seed under way, with its progress from 0 to 1 (bytes received of the copy); null when
+/// none runs.
+fn seed(applier: &ApplierStatus) -> serde_json::Value {
+    applier.seeding.as_ref().map_or(serde_json::Value::Null, |s| {
+        json!({
             "reason": s.reason,
             "phase": s.phase,
             "source": s.source,
@@ -64,13 +87,8 @@ pub async fn health(State(replicator): State<Replicator>) -> Resp {
             "progress": if s.bytes_total == 0 { 0.0 } else { (s.bytes_done as f64 / s.bytes_total as f64).min(1.0) },
             "elapsed_seconds": s.started.map_or(0.0, |t| t.elapsed().as_secs_f64()),
             "last_error": applier.last_seed_error,
-        })),
-    });
-    let status = match readiness {
-        Ok(()) => StatusCode::OK,
-        Err(_) => StatusCode::SERVICE_UNAVAILABLE,
-    };
-    json(status, &body)
+        })
+    })
 }
 
 fn progress(from: u64, target: u64, applied: u64) -> f64 {
@@ -81,11 +99,14 @@ fn progress(from: u64, target: u64, applied: u64) -> f64 {
 }
 
 pub async fn status(State(node): State<NodeView>) -> Resp {
+    json(StatusCode::OK, &status_document(&node))
+}
+
+/// What `/status` answers; the status page (ui.rs) is rendered from the same document, and
+/// its script refreshes itself from `/status`, so both always show the same figures.
+pub(super) fn status_document(node: &NodeView) -> serde_json::Value {
     let s = node.snapshot();
-    let body = json!({
-        "raft": s.raft,
-        "applier": s.applier,
-        "log": {
+    let log = json!({
             "path": node.log.path().display().to_string(),
             "first_index": s.log.first_index,
             "disk_entries": s.log.disk_entries,
@@ -99,10 +120,28 @@ pub async fn status(State(node): State<NodeView>) -> Resp {
             "memory_hits": s.log.memory_hits,
             "memory_misses": s.log.memory_misses,
             "syncs": s.log.syncs,
-        },
-        "pending_requests": s.pending,
     });
-    json(StatusCode::OK, &body)
+    document(&s.raft, &s.applier, log, s.pending)
+}
+
+/// The `/status` document from its parts; the log's figures come ready-made, since they need
+/// the open log.
+pub(super) fn document(
+    raft: &RaftStatus,
+    applier: &ApplierStatus,
+    log: serde_json::Value,
+    pending: usize,
+) -> serde_json::Value {
+    json!({
+        "node": raft.id,
+        "apply_lag": raft.commit.saturating_sub(applier.applied),
+        "rebuild": rebuild(raft, applier),
+        "seed": seed(applier),
+        "raft": raft,
+        "applier": applier,
+        "log": log,
+        "pending_requests": pending,
+    })
 }
 
 pub async fn metrics(State(node): State<NodeView>) -> Resp {
@@ -118,9 +157,8 @@ pub async fn metrics(State(node): State<NodeView>) -> Resp {
 mod tests {
     use super::*;
     use crate::pending::Pending;
-    use crate::raft::{RaftHandle, RaftStatus};
+    use crate::raft::RaftHandle;
     use snapshotless::status::{Rebuild, SeedReason, Seeding};
-    use snapshotless::ApplierStatus;
     use std::time::Duration;
     use tokio::sync::watch;
 

@@ -4,9 +4,10 @@
 //! (query.rs) sends reads to the local influxd (proxy.rs) and state changes through the log;
 //! Prometheus remote write and read (prom.rs) take the same two ways; `/debug/*` (debug.rs)
 //! is influxd's, with the gateway's figures in `/debug/vars`; `/ping`, `/health`, `/status`
-//! and `/metrics` (status.rs) describe the node; `/admin/members` (admin.rs) changes the
-//! membership. conn.rs accepts and serves the connections within their limits; deadline.rs
-//! keeps the time a client is given.
+//! and `/metrics` (status.rs) describe the node, and `/` (or `/ui`, ui.rs) shows it to a
+//! person as a page; `/admin/members` (admin.rs) changes the membership. conn.rs accepts
+//! and serves the connections within their limits; deadline.rs keeps the time a client is
+//! given.
 
 mod admin;
 pub mod body;
@@ -19,6 +20,7 @@ mod proxy;
 mod query;
 pub mod response;
 mod status;
+pub mod ui;
 mod write;
 
 use axum::extract::{Request, State};
@@ -45,6 +47,8 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(status::health).head(status::health))
         .route("/status", get(status::status))
         .route("/metrics", get(status::metrics))
+        .route("/", get(ui::page))
+        .route("/ui", get(ui::page))
         .route("/admin/members", any(admin::members))
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(|| async { error(StatusCode::NOT_FOUND, "not found") })
@@ -127,6 +131,7 @@ fn route_label(path: &str) -> &'static str {
         "/status" => "status",
         "/metrics" => "metrics",
         "/admin/members" => "admin",
+        "/" | "/ui" => "ui",
         "/api/v1/prom/write" => "prom_write",
         "/api/v1/prom/read" => "prom_read",
         _ if path.starts_with("/debug/") => "debug",

@@ -28,10 +28,10 @@
 //! - `udp.rs`: the UDP line protocol listener; its batches take the same path from ingest on.
 //!
 //! Around it: `config.rs` (every setting, declared once), `server.rs` (start-up wiring),
-//! `state.rs` (what handlers share, in parts), `auth.rs` (credentials against influxd's
-//! users), `tls.rs` (HTTPS on the API, mutual TLS on peer links), `influxql/` (which
-//! statements change state), `metrics.rs`, `logging.rs`,
-//! `members_cli.rs` (`gateway members`).
+//! `readiness.rs` (READY=1 and STOPPING=1 to systemd), `state.rs` (what handlers share, in
+//! parts), `auth.rs` (credentials against influxd's users), `tls.rs` (HTTPS on the API, mutual
+//! TLS on peer links), `influxql/` (which statements change state), `metrics.rs`,
+//! `logging.rs`, `members_cli.rs` (`gateway members`).
 
 pub mod auth;
 pub mod config;
@@ -45,6 +45,7 @@ pub mod metrics;
 pub mod passwords;
 pub mod pending;
 pub mod raft;
+pub mod readiness;
 pub mod replicate;
 pub mod seed;
 pub mod server;

@@ -21,7 +21,7 @@ use crate::replicate::Replicator;
 use crate::seed::{SeedParts, Seeds};
 use crate::state::{AppState, Limits, LocalInfluxd, NodeView};
 use crate::tls::{ApiTls, PeerSecurity, PeerTls};
-use crate::{http, raft, tls, udp};
+use crate::{http, raft, readiness, tls, udp};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StartError {
@@ -179,9 +179,13 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     tracing::info!(id = config.node_id(), api = %config.listen, peers = %config.peer_listen(),
         udp = ?config.udp_bind, influxd = %config.influxd_url, log = %log.path().display(),
         max_connections = config.max_connections, open_files, "gateway started");
+    readiness::ready();
     tokio::select! {
         _ = http::serve(api, served) => {}
-        _ = shutdown_signal() => tracing::info!("shutting down"),
+        _ = shutdown_signal() => {
+            tracing::info!("shutting down");
+            readiness::stopping();
+        }
     }
     Ok(())
 }

@@ -1090,6 +1090,45 @@ auth_enabled = false
         assert_eq!(c.members().len(), 1);
     }
 
+    /// The packaged /etc/influx-gateway.toml (deploy/debian) lists every setting, commented
+    /// out as `#name = value`, with the very default --help shows, so it cannot fall behind
+    /// the flags; uncommented, it is a valid configuration.
+    #[test]
+    fn the_packaged_configuration_lists_every_setting_with_its_default() {
+        let example = include_str!("../../deploy/debian/influx-gateway.toml");
+        // Prose is "# text"; a setting (or the [peers] table and its rows) is "#name = value".
+        let uncommented: String = example
+            .lines()
+            .filter_map(|l| l.strip_prefix('#'))
+            .filter(|l| !l.is_empty() && !l.starts_with([' ', '#']))
+            .map(|l| format!("{l}\n"))
+            .collect();
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("influx-gateway.toml");
+        std::fs::write(&path, &uncommented).unwrap();
+        let listed: BTreeMap<String, Vec<String>> = read_file(&path).unwrap().into_iter().collect();
+        let flags: BTreeMap<String, Vec<String>> = Cli::command()
+            .get_arguments()
+            .filter(|a| !matches!(a.get_id().as_str(), "config" | "help" | "version"))
+            .map(|a| {
+                let default = a.get_default_values().iter();
+                let default = default.map(|v| v.to_string_lossy().into_owned());
+                (a.get_id().to_string(), default.collect())
+            })
+            .collect();
+        let missing: Vec<_> = flags.keys().filter(|k| !listed.contains_key(*k)).collect();
+        let unknown: Vec<_> = listed.keys().filter(|k| !flags.contains_key(*k)).collect();
+        assert!(
+            missing.is_empty() && unknown.is_empty(),
+            "settings missing from the packaged configuration: {missing:?}; \
+             listed there but unknown: {unknown:?}"
+        );
+        for (name, default) in flags.iter().filter(|(_, d)| !d.is_empty()) {
+            assert_eq!(&listed[name], default, "the packaged default of {name}");
+        }
+        load_exactly(&["--config", path.to_str().unwrap()]).unwrap();
+    }
+
     #[test]
     fn unknown_keys_in_the_file_are_refused() {
         let dir = tempfile::tempdir().unwrap();

@@ -211,3 +211,68 @@ fn wiped_influxd_is_rebuilt_from_the_log() {
     let s = status(&c, 2);
     assert_eq!(s["applier"]["resumed_from"], 0, "{}", s["applier"]);
 }
+
+/// influxd 1.6 answers a write once the shard group is committed to `meta.db` (written and
+/// fsync'd, then renamed), the shard's directories exist and its WAL entry is flushed and
+/// fsync'd, so a SIGKILL right after the 204 loses nothing, even of the first write into a
+/// new shard. The applier relies on it: its marker lives in another database and shard, and
+/// once it is past a point, a restarted influxd is not given that point again. Each kill
+/// here follows the first write into a new shard (a new database, or a new week of an
+/// existing one, i.e. a new shard group): within milliseconds of the 204 (the marker is
+/// still before the point, so the point is applied again after the restart) and once the
+/// marker is past the point (then only influxd's own durability keeps it). Every replica
+/// must hold the point.
+#[test]
+fn influxd_killed_right_after_the_first_write_into_a_new_shard_keeps_it() {
+    const WEEK_NS: u64 = 7 * 86_400 * 1_000_000_000;
+    let mut c = Cluster::start(3);
+    c.create_database(1, "weeks");
+    let mut kills = 0u64;
+    for round in 0..6u64 {
+        for marker_past in [false, true] {
+            let new_db = format!("new_{round}_{marker_past}");
+            c.create_database(1, &new_db);
+            for db in [new_db.as_str(), "weeks"] {
+                kills += 1;
+                let ts = kills * WEEK_NS;
+                c.node(1)
+                    .api()
+                    .write_ok(&format!("db={db}"), &format!("m,kill={kills} v=1i {ts}"));
+                if marker_past {
+                    let applied = status(&c, 1)["applier"]["applied"].as_u64().unwrap();
+                    wait_until("node 1's marker past the point", CONVERGE, || {
+                        let s = status(&c, 1);
+                        match s["applier"]["marker"].as_u64() {
+                            Some(m) if m >= applied => Ok(()),
+                            _ => Err(s["applier"].clone()),
+                        }
+                    });
+                }
+                c.node_mut(1).influxd.kill();
+                c.node_mut(1).influxd.start_again();
+                c.wait_ready(&[1], CONVERGE);
+                let q = format!("SELECT v FROM m WHERE \"kill\" = '{kills}'");
+                for id in 1..=3 {
+                    wait_until(
+                        &format!(
+                            "point {kills} ({db}, marker past it: {marker_past}) on node {id}"
+                        ),
+                        Duration::from_secs(20),
+                        || {
+                            let v = c
+                                .node(id)
+                                .influx()
+                                .try_query(db, &q)
+                                .map_err(|e| e.to_string())?;
+                            match v["results"][0]["series"][0]["values"].as_array() {
+                                Some(rows) if rows.len() == 1 => Ok(()),
+                                _ => Err(v.to_string()),
+                            }
+                        },
+                    );
+                }
+            }
+        }
+    }
+    c.wait_converged("weeks", "m", (kills / 2) as usize, CONVERGE);
+}

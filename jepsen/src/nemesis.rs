@@ -227,6 +227,7 @@ impl Nemesis {
             kind: kind.name().to_owned(),
             nodes,
             detail,
+            offsets_s: Vec::new(),
         };
         Ok(match kind {
             Kind::PartitionOne | Kind::PartitionLeader => {

@@ -64,6 +64,12 @@ pub enum Verdict {
 pub fn test(opts: Options, stop: Arc<AtomicBool>) -> anyhow::Result<Verdict> {
     let kinds = Kind::parse_list(&opts.nemesis)?;
     netns::preflight()?;
+    if kinds.contains(&Kind::ClockSkew) && crate::cluster::libfaketime().is_none() {
+        bail!(
+            "clock-skew needs libfaketime (Debian package faketime, see scripts/deps); \
+             install it or leave clock-skew out of --nemesis"
+        );
+    }
     let run_id = format!(
         "{}-s{}",
         humantime::format_rfc3339_seconds(SystemTime::now())

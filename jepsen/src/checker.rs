@@ -171,6 +171,9 @@ pub struct Keyed {
     pub retried: usize,
     pub attempts: usize,
     pub acknowledged_after_retry: usize,
+    /// Attempts answered as a replay of an earlier one (`Idempotent-Replayed: true`): the
+    /// key did its work.
+    pub replayed: usize,
     /// Indeterminate writes present on every replica / on none.
     pub indeterminate_present: usize,
     pub indeterminate_absent: usize,
@@ -647,6 +650,10 @@ fn retried_writes(
         }
         k.writes += 1;
         k.attempts += attempts;
+        k.replayed += op
+            .done
+            .and_then(|d| d.attempts.as_ref())
+            .map_or(0, |a| a.iter().filter(|a| a.replayed).count());
         k.retried += usize::from(attempts > 1);
         match op.outcome {
             Type::Ok => {
@@ -1349,6 +1356,7 @@ mod tests {
             kind,
             status: None,
             error: None,
+            replayed: kind == Type::Ok,
         };
         done.attempts = Some(vec![attempt(1, Type::Info), attempt(2, outcome)]);
         h.push(done);

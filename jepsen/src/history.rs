@@ -124,6 +124,9 @@ pub struct Attempt {
     pub status: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Answered with `Idempotent-Replayed: true`: the outcome of an earlier attempt.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub replayed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

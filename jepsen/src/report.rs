@@ -405,13 +405,13 @@ td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: left; font-size:
         "<h2>Keyed writes (Idempotency-Key, no timestamps, retried)</h2><table>\
          <tr><th>writes</th><td>{}</td></tr><tr><th>ok / fail / info</th><td>{} / {} / {}</td></tr>\
          <tr><th>retried / attempts</th><td>{} / {}</td></tr>\
-         <tr><th>acknowledged after a retry</th><td>{}</td></tr>\
+         <tr><th>acknowledged after a retry / attempts answered as replays</th><td>{} / {}</td></tr>\
          <tr><th>indeterminate present / absent everywhere</th><td>{} / {}</td></tr>\
          <tr><th>applied more than once</th><td>{}</td></tr>\
          <tr><th>applied more than once under a clock skew over the window (not a failure)</th><td>{}</td></tr>\
          <tr><th>acknowledged, missing</th><td>{}</td></tr></table>",
         k.writes, k.acknowledged, k.failed, k.indeterminate, k.retried, k.attempts,
-        k.acknowledged_after_retry, k.indeterminate_present, k.indeterminate_absent,
+        k.acknowledged_after_retry, k.replayed, k.indeterminate_present, k.indeterminate_absent,
         k.duplicated, k.duplicated_under_skew, k.lost
     );
     let u = &result.unkeyed_retries;

@@ -455,14 +455,15 @@ fn print_summary(
     );
     let k = &r.keyed;
     println!(
-        "keyed writes: {} (ok {}, fail {}, info {}), {} retried, {} attempts; applied twice {}, \
-         twice under clock skew {}, acknowledged but missing {}",
+        "keyed writes: {} (ok {}, fail {}, info {}), {} retried, {} attempts, {} answered as \
+         replays; applied twice {}, twice under clock skew {}, acknowledged but missing {}",
         k.writes,
         k.acknowledged,
         k.failed,
         k.indeterminate,
         k.retried,
         k.attempts,
+        k.replayed,
         k.duplicated,
         k.duplicated_under_skew,
         k.lost

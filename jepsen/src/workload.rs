@@ -185,7 +185,7 @@ impl Workload {
             let mut done = if value.untimed {
                 self.retried_write(&agent, &process, op, node, &body, &value, &mut rng)
             } else {
-                let (kind, status, error) = send_write(&agent, node, &body, None);
+                let (kind, status, error, _) = send_write(&agent, node, &body, None);
                 let mut done = Event::new(&process, kind, F::Write, op);
                 done.node = Some(node);
                 done.status = status;
@@ -224,13 +224,15 @@ impl Workload {
         let mut attempts: Vec<Attempt> = Vec::new();
         let mut node = first_node;
         let outcome = loop {
-            let (kind, status, error) = send_write(agent, node, body, value.key.as_deref());
+            let (kind, status, error, replayed) =
+                send_write(agent, node, body, value.key.as_deref());
             attempts.push(Attempt {
                 node,
                 time: self.recorder.now(),
                 kind,
                 status,
                 error,
+                replayed,
             });
             let unknown_before = attempts.len() > 1;
             match kind {
@@ -435,13 +437,14 @@ impl Tracker {
     }
 }
 
-/// Sends one attempt of a write to `node`, with `key` as its `Idempotency-Key`.
+/// Sends one attempt of a write to `node`, with `key` as its `Idempotency-Key`; the last
+/// item: whether it was answered as a replay of an earlier attempt.
 fn send_write(
     agent: &ureq::Agent,
     node: u8,
     body: &str,
     key: Option<&str>,
-) -> (Type, Option<u16>, Option<String>) {
+) -> (Type, Option<u16>, Option<String>, bool) {
     let mut req = agent
         .post(&format!("http://{}:{API_PORT}/write", ip(node)))
         .query("db", DATABASE)
@@ -449,7 +452,15 @@ fn send_write(
     if let Some(k) = key {
         req = req.set("Idempotency-Key", k);
     }
-    classify(req.send_string(body))
+    let result = req.send_string(body);
+    let replayed = match &result {
+        Ok(r) | Err(ureq::Error::Status(_, r)) => r
+            .header("Idempotent-Replayed")
+            .is_some_and(|v| v.eq_ignore_ascii_case("true")),
+        Err(_) => false,
+    };
+    let (kind, status, error) = classify(result);
+    (kind, status, error, replayed)
 }
 
 /// A random version-4 UUID, from the client's seeded generator (a fresh key per write).

@@ -246,10 +246,13 @@ impl Workload {
             if attempts.len() as u32 >= self.settings.max_attempts.max(1) || !self.running() {
                 break Type::Info;
             }
-            // Another node, after a short pause (a fault may be on its way out).
+            // Another node, after a pause that doubles with each attempt (0.4-0.8 s first),
+            // so that the attempts span a fault (`--interval`, 10 s) rather than all
+            // meeting the same one.
             let others: Vec<u8> = (1..=NODES).filter(|&n| n != node).collect();
             node = others[rng.gen_range(0..others.len())];
-            let until = Instant::now() + Duration::from_millis(rng.gen_range(200..800));
+            let base = 400u64 << (attempts.len() - 1).min(5);
+            let until = Instant::now() + Duration::from_millis(rng.gen_range(base..2 * base));
             while self.running() && Instant::now() < until {
                 std::thread::sleep(Duration::from_millis(50));
             }

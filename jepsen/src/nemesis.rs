@@ -396,7 +396,8 @@ impl Nemesis {
                     }
                 };
                 let (from, mut to) = (offset(), offset());
-                if rng.gen_bool(0.5) && to.signum() == from.signum() {
+                // A jump, always: of the other sign at least half the time.
+                if to == from || (rng.gen_bool(0.5) && to.signum() == from.signum()) {
                     to = -to;
                 }
                 self.cluster

@@ -13,8 +13,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::history::{Event, Type, F};
-use crate::influx::{Point, MEASUREMENT};
+use crate::history::{Attempt, Event, Type, WriteValue, F};
+use crate::influx::{Point, KEYED_MEASUREMENT, MEASUREMENT, UNKEYED_MEASUREMENT};
+
+/// The gateway's default `idempotency_window`: a keyed retry judged by a clock this far or
+/// more from the clock of the first attempt's node may be a new write (README, Retries).
+pub const IDEMPOTENCY_WINDOW_S: i64 = 600;
 
 /// How many offending elements or points are listed (the counts are always complete).
 const LIST_LIMIT: usize = 1000;
@@ -133,12 +137,127 @@ pub struct CheckResult {
     pub databases_differ: bool,
     pub visibility: Visibility,
     pub recovery: Recovery,
+    pub keyed: Keyed,
+    pub unkeyed_retries: UnkeyedRetries,
+    pub linearizable_reads: LinReads,
+}
+
+/// A retried write as the checker saw it: its attempts, and how many copies of each of its
+/// elements every replica holds.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct RetriedOp {
+    pub op: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    pub outcome: Type,
+    pub elements: Vec<u64>,
+    /// Seconds since the start of the run.
+    pub invoked_s: f64,
+    pub attempts: Vec<Attempt>,
+    /// Per replica, element by element (in `elements`' order): copies held.
+    pub copies: BTreeMap<u8, Vec<usize>>,
+}
+
+/// Writes with an `Idempotency-Key`, sent without timestamps and retried with the same key
+/// while their outcome was unknown. Each must be on every replica at most once, and once
+/// exactly if acknowledged.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Keyed {
+    pub writes: usize,
+    pub acknowledged: usize,
+    pub failed: usize,
+    pub indeterminate: usize,
+    /// Writes sent more than once, and attempts in all.
+    pub retried: usize,
+    pub attempts: usize,
+    pub acknowledged_after_retry: usize,
+    /// Attempts answered as a replay of an earlier one (`Idempotent-Replayed: true`): the
+    /// key did its work.
+    pub replayed: usize,
+    /// Indeterminate writes present on every replica / on none.
+    pub indeterminate_present: usize,
+    pub indeterminate_absent: usize,
+    /// Writes with an element on some replica more than once (invalid).
+    pub duplicated: usize,
+    pub duplicated_ops: Vec<RetriedOp>,
+    /// The same, for writes whose attempts overlapped a `clock-skew` fault with an offset
+    /// over the idempotency window: beyond what keys promise (README, Retries), so counted
+    /// apart and not invalid.
+    pub duplicated_under_skew: usize,
+    pub duplicated_under_skew_ops: Vec<RetriedOp>,
+    /// Acknowledged writes missing from some replica (also counted in `lost`).
+    pub lost: usize,
+    pub lost_ops: Vec<RetriedOp>,
+}
+
+/// Writes sent without timestamps and retried without a key (`--unkeyed-retries`): a
+/// statistic of what keys prevent, never a failure.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct UnkeyedRetries {
+    pub writes: usize,
+    pub retried: usize,
+    pub attempts: usize,
+    /// Writes with an element more than once on some replica, and the copies beyond the
+    /// first (on the replica holding most).
+    pub duplicated: usize,
+    pub extra_copies: usize,
+    pub duplicated_ops: Vec<RetriedOp>,
+}
+
+/// A write a linearizable read is judged against.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct WriteRef {
+    pub op: u64,
+    pub outcome: Type,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<u8>,
+    pub invoked_s: f64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub completed_s: Option<f64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    pub elements: Vec<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<Vec<Attempt>>,
+}
+
+/// A linearizable read that missed acknowledged writes, or saw failed ones.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LinAnomaly {
+    pub read_op: u64,
+    pub node: u8,
+    /// Whose elements it read.
+    pub client: u32,
+    pub invoked_s: f64,
+    pub completed_s: f64,
+    /// The offending elements: missing, or present although their write failed.
+    pub elements: Vec<u64>,
+    pub writes: Vec<WriteRef>,
+}
+
+/// Reads with `consistency=linearizable`: each successful one must show every write of its
+/// client acknowledged before it was invoked (keyed ones, and timestamped ones within its
+/// time window), and no write that failed definitely.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct LinReads {
+    pub ok: usize,
+    pub failed: usize,
+    /// Elements checked in all (acknowledged before the read, over every read).
+    pub elements_checked: usize,
+    pub latency_ms: Option<Quantiles>,
+    pub stale: usize,
+    pub stale_reads: Vec<LinAnomaly>,
+    pub saw_failed: usize,
+    pub saw_failed_reads: Vec<LinAnomaly>,
 }
 
 struct WriteOp<'a> {
     invoke: &'a Event,
     outcome: Type,
     completed_at: Option<u64>,
+    done: Option<&'a Event>,
 }
 
 fn push_limited<T>(v: &mut Vec<T>, x: T) {
@@ -166,6 +285,7 @@ fn write_ops(history: &[Event]) -> Vec<WriteOp<'_>> {
                 invoke,
                 outcome: c.map_or(Type::Info, |c| c.kind),
                 completed_at: c.map(|c| c.time),
+                done: c.copied(),
             }
         })
         .collect()
@@ -182,9 +302,11 @@ pub fn check(history: &[Event], reads: &[FinalRead], recovery_target_s: f64) -> 
     };
     let expected = expected_points(&ops, &mut r);
     let mut offenders = Offenders::default();
-    let by_node = held_by_node(reads, &expected, &mut r, &mut offenders);
+    let by_node = held_by_node(reads, &ops, &expected, &mut r, &mut offenders);
     compare_writes(&ops, &by_node, &mut r, &mut offenders);
     offenders.record(&mut r);
+    retried_writes(history, &ops, &by_node, &mut r);
+    r.linearizable_reads = linearizable_reads(history, &ops);
     divergence(reads, &mut r);
     if let Some(first) = reads.first() {
         r.databases_differ = reads.iter().any(|f| f.databases != first.databases);
@@ -231,12 +353,8 @@ fn expected_points(ops: &[WriteOp<'_>], r: &mut CheckResult) -> HashMap<u64, Poi
         *r.write_ops
             .entry(format!("{:?}", op.outcome).to_lowercase())
             .or_default() += 1;
-        for (&e, &t) in w.elements.iter().zip(&w.timestamps) {
-            let mut p = Point::expected(w.client, op.invoke.op, e, t);
-            if !w.string_field {
-                p.fields.remove("s");
-            }
-            expected.insert(e, p);
+        for (i, &e) in w.elements.iter().enumerate().take(w.timestamps.len()) {
+            expected.insert(e, w.expected_point(op.invoke.op, i));
             r.attempted += 1;
             match op.outcome {
                 Type::Ok => r.acknowledged += 1,
@@ -252,15 +370,28 @@ fn expected_points(ops: &[WriteOp<'_>], r: &mut CheckResult) -> HashMap<u64, Poi
 /// elements never attempted, held twice or not as written.
 fn held_by_node<'a>(
     reads: &'a [FinalRead],
+    ops: &[WriteOp<'_>],
     expected: &HashMap<u64, Point>,
     r: &mut CheckResult,
     offenders: &mut Offenders,
 ) -> Vec<(u8, Held<'a>)> {
+    // Elements of writes sent without timestamps: found by element, whatever time the
+    // receiving node gave them; a second copy of a retried one is judged apart.
+    let untimed: HashMap<u64, &WriteValue> = ops
+        .iter()
+        .filter_map(|o| o.invoke.write.as_ref())
+        .filter(|w| w.untimed)
+        .flat_map(|w| w.elements.iter().map(move |e| (*e, w)))
+        .collect();
+    let ours = [MEASUREMENT, KEYED_MEASUREMENT, UNKEYED_MEASUREMENT];
     let mut by_node = Vec::new();
     for read in reads {
         let mut held = Held::new();
         for p in &read.points {
-            match p.element().filter(|_| p.measurement == MEASUREMENT) {
+            match p
+                .element()
+                .filter(|_| ours.contains(&p.measurement.as_str()))
+            {
                 Some(e) => held.entry(e).or_default().push(p),
                 None => {
                     r.unexpected += 1;
@@ -277,10 +408,21 @@ fn held_by_node<'a>(
                     offenders.unexpected.insert(*e);
                 }
                 Some(want) => {
-                    if points.len() > 1 {
+                    let untimed = untimed.get(e);
+                    if points.len() > 1
+                        && untimed.is_none_or(|w| w.key.is_none() && !w.unkeyed_retries)
+                    {
                         offenders.duplicated.insert(*e);
                     }
-                    if points.iter().any(|p| *p != want) {
+                    let differs = |p: &Point| match untimed {
+                        Some(_) => {
+                            p.measurement != want.measurement
+                                || p.tags != want.tags
+                                || p.fields != want.fields
+                        }
+                        None => p != want,
+                    };
+                    if points.iter().any(|p| differs(p)) {
                         offenders.corrupted.insert(*e);
                     }
                 }
@@ -358,6 +500,25 @@ fn problems(r: &CheckResult, replicas: usize) -> Vec<String> {
             problems.push(format!("{n} {what}"));
         }
     }
+    if r.keyed.duplicated > 0 {
+        problems.push(format!(
+            "{} keyed writes applied more than once",
+            r.keyed.duplicated
+        ));
+    }
+    let lin = &r.linearizable_reads;
+    if lin.stale > 0 {
+        problems.push(format!(
+            "{} linearizable reads missed writes acknowledged before they began",
+            lin.stale
+        ));
+    }
+    if lin.saw_failed > 0 {
+        problems.push(format!(
+            "{} linearizable reads saw writes that failed",
+            lin.saw_failed
+        ));
+    }
     if r.databases_differ {
         problems.push("replicas hold different databases".into());
     }
@@ -404,6 +565,239 @@ fn divergence(reads: &[FinalRead], r: &mut CheckResult) {
     }
 }
 
+/// `clock-skew` faults, as (start, heal) run times, whose largest offset exceeds the
+/// idempotency window.
+fn wide_skews(history: &[Event]) -> Vec<(u64, u64)> {
+    let mut out = Vec::new();
+    let mut open: Option<(u64, bool)> = None;
+    for e in history.iter().filter(|e| matches!(e.f, F::Start | F::Stop)) {
+        let Some(v) = e.nemesis.as_ref().filter(|v| v.kind == "clock-skew") else {
+            continue;
+        };
+        let wide = v.offsets_s.iter().any(|o| o.abs() >= IDEMPOTENCY_WINDOW_S);
+        match e.f {
+            F::Start => open = Some((e.time, wide)),
+            _ => {
+                if let Some((s, true)) = open.take() {
+                    out.push((s, e.time));
+                }
+            }
+        }
+    }
+    if let Some((s, true)) = open {
+        out.push((s, u64::MAX));
+    }
+    out
+}
+
+fn retried_op(op: &WriteOp<'_>, by_node: &[(u8, Held<'_>)]) -> RetriedOp {
+    let w = op.invoke.write.as_ref().expect("filtered on write");
+    RetriedOp {
+        op: op.invoke.op,
+        key: w.key.clone(),
+        outcome: op.outcome,
+        elements: w.elements.clone(),
+        invoked_s: op.invoke.time as f64 / 1e9,
+        attempts: op.done.and_then(|d| d.attempts.clone()).unwrap_or_default(),
+        copies: by_node
+            .iter()
+            .map(|(n, held)| {
+                let copies = w
+                    .elements
+                    .iter()
+                    .map(|e| held.get(e).map_or(0, Vec::len))
+                    .collect();
+                (*n, copies)
+            })
+            .collect(),
+    }
+}
+
+/// Keyed writes: at most once on every replica, exactly once if acknowledged; and what
+/// retries without a key left twice.
+fn retried_writes(
+    history: &[Event],
+    ops: &[WriteOp<'_>],
+    by_node: &[(u8, Held<'_>)],
+    r: &mut CheckResult,
+) {
+    let skews = wide_skews(history);
+    let (k, u) = (&mut r.keyed, &mut r.unkeyed_retries);
+    for op in ops {
+        let w = op.invoke.write.as_ref().expect("filtered on write");
+        if w.key.is_none() && !w.unkeyed_retries {
+            continue;
+        }
+        let attempts = op
+            .done
+            .and_then(|d| d.attempts.as_ref())
+            .map_or(1, Vec::len);
+        let most = by_node
+            .iter()
+            .flat_map(|(_, held)| w.elements.iter().map(|e| held.get(e).map_or(0, Vec::len)))
+            .max()
+            .unwrap_or(0);
+        if w.unkeyed_retries {
+            u.writes += 1;
+            u.attempts += attempts;
+            u.retried += usize::from(attempts > 1);
+            if most > 1 {
+                u.duplicated += 1;
+                u.extra_copies += most - 1;
+                push_limited(&mut u.duplicated_ops, retried_op(op, by_node));
+            }
+            continue;
+        }
+        k.writes += 1;
+        k.attempts += attempts;
+        k.replayed += op
+            .done
+            .and_then(|d| d.attempts.as_ref())
+            .map_or(0, |a| a.iter().filter(|a| a.replayed).count());
+        k.retried += usize::from(attempts > 1);
+        match op.outcome {
+            Type::Ok => {
+                k.acknowledged += 1;
+                k.acknowledged_after_retry += usize::from(attempts > 1);
+            }
+            Type::Fail => k.failed += 1,
+            _ => {
+                k.indeterminate += 1;
+                let present = |held: &Held<'_>| w.elements.iter().all(|e| held.contains_key(e));
+                let absent = |held: &Held<'_>| w.elements.iter().all(|e| !held.contains_key(e));
+                if by_node.iter().all(|(_, h)| present(h)) {
+                    k.indeterminate_present += 1;
+                } else if by_node.iter().all(|(_, h)| absent(h)) {
+                    k.indeterminate_absent += 1;
+                }
+            }
+        }
+        if most > 1 {
+            let end = op.completed_at.unwrap_or(u64::MAX);
+            let skewed = skews.iter().any(|&(s, t)| s <= end && op.invoke.time <= t);
+            if skewed {
+                k.duplicated_under_skew += 1;
+                push_limited(&mut k.duplicated_under_skew_ops, retried_op(op, by_node));
+            } else {
+                k.duplicated += 1;
+                push_limited(&mut k.duplicated_ops, retried_op(op, by_node));
+            }
+        }
+        let missing = by_node
+            .iter()
+            .any(|(_, held)| w.elements.iter().any(|e| !held.contains_key(e)));
+        if op.outcome == Type::Ok && missing {
+            k.lost += 1;
+            push_limited(&mut k.lost_ops, retried_op(op, by_node));
+        }
+    }
+}
+
+fn write_ref(op: &WriteOp<'_>, elements: Vec<u64>) -> WriteRef {
+    let w = op.invoke.write.as_ref().expect("filtered on write");
+    WriteRef {
+        op: op.invoke.op,
+        outcome: op.outcome,
+        node: op.done.and_then(|d| d.node).or(op.invoke.node),
+        invoked_s: op.invoke.time as f64 / 1e9,
+        completed_s: op.completed_at.map(|t| t as f64 / 1e9),
+        key: w.key.clone(),
+        elements,
+        status: op.done.and_then(|d| d.status),
+        attempts: op.done.and_then(|d| d.attempts.clone()),
+    }
+}
+
+/// Every successful linearizable read against the writes of the client it read: those
+/// acknowledged before it was invoked must all be in it (keyed
+/// ones from its smallest element on, timestamped ones at or after its lower time bound),
+/// and no write that failed may be.
+fn linearizable_reads(history: &[Event], ops: &[WriteOp<'_>]) -> LinReads {
+    let mut out = LinReads::default();
+    let mut by_client: HashMap<u32, Vec<&WriteOp<'_>>> = HashMap::new();
+    for op in ops {
+        let w = op.invoke.write.as_ref().expect("filtered on write");
+        if !w.unkeyed_retries {
+            by_client.entry(w.client).or_default().push(op);
+        }
+    }
+    let invokes: HashMap<u64, &Event> = history
+        .iter()
+        .filter(|e| e.f == F::LinRead && e.kind == Type::Invoke)
+        .map(|e| (e.op, e))
+        .collect();
+    let mut latencies = Vec::new();
+    for done in history
+        .iter()
+        .filter(|e| e.f == F::LinRead && e.kind != Type::Invoke)
+    {
+        if done.kind != Type::Ok {
+            out.failed += 1;
+            continue;
+        }
+        let (Some(inv), Some(read)) = (invokes.get(&done.op), done.read.as_ref()) else {
+            continue;
+        };
+        out.ok += 1;
+        latencies.push(done.time.saturating_sub(inv.time) as f64 / 1e6);
+        let client = inv.client.unwrap_or_default();
+        let since = inv.since.unwrap_or(i64::MIN);
+        let floor = inv.min_element.unwrap_or(0);
+        let seen: std::collections::HashSet<u64> = read.iter().copied().collect();
+        let (mut stale, mut saw_failed) = (Vec::new(), Vec::new());
+        for op in by_client.get(&client).into_iter().flatten() {
+            let w = op.invoke.write.as_ref().expect("filtered on write");
+            match op.outcome {
+                Type::Ok if op.completed_at.is_some_and(|t| t < inv.time) => {
+                    let missing: Vec<u64> = w
+                        .elements
+                        .iter()
+                        .zip(&w.timestamps)
+                        .filter(|(&e, &t)| if w.untimed { e >= floor } else { t >= since })
+                        .map(|(&e, _)| e)
+                        .inspect(|_| out.elements_checked += 1)
+                        .filter(|e| !seen.contains(e))
+                        .collect();
+                    if !missing.is_empty() {
+                        stale.push(write_ref(op, missing));
+                    }
+                }
+                Type::Fail => {
+                    let present: Vec<u64> = w
+                        .elements
+                        .iter()
+                        .copied()
+                        .filter(|e| seen.contains(e))
+                        .collect();
+                    if !present.is_empty() {
+                        saw_failed.push(write_ref(op, present));
+                    }
+                }
+                _ => {}
+            }
+        }
+        let anomaly = |writes: Vec<WriteRef>| LinAnomaly {
+            read_op: done.op,
+            node: done.node.unwrap_or_default(),
+            client,
+            invoked_s: inv.time as f64 / 1e9,
+            completed_s: done.time as f64 / 1e9,
+            elements: writes.iter().flat_map(|w| w.elements.clone()).collect(),
+            writes: writes.into_iter().take(20).collect(),
+        };
+        if !stale.is_empty() {
+            out.stale += 1;
+            push_limited(&mut out.stale_reads, anomaly(stale));
+        }
+        if !saw_failed.is_empty() {
+            out.saw_failed += 1;
+            push_limited(&mut out.saw_failed_reads, anomaly(saw_failed));
+        }
+    }
+    out.latency_ms = quantiles(latencies);
+    out
+}
+
 pub fn quantiles(mut xs: Vec<f64>) -> Option<Quantiles> {
     if xs.is_empty() {
         return None;
@@ -424,7 +818,9 @@ pub fn quantiles(mut xs: Vec<f64>) -> Option<Quantiles> {
 /// and whether a replica ever stopped showing an element it had shown.
 fn visibility(history: &[Event], ops: &[WriteOp<'_>]) -> Visibility {
     let mut ts: HashMap<u64, i64> = HashMap::new();
-    for op in ops {
+    // The periodic reads look at timestamped elements only.
+    let timed = |o: &&WriteOp<'_>| o.invoke.write.as_ref().is_some_and(|w| !w.untimed);
+    for op in ops.iter().filter(timed) {
         let w = op.invoke.write.as_ref().expect("filtered on write");
         for (&e, &t) in w.elements.iter().zip(&w.timestamps) {
             ts.insert(e, t);
@@ -476,7 +872,7 @@ fn visibility(history: &[Event], ops: &[WriteOp<'_>]) -> Visibility {
     let mut from_invoke = Vec::new();
     let mut from_ack = Vec::new();
     let mut never = 0;
-    for op in ops.iter().filter(|o| o.outcome == Type::Ok) {
+    for op in ops.iter().filter(timed).filter(|o| o.outcome == Type::Ok) {
         let w = op.invoke.write.as_ref().expect("filtered on write");
         for e in &w.elements {
             let everywhere = nodes
@@ -642,12 +1038,11 @@ mod tests {
             self.op += 1;
             let mut inv = Event::new("c1", Type::Invoke, F::Write, self.op);
             inv.node = Some(1);
-            inv.write = Some(WriteValue {
-                client: 1,
-                elements: elements.to_vec(),
-                timestamps: elements.iter().map(|&e| T0 + e as i64).collect(),
-                string_field: true,
-            });
+            inv.write = Some(WriteValue::plain(
+                1,
+                elements.to_vec(),
+                elements.iter().map(|&e| T0 + e as i64).collect(),
+            ));
             self.push(inv);
             let mut done = Event::new("c1", outcome, F::Write, self.op);
             done.node = Some(1);
@@ -674,6 +1069,7 @@ mod tests {
                 kind: "partition-one".into(),
                 nodes: vec![2],
                 detail: "n2 isolated".into(),
+                offsets_s: Vec::new(),
             });
             self.push(e);
         }
@@ -865,12 +1261,7 @@ mod tests {
         let (mut h, points) = base();
         h.op += 1;
         let mut inv = Event::new("c2", Type::Invoke, F::Write, h.op);
-        inv.write = Some(WriteValue {
-            client: 2,
-            elements: vec![20],
-            timestamps: vec![T0 + 20],
-            string_field: true,
-        });
+        inv.write = Some(WriteValue::plain(2, vec![20], vec![T0 + 20]));
         h.push(inv);
         let r = check(&h.events, &replicas(points), 10.0);
         assert!(r.valid, "{:?}", r.problems);
@@ -944,6 +1335,209 @@ mod tests {
         assert_eq!(g.len(), 2);
         assert!(g[0].during_fault && g[0].seconds > 3.0);
         assert!(!g[1].during_fault && g[1].seconds > 2.0 && g[1].seconds < 3.0);
+    }
+
+    /// A keyed write of `elements` by client 1, its attempts through nodes 1 then 2.
+    fn keyed_write(h: &mut H, elements: &[u64], outcome: Type) -> u64 {
+        h.op += 1;
+        let mut inv = Event::new("c1", Type::Invoke, F::Write, h.op);
+        inv.node = Some(1);
+        inv.write = Some(WriteValue {
+            key: Some(format!("key-{}", h.op)),
+            untimed: true,
+            ..WriteValue::plain(1, elements.to_vec(), vec![0; elements.len()])
+        });
+        h.push(inv);
+        let mut done = Event::new("c1", outcome, F::Write, h.op);
+        done.node = Some(2);
+        let attempt = |node, kind| Attempt {
+            node,
+            time: h.t,
+            kind,
+            status: None,
+            error: None,
+            replayed: kind == Type::Ok,
+        };
+        done.attempts = Some(vec![attempt(1, Type::Info), attempt(2, outcome)]);
+        h.push(done);
+        h.op
+    }
+
+    /// Element `e` of keyed write `op` (its `i`th), stamped `time` by whichever node
+    /// received it.
+    fn keyed_point(op: u64, e: u64, i: usize, time: i64) -> Point {
+        let mut p = Point::expected(1, op, e, time);
+        p.measurement = KEYED_MEASUREMENT.into();
+        p.tags.insert("i".into(), i.to_string());
+        p
+    }
+
+    #[test]
+    fn keyed_writes_once_are_valid_whatever_their_time() {
+        let (mut h, mut points) = base();
+        let k = keyed_write(&mut h, &[20, 21], Type::Ok);
+        let i = keyed_write(&mut h, &[22], Type::Info);
+        points.extend([
+            keyed_point(k, 20, 0, 5),
+            keyed_point(k, 21, 1, 5),
+            keyed_point(i, 22, 0, 9),
+        ]);
+        let r = check(&h.events, &replicas(points), 10.0);
+        assert!(r.valid, "{:?}", r.problems);
+        assert_eq!(
+            (r.keyed.writes, r.keyed.retried, r.keyed.attempts),
+            (2, 2, 4)
+        );
+        assert_eq!(r.keyed.indeterminate_present, 1);
+        assert_eq!(r.corrupted, 0);
+    }
+
+    #[test]
+    fn a_keyed_write_applied_twice_is_reported_with_its_attempts() {
+        let (mut h, mut points) = base();
+        let k = keyed_write(&mut h, &[20], Type::Ok);
+        points.extend([keyed_point(k, 20, 0, 5), keyed_point(k, 20, 0, 6)]);
+        let r = check(&h.events, &replicas(points.clone()), 10.0);
+        assert!(!r.valid);
+        assert_eq!(r.keyed.duplicated, 1);
+        let d = &r.keyed.duplicated_ops[0];
+        assert_eq!(d.op, k);
+        assert_eq!(d.attempts.len(), 2);
+        assert_eq!(d.copies[&1], vec![2]);
+        // Counted as keyed, not as a duplicated plain element.
+        assert_eq!(r.duplicated, 0);
+
+        // The same while a clock was skewed past the idempotency window: beyond what keys
+        // promise, counted apart.
+        let mut h2 = H::new();
+        let a = h2.write(&[1], Type::Ok);
+        h2.op += 1;
+        let mut start = Event::new("nemesis", Type::Info, F::Start, h2.op);
+        start.nemesis = Some(NemesisValue {
+            kind: "clock-skew".into(),
+            nodes: vec![2],
+            detail: String::new(),
+            offsets_s: vec![-7200, 90],
+        });
+        h2.push(start.clone());
+        let k = keyed_write(&mut h2, &[20], Type::Ok);
+        let mut stop = start;
+        stop.f = F::Stop;
+        h2.push(stop);
+        let pts = vec![
+            H::point(a, 1),
+            keyed_point(k, 20, 0, 5),
+            keyed_point(k, 20, 0, 6),
+        ];
+        let r = check(&h2.events, &replicas(pts), 10.0);
+        assert!(r.valid, "{:?}", r.problems);
+        assert_eq!((r.keyed.duplicated, r.keyed.duplicated_under_skew), (0, 1));
+    }
+
+    #[test]
+    fn an_acknowledged_keyed_write_missing_is_lost() {
+        let (mut h, points) = base();
+        let k = keyed_write(&mut h, &[20], Type::Ok);
+        let r = check(&h.events, &replicas(points), 10.0);
+        assert!(!r.valid);
+        assert_eq!(r.lost, 1);
+        assert_eq!(r.keyed.lost_ops[0].op, k);
+    }
+
+    #[test]
+    fn unkeyed_retries_are_counted_not_failed() {
+        let (mut h, mut points) = base();
+        h.op += 1;
+        let mut inv = Event::new("c1", Type::Invoke, F::Write, h.op);
+        inv.write = Some(WriteValue {
+            untimed: true,
+            unkeyed_retries: true,
+            ..WriteValue::plain(1, vec![30], vec![0])
+        });
+        h.push(inv);
+        h.push(Event::new("c1", Type::Ok, F::Write, h.op));
+        let mut p = Point::expected(1, h.op, 30, 5);
+        p.measurement = UNKEYED_MEASUREMENT.into();
+        p.tags.insert("i".into(), "0".into());
+        let mut again = p.clone();
+        again.time = 7;
+        points.extend([p, again]);
+        let r = check(&h.events, &replicas(points), 10.0);
+        assert!(r.valid, "{:?}", r.problems);
+        assert_eq!(
+            (r.unkeyed_retries.duplicated, r.unkeyed_retries.extra_copies),
+            (1, 1)
+        );
+    }
+
+    fn lin_read(h: &mut H, node: u8, elements: &[u64]) -> u64 {
+        h.op += 1;
+        let mut inv = Event::new("c2", Type::Invoke, F::LinRead, h.op);
+        inv.node = Some(node);
+        inv.client = Some(1);
+        inv.since = Some(T0);
+        h.push(inv);
+        let mut done = Event::new("c2", Type::Ok, F::LinRead, h.op);
+        done.node = Some(node);
+        done.read = Some(elements.to_vec());
+        h.push(done);
+        h.op
+    }
+
+    #[test]
+    fn linearizable_reads_see_every_earlier_acknowledged_write() {
+        let (mut h, points) = base();
+        lin_read(&mut h, 2, &[1, 2, 3]);
+        let r = check(&h.events, &replicas(points.clone()), 10.0);
+        assert!(r.valid, "{:?}", r.problems);
+        assert_eq!(
+            (
+                r.linearizable_reads.ok,
+                r.linearizable_reads.elements_checked
+            ),
+            (1, 3)
+        );
+
+        // Missing element 2, acknowledged before the read began.
+        let read = lin_read(&mut h, 3, &[1, 3]);
+        let r = check(&h.events, &replicas(points.clone()), 10.0);
+        assert!(!r.valid);
+        assert_eq!(r.linearizable_reads.stale, 1);
+        let a = &r.linearizable_reads.stale_reads[0];
+        assert_eq!((a.read_op, a.node, a.elements.clone()), (read, 3, vec![2]));
+        assert_eq!(a.writes[0].op, 2);
+    }
+
+    #[test]
+    fn linearizable_reads_may_miss_concurrent_writes_but_never_see_failed_ones() {
+        let (mut h, points) = base();
+        // A write invoked before the read and acknowledged after it began: either is fine.
+        h.op += 1;
+        let w = h.op;
+        let mut inv = Event::new("c1", Type::Invoke, F::Write, w);
+        inv.write = Some(WriteValue::plain(1, vec![9], vec![T0 + 9]));
+        h.push(inv);
+        h.op += 1;
+        let read = h.op;
+        let mut rinv = Event::new("c2", Type::Invoke, F::LinRead, read);
+        rinv.client = Some(1);
+        rinv.since = Some(T0);
+        h.push(rinv);
+        h.push(Event::new("c1", Type::Ok, F::Write, w));
+        let mut rdone = Event::new("c2", Type::Ok, F::LinRead, read);
+        rdone.node = Some(1);
+        rdone.read = Some(vec![1, 2, 3]);
+        h.push(rdone);
+        let f = h.write(&[8], Type::Fail);
+        let mut pts = points;
+        pts.push(H::point(w, 9));
+        let r = check(&h.events, &replicas(pts.clone()), 10.0);
+        assert!(r.valid, "{:?}", r.problems);
+        lin_read(&mut h, 1, &[1, 2, 3, 8, 9]);
+        let r = check(&h.events, &replicas(pts), 10.0);
+        assert_eq!(r.linearizable_reads.saw_failed, 1);
+        assert_eq!(r.linearizable_reads.saw_failed_reads[0].writes[0].op, f);
+        assert!(!r.valid);
     }
 
     #[test]

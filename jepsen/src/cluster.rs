@@ -68,6 +68,8 @@ struct NodeProcs {
     gateway_node: gateway::Node,
     gateway_bin: PathBuf,
     gateway_log: PathBuf,
+    /// The gateway runs under libfaketime, its clock set by this file (`clock-skew`).
+    clock_file: Option<PathBuf>,
 }
 
 impl NodeProcs {
@@ -109,6 +111,7 @@ impl NodeProcs {
             gateway_node,
             gateway_bin: gateway_bin.to_path_buf(),
             gateway_log,
+            clock_file: None,
         })
     }
 
@@ -124,11 +127,36 @@ impl NodeProcs {
     fn rejoin_as(&mut self, n: u8, id: u64) {
         self.gateway_node.id = id;
         self.gateway_node.peers = Peers::Join;
-        let gateway = self
+        self.set_clock(n, None);
+    }
+
+    /// From now on the gateway starts with its wall clock offset by what `file` says (and
+    /// follows the file's changes within a second), or, with `None`, with the real clock.
+    /// Monotonic clocks are left alone, as a stepped system clock leaves them.
+    fn set_clock(&mut self, n: u8, file: Option<PathBuf>) {
+        let mut gateway = self
             .gateway_node
             .process(&self.gateway_bin, self.gateway_log.clone());
+        if let (Some(f), Some(lib)) = (&file, libfaketime()) {
+            gateway = gateway
+                .env("LD_PRELOAD", &lib.display().to_string())
+                .env("FAKETIME_TIMESTAMP_FILE", &f.display().to_string())
+                .env("FAKETIME_DONT_FAKE_MONOTONIC", "1")
+                .env("FAKETIME_CACHE_DURATION", "1");
+        }
+        self.clock_file = file;
         self.gateway = managed(n, gateway);
     }
+}
+
+/// libfaketime's thread-safe variant (the gateway is multithreaded), where Debian's
+/// `faketime` package installs it.
+pub fn libfaketime() -> Option<PathBuf> {
+    let dirs = fs::read_dir("/usr/lib").ok()?;
+    dirs.filter_map(Result::ok)
+        .map(|d| d.path().join("faketime/libfaketimeMT.so.1"))
+        .chain([PathBuf::from("/usr/lib/faketime/libfaketimeMT.so.1")])
+        .find(|p| p.exists())
 }
 
 fn managed(n: u8, p: Process) -> Managed {
@@ -653,6 +681,48 @@ impl Cluster {
         })
     }
 
+    /// Restarts node `n`'s gateway (kill -9) with its wall clock `offset_s` seconds off.
+    pub fn skew_clock(&self, n: u8, offset_s: i64) -> anyhow::Result<()> {
+        if libfaketime().is_none() {
+            bail!("libfaketime not found: install Debian's faketime package");
+        }
+        let file = self.node_work(n).join("faketime");
+        write_offset(&file, offset_s)?;
+        let mut procs = self.procs.lock();
+        let np = &mut procs[usize::from(n - 1)];
+        np.gateway.process.kill();
+        np.set_clock(n, Some(file));
+        np.gateway.start(n, Proc::Gateway)
+    }
+
+    /// Moves the skewed clock of node `n`'s gateway to `offset_s` while it runs.
+    pub fn jump_clock(&self, n: u8, offset_s: i64) -> anyhow::Result<()> {
+        let file = self.procs.lock()[usize::from(n - 1)].clock_file.clone();
+        match file {
+            Some(f) => write_offset(&f, offset_s),
+            None => bail!("n{n}'s gateway does not run under libfaketime"),
+        }
+    }
+
+    /// Restarts every gateway running with a skewed clock with the real one; the nodes.
+    pub fn unskew_clocks(&self) -> anyhow::Result<Vec<u8>> {
+        let mut fixed = Vec::new();
+        for n in nodes() {
+            let mut procs = self.procs.lock();
+            let np = &mut procs[usize::from(n - 1)];
+            if np.clock_file.is_some() {
+                let was_running = np.gateway.process.is_running() || np.gateway.paused;
+                np.gateway.process.kill();
+                np.set_clock(n, None);
+                if was_running {
+                    np.gateway.start(n, Proc::Gateway)?;
+                }
+                fixed.push(n);
+            }
+        }
+        Ok(fixed)
+    }
+
     /// Processes that died without being killed by us, since the last call.
     pub fn crashes(&self) -> Vec<(u8, Proc, String)> {
         let mut out = Vec::new();
@@ -695,6 +765,14 @@ impl Cluster {
             net.teardown();
         }
     }
+}
+
+/// libfaketime's offset syntax: seconds, signed.
+fn write_offset(file: &Path, offset_s: i64) -> anyhow::Result<()> {
+    let tmp = file.with_extension("tmp");
+    fs::write(&tmp, format!("{offset_s:+}\n"))
+        .and_then(|()| fs::rename(&tmp, file))
+        .with_context(|| format!("cannot write {}", file.display()))
 }
 
 /// The members `api`'s gateway lists at `/admin/members`.

@@ -33,6 +33,8 @@ pub enum F {
     Stop,
     /// A process of the cluster died without being told to.
     Crash,
+    /// A read with `consistency=linearizable` of one client's elements, through a random node.
+    LinRead,
 }
 
 /// What a write carries: elements, and for each the timestamp and series it was written
@@ -41,14 +43,90 @@ pub enum F {
 pub struct WriteValue {
     pub client: u32,
     pub elements: Vec<u64>,
+    /// The points' timestamps; for a write sent without timestamps (`untimed`), the
+    /// client's clock when it was invoked, only a hint: the receiving node stamps them.
     pub timestamps: Vec<i64>,
     /// Whether the points carry the string field `s` (see `--no-string-field`).
     #[serde(default = "yes")]
     pub string_field: bool,
+    /// The `Idempotency-Key` every attempt of this write carried.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Sent without timestamps: found by element, never by time.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub untimed: bool,
+    /// Retried without a key after an indeterminate attempt (`--unkeyed-retries`): a second
+    /// copy is possible by design, and only counted.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub unkeyed_retries: bool,
+}
+
+impl WriteValue {
+    /// A plain write: timestamped, sent once.
+    pub fn plain(client: u32, elements: Vec<u64>, timestamps: Vec<i64>) -> WriteValue {
+        WriteValue {
+            client,
+            elements,
+            timestamps,
+            string_field: true,
+            key: None,
+            untimed: false,
+            unkeyed_retries: false,
+        }
+    }
+
+    /// The point element `i` of this write (op `op`) must be. Points sent without
+    /// timestamps get one time for the whole batch, so each is put in a series of its own
+    /// (tag `i`, its place in the batch): in one series they would overwrite each other.
+    pub fn expected_point(&self, op: u64, i: usize) -> crate::influx::Point {
+        let mut p =
+            crate::influx::Point::expected(self.client, op, self.elements[i], self.timestamps[i]);
+        p.measurement = self.measurement().to_owned();
+        if !self.string_field {
+            p.fields.remove("s");
+        }
+        if self.untimed {
+            p.tags.insert("i".to_owned(), i.to_string());
+        }
+        p
+    }
+
+    /// The measurement its points go to: retried writes each have their own, so that reads
+    /// of timestamped elements stay windows of time.
+    pub fn measurement(&self) -> &'static str {
+        if self.key.is_some() {
+            crate::influx::KEYED_MEASUREMENT
+        } else if self.unkeyed_retries {
+            crate::influx::UNKEYED_MEASUREMENT
+        } else {
+            crate::influx::MEASUREMENT
+        }
+    }
 }
 
 fn yes() -> bool {
     true
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+/// One attempt of a write that is retried (keyed, or `--unkeyed-retries`), in its
+/// completion: through which node, when (run time, ns), and its answer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Attempt {
+    pub node: u8,
+    pub time: u64,
+    #[serde(rename = "type")]
+    pub kind: Type,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Answered with `Idempotent-Replayed: true`: the outcome of an earlier attempt.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub replayed: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -57,6 +135,9 @@ pub struct NemesisValue {
     pub nodes: Vec<u8>,
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub detail: String,
+    /// `clock-skew`: the offsets (seconds) the node's clock had, in order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub offsets_s: Vec<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -78,6 +159,15 @@ pub struct Event {
     /// A read's lower time bound (its invocation) or the elements it saw (its completion).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub since: Option<i64>,
+    /// A linearizable read: the client whose elements it asks for, and the smallest keyed
+    /// element it asks for (elements grow with time: this keeps reads small).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client: Option<u32>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_element: Option<u64>,
+    /// A retried write's attempts (its completion).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub attempts: Option<Vec<Attempt>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub read: Option<Vec<u64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -103,6 +193,9 @@ impl Event {
             node: None,
             write: None,
             since: None,
+            client: None,
+            min_element: None,
+            attempts: None,
             read: None,
             nemesis: None,
             status: None,
@@ -204,12 +297,7 @@ mod tests {
         let op = r.op_id();
         let mut e = Event::new("c1", Type::Invoke, F::Write, op);
         e.node = Some(2);
-        e.write = Some(WriteValue {
-            client: 1,
-            elements: vec![1, 2],
-            timestamps: vec![10, 11],
-            string_field: true,
-        });
+        e.write = Some(WriteValue::plain(1, vec![1, 2], vec![10, 11]));
         r.record(e);
         r.record(Event::new("c1", Type::Ok, F::Write, op));
         let dir = std::env::temp_dir().join(format!("jepsen-hist-{}", std::process::id()));

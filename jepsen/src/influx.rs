@@ -9,6 +9,10 @@ use serde_json::Value;
 
 pub const DATABASE: &str = "jepsen";
 pub const MEASUREMENT: &str = "set";
+/// Keyed writes (`Idempotency-Key`, sent without timestamps, retried with the same key).
+pub const KEYED_MEASUREMENT: &str = "keyed";
+/// Writes sent without timestamps and retried without a key (`--unkeyed-retries`).
+pub const UNKEYED_MEASUREMENT: &str = "unkeyed";
 
 /// One point as influxd holds it.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -50,6 +54,15 @@ impl Point {
             tags: BTreeMap::from([("client".to_owned(), client.to_string())]),
             time,
             fields,
+        }
+    }
+
+    /// Line protocol without the timestamp: the receiving node stamps it.
+    pub fn line_untimed(&self) -> String {
+        let line = self.line();
+        match line.rfind(' ') {
+            Some(i) => line[..i].to_owned(),
+            None => line,
         }
     }
 
@@ -211,6 +224,10 @@ mod tests {
         );
         assert_eq!(p.series(), "set,client=3");
         assert_eq!(p.element(), Some(17));
+        assert_eq!(
+            p.line_untimed(),
+            "set,client=3 element=17i,op=9i,s=\"e17\",v=17.5"
+        );
     }
 
     #[test]

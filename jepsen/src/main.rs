@@ -62,8 +62,8 @@ struct TestArgs {
     time_limit: u64,
     /// Faults, comma-separated, or `all`: partition-one, partition-halves, partition-leader,
     /// majorities-ring, bridge, kill-gateway, kill-influxd, kill-node, pause-gateway,
-    /// pause-influxd, pause-node, delay, loss, wipe-influxd, wipe-node; groups: partition,
-    /// kill, pause, packet, wipe; none.
+    /// pause-influxd, pause-node, delay, loss, wipe-influxd, wipe-node, clock-skew; groups:
+    /// partition, kill, pause, packet, wipe, clock; none.
     #[arg(long, default_value = "all")]
     nemesis: String,
     /// Where run directories are created.
@@ -118,6 +118,27 @@ struct TestArgs {
     /// whose ingest cannot carry string fields.
     #[arg(long)]
     no_string_field: bool,
+    /// Share of writes sent with an `Idempotency-Key` and without timestamps, retried with
+    /// the same key through other nodes while their outcome is unknown (0: none).
+    #[arg(long, default_value_t = 0.25)]
+    keyed_fraction: f64,
+    /// Also send a tenth of the writes without timestamps and retry them without a key,
+    /// counting the duplicates that makes (a statistic, never a failure).
+    #[arg(long)]
+    unkeyed_retries: bool,
+    /// Attempts of a retried write at most, the first included.
+    #[arg(long, default_value_t = 5)]
+    max_attempts: u32,
+    /// Share of client operations that are `consistency=linearizable` reads (0: none).
+    #[arg(long, default_value_t = 0.1)]
+    lin_read_fraction: f64,
+}
+
+fn fraction(f: f64, what: &str) -> anyhow::Result<f64> {
+    if !(0.0..=0.9).contains(&f) {
+        bail!("{what} must be between 0 and 0.9");
+    }
+    Ok(f)
 }
 
 fn secs(s: f64, what: &str) -> anyhow::Result<Duration> {
@@ -169,6 +190,10 @@ fn test(args: TestArgs, stop: Arc<AtomicBool>) -> anyhow::Result<run::Verdict> {
         save_final_reads: args.save_final_reads,
         command_line: std::env::args().collect::<Vec<_>>().join(" "),
         string_field: !args.no_string_field,
+        keyed_fraction: fraction(args.keyed_fraction, "--keyed-fraction")?,
+        unkeyed_fraction: if args.unkeyed_retries { 0.1 } else { 0.0 },
+        max_attempts: args.max_attempts.max(1),
+        lin_read_fraction: fraction(args.lin_read_fraction, "--lin-read-fraction")?,
     };
     run::test(opts, stop)
 }

@@ -54,14 +54,22 @@ pub enum Kind {
     /// One node's influxd and gateway killed and all their data deleted, the Raft log
     /// included; at the heal the old member is removed and the node added as a new one.
     WipeNode,
+    /// One node's gateway restarted with its wall clock seconds to hours off (libfaketime;
+    /// monotonic clocks untouched), jumped to another offset, often of the other sign,
+    /// half-way through; restarted with the real clock at the heal.
+    ClockSkew,
 }
+
+/// Offsets a skewed clock is given, in seconds: under and over the idempotency window
+/// (10 minutes by default), ahead and behind.
+const SKEWS_S: [i64; 6] = [7, 90, 400, 1_500, 7_200, 30_000];
 
 /// How long a heal waits for a replaced node to become a voter. A second node replaced
 /// before the first is a voter would leave two voters, one of them dead: no majority could
 /// ever remove it, and the cluster would be stuck for good.
 const PROMOTION_LIMIT: Duration = Duration::from_secs(120);
 
-pub const ALL: [Kind; 15] = [
+pub const ALL: [Kind; 16] = [
     Kind::PartitionOne,
     Kind::PartitionHalves,
     Kind::PartitionLeader,
@@ -77,6 +85,7 @@ pub const ALL: [Kind; 15] = [
     Kind::Loss,
     Kind::WipeInfluxd,
     Kind::WipeNode,
+    Kind::ClockSkew,
 ];
 
 impl Kind {
@@ -97,6 +106,7 @@ impl Kind {
             Kind::Loss => "loss",
             Kind::WipeInfluxd => "wipe-influxd",
             Kind::WipeNode => "wipe-node",
+            Kind::ClockSkew => "clock-skew",
         }
     }
 
@@ -119,11 +129,12 @@ impl Kind {
                 "pause" => vec![Kind::PauseGateway, Kind::PauseInfluxd, Kind::PauseNode],
                 "packet" => vec![Kind::Delay, Kind::Loss],
                 "wipe" => vec![Kind::WipeInfluxd, Kind::WipeNode],
+                "clock" => vec![Kind::ClockSkew],
                 other => match ALL.iter().find(|k| k.name() == other) {
                     Some(k) => vec![*k],
                     None => bail!(
                         "unknown nemesis {other:?}; known: all, none, partition, kill, pause, \
-                         packet, wipe, {}",
+                         packet, wipe, clock, {}",
                         ALL.map(Kind::name).join(", ")
                     ),
                 },
@@ -146,6 +157,8 @@ enum Active {
     Paused(Vec<(u8, Proc)>),
     Netem(Vec<u8>),
     Wiped(u8, Wipe),
+    /// A gateway's clock is off; half-way through it jumps to the second offset.
+    Skewed(u8, i64),
 }
 
 pub struct Nemesis {
@@ -190,7 +203,15 @@ impl Nemesis {
             ev.nemesis = Some(value.clone());
             self.recorder.record(ev);
             *self.current.lock() = describe(&value);
-            self.sleep(self.interval);
+            if let Active::Skewed(n, to) = active {
+                self.sleep(self.interval / 2);
+                if let Err(e) = self.cluster.jump_clock(n, to) {
+                    eprintln!("\nnemesis: jumping n{n}'s clock failed: {e:#}");
+                }
+                self.sleep(self.interval - self.interval / 2);
+            } else {
+                self.sleep(self.interval);
+            }
             let op = self.recorder.op_id();
             if let Err(e) = self.heal(active) {
                 eprintln!("\nnemesis: healing {} failed: {e:#}", kind.name());
@@ -227,6 +248,7 @@ impl Nemesis {
             kind: kind.name().to_owned(),
             nodes,
             detail,
+            offsets_s: Vec::new(),
         };
         Ok(match kind {
             Kind::PartitionOne | Kind::PartitionLeader => {
@@ -363,6 +385,32 @@ impl Nemesis {
                 };
                 (Active::Wiped(n, what), value(vec![n], detail))
             }
+            Kind::ClockSkew => {
+                let n = all[rng.gen_range(0..all.len())];
+                let mut offset = || {
+                    let s = SKEWS_S[rng.gen_range(0..SKEWS_S.len())];
+                    if rng.gen_bool(0.5) {
+                        s
+                    } else {
+                        -s
+                    }
+                };
+                let (from, mut to) = (offset(), offset());
+                // A jump, always: of the other sign at least half the time.
+                if to == from || (rng.gen_bool(0.5) && to.signum() == from.signum()) {
+                    to = -to;
+                }
+                self.cluster
+                    .skew_clock(n, from)
+                    .with_context(|| format!("skewing n{n}'s clock"))?;
+                let detail = format!(
+                    "n{n}'s gateway restarted with its clock {from:+} s off, \
+                     jumping to {to:+} s half-way"
+                );
+                let mut v = value(vec![n], detail);
+                v.offsets_s = vec![from, to];
+                (Active::Skewed(n, to), v)
+            }
         })
     }
 
@@ -386,6 +434,7 @@ impl Nemesis {
                     .rev()
                     .try_for_each(|(n, p)| self.cluster.restart(n, p).map(drop))
             }
+            Active::Skewed(..) => self.cluster.unskew_clocks().map(drop),
             Active::Wiped(n, what) => self.cluster.restart(n, Proc::Influxd).and_then(|_| {
                 if what == Wipe::Node {
                     self.cluster.replace_member(n, Some(PROMOTION_LIMIT))
@@ -418,6 +467,7 @@ fn isolate(group: &[u8]) -> anyhow::Result<()> {
 pub fn heal_everything(cluster: &Cluster) -> anyhow::Result<Vec<(u8, Proc)>> {
     netns::heal_partitions()?;
     nodes().for_each(netns::clear_qdisc);
+    cluster.unskew_clocks()?;
     let revived = cluster.revive_all()?;
     // Not fatal here: a membership that stays incomplete keeps the cluster from settling,
     // which makes the run invalid, with the membership in the reason.

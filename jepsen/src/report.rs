@@ -399,6 +399,79 @@ td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: left; font-size:
         q(&result.visibility.from_ack_ms),
         result.visibility.never_read_everywhere
     );
+    let k = &result.keyed;
+    let _ = write!(
+        s,
+        "<h2>Keyed writes (Idempotency-Key, no timestamps, retried)</h2><table>\
+         <tr><th>writes</th><td>{}</td></tr><tr><th>ok / fail / info</th><td>{} / {} / {}</td></tr>\
+         <tr><th>retried / attempts</th><td>{} / {}</td></tr>\
+         <tr><th>acknowledged after a retry / attempts answered as replays</th><td>{} / {}</td></tr>\
+         <tr><th>indeterminate present / absent everywhere</th><td>{} / {}</td></tr>\
+         <tr><th>applied more than once</th><td>{}</td></tr>\
+         <tr><th>applied more than once under a clock skew over the window (not a failure)</th><td>{}</td></tr>\
+         <tr><th>acknowledged, missing</th><td>{}</td></tr></table>",
+        k.writes, k.acknowledged, k.failed, k.indeterminate, k.retried, k.attempts,
+        k.acknowledged_after_retry, k.replayed, k.indeterminate_present, k.indeterminate_absent,
+        k.duplicated, k.duplicated_under_skew, k.lost
+    );
+    let u = &result.unkeyed_retries;
+    if u.writes > 0 {
+        let _ = write!(
+            s,
+            "<h2>Untimed writes retried without a key (statistic)</h2><table>\
+             <tr><th>writes / retried / attempts</th><td>{} / {} / {}</td></tr>\
+             <tr><th>writes applied more than once / extra copies</th><td>{} / {}</td></tr></table>",
+            u.writes, u.retried, u.attempts, u.duplicated, u.extra_copies
+        );
+    }
+    let l = &result.linearizable_reads;
+    let _ = write!(
+        s,
+        "<h2>Linearizable reads</h2><table><tr><th>ok / failed</th><td>{} / {}</td></tr>\
+         <tr><th>elements checked</th><td>{}</td></tr><tr><th>latency (ms)</th><td>{}</td></tr>\
+         <tr><th>missed a write acknowledged before they began</th><td>{}</td></tr>\
+         <tr><th>saw a failed write</th><td>{}</td></tr></table>",
+        l.ok,
+        l.failed,
+        l.elements_checked,
+        q(&l.latency_ms),
+        l.stale,
+        l.saw_failed
+    );
+    let json_list = |s: &mut String, title: &str, items: Vec<String>| {
+        if !items.is_empty() {
+            let _ = write!(s, "<h3>{title}</h3><pre>");
+            for i in items.iter().take(50) {
+                let _ = writeln!(s, "{}", esc(i));
+            }
+            s.push_str("</pre>");
+        }
+    };
+    json_list(
+        &mut s,
+        "keyed writes applied more than once",
+        k.duplicated_ops.iter().map(json).collect(),
+    );
+    json_list(
+        &mut s,
+        "keyed writes applied more than once under clock skew",
+        k.duplicated_under_skew_ops.iter().map(json).collect(),
+    );
+    json_list(
+        &mut s,
+        "acknowledged keyed writes missing",
+        k.lost_ops.iter().map(json).collect(),
+    );
+    json_list(
+        &mut s,
+        "stale linearizable reads",
+        l.stale_reads.iter().map(json).collect(),
+    );
+    json_list(
+        &mut s,
+        "linearizable reads that saw failed writes",
+        l.saw_failed_reads.iter().map(json).collect(),
+    );
     s.push_str("<h2>Plots</h2>\n");
     s.push_str(&throughput_svg(history));
     s.push_str("<br>\n");
@@ -453,6 +526,11 @@ td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: left; font-size:
     s
 }
 
+/// One line of JSON.
+fn json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -469,6 +547,7 @@ mod tests {
                     kind: "kill-gateway".into(),
                     nodes: vec![1],
                     detail: String::new(),
+                    offsets_s: Vec::new(),
                 });
             }
             h.push(e);

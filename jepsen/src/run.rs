@@ -48,6 +48,10 @@ pub struct Options {
     pub save_final_reads: bool,
     pub command_line: String,
     pub string_field: bool,
+    pub keyed_fraction: f64,
+    pub unkeyed_fraction: f64,
+    pub max_attempts: u32,
+    pub lin_read_fraction: f64,
 }
 
 /// What the run came to, for the exit code.
@@ -60,6 +64,12 @@ pub enum Verdict {
 pub fn test(opts: Options, stop: Arc<AtomicBool>) -> anyhow::Result<Verdict> {
     let kinds = Kind::parse_list(&opts.nemesis)?;
     netns::preflight()?;
+    if kinds.contains(&Kind::ClockSkew) && crate::cluster::libfaketime().is_none() {
+        bail!(
+            "clock-skew needs libfaketime (Debian package faketime, see scripts/deps); \
+             install it or leave clock-skew out of --nemesis"
+        );
+    }
     let run_id = format!(
         "{}-s{}",
         humantime::format_rfc3339_seconds(SystemTime::now())
@@ -130,6 +140,10 @@ fn run_with_cluster(
             time_limit: opts.time_limit,
             seed: opts.seed,
             string_field: opts.string_field,
+            keyed_fraction: opts.keyed_fraction,
+            unkeyed_fraction: opts.unkeyed_fraction,
+            max_attempts: opts.max_attempts,
+            lin_read_fraction: opts.lin_read_fraction,
         },
         recorder.clone(),
         stop.clone(),
@@ -315,6 +329,10 @@ fn run_with_cluster(
         "concurrency": opts.concurrency,
         "rate": opts.rate,
         "client_timeout_s": opts.client_timeout.as_secs_f64(),
+        "keyed_fraction": opts.keyed_fraction,
+        "unkeyed_fraction": opts.unkeyed_fraction,
+        "max_attempts": opts.max_attempts,
+        "lin_read_fraction": opts.lin_read_fraction,
         "workload_s": workload_secs,
         "ops": { "write_ok": ok, "write_fail": fail, "write_info": info, "reads_ok": read_count },
         "faults": nemesis_events.iter().filter(|e| e.f == F::Start).count(),
@@ -435,6 +453,33 @@ fn print_summary(
             .fold(0.0, f64::max),
         r.recovery.longest_gap_without_fault_s
     );
+    let k = &r.keyed;
+    println!(
+        "keyed writes: {} (ok {}, fail {}, info {}), {} retried, {} attempts, {} answered as \
+         replays; applied twice {}, twice under clock skew {}, acknowledged but missing {}",
+        k.writes,
+        k.acknowledged,
+        k.failed,
+        k.indeterminate,
+        k.retried,
+        k.attempts,
+        k.replayed,
+        k.duplicated,
+        k.duplicated_under_skew,
+        k.lost
+    );
+    let u = &r.unkeyed_retries;
+    if u.writes > 0 {
+        println!(
+            "untimed writes retried without a key: {} ({} retried), {} applied more than once",
+            u.writes, u.retried, u.duplicated
+        );
+    }
+    let l = &r.linearizable_reads;
+    println!(
+        "linearizable reads: ok {}, failed {}; stale {}, saw failed writes {}",
+        l.ok, l.failed, l.stale, l.saw_failed
+    );
     println!("settled: {converged}; processes that crashed on their own: {crashes}");
     for p in &r.problems {
         println!("problem: {p}");
@@ -550,12 +595,7 @@ mod tests {
         fs::create_dir_all(&dir).unwrap();
         let mut invoke = Event::new("c1", Type::Invoke, F::Write, 1);
         invoke.node = Some(1);
-        invoke.write = Some(WriteValue {
-            client: 1,
-            elements: vec![7],
-            timestamps: vec![70],
-            string_field: true,
-        });
+        invoke.write = Some(WriteValue::plain(1, vec![7], vec![70]));
         let mut ok = Event::new("c1", Type::Ok, F::Write, 1);
         ok.node = Some(1);
         ok.time = 1;

@@ -203,10 +203,14 @@ fn main() -> ExitCode {
     let stop = Arc::new(AtomicBool::new(false));
     let outcome = match cli.command {
         Cmd::Cleanup => {
-            if let Err(e) = netns::preflight() {
-                eprintln!("jepsen: {e:#}");
-                return ExitCode::from(2);
-            }
+            let locked = netns::preflight().and_then(|()| netns::lock_network());
+            let _network = match locked {
+                Ok(l) => l,
+                Err(e) => {
+                    eprintln!("jepsen: {e:#}");
+                    return ExitCode::from(2);
+                }
+            };
             netns::cleanup_leftovers();
             println!("removed whatever a previous run left");
             return ExitCode::SUCCESS;

@@ -102,6 +102,40 @@ fn which(tool: &str) -> Option<std::path::PathBuf> {
     })
 }
 
+/// The test network has fixed names and addresses, so it serves one run at a time: a second
+/// run would tear the first one's namespaces down (`cleanup_leftovers`) and write into its
+/// influxd. Held for the whole run; the kernel lets go of it when the run's process ends.
+pub struct NetworkLock {
+    _held: std::fs::File,
+}
+
+pub fn lock_network() -> anyhow::Result<NetworkLock> {
+    let dir = std::path::Path::new("/run/lock");
+    let dir = if dir.is_dir() {
+        dir.to_owned()
+    } else {
+        std::env::temp_dir()
+    };
+    let path = dir.join("jepsen-network.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(NetworkLock { _held: file }),
+        Err(std::fs::TryLockError::WouldBlock) => bail!(
+            "another jepsen run is using the test network (namespaces jepsen-n*, lock {}): \
+             wait for it to end",
+            path.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => {
+            Err(e).with_context(|| format!("cannot lock {}", path.display()))
+        }
+    }
+}
+
 /// What a crashed earlier run may have left: processes in our namespaces, the namespaces,
 /// the bridge, the veths, the root FORWARD rule. Everything is named `jepsen-*`.
 pub fn cleanup_leftovers() {

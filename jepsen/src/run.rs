@@ -64,6 +64,7 @@ pub enum Verdict {
 pub fn test(opts: Options, stop: Arc<AtomicBool>) -> anyhow::Result<Verdict> {
     let kinds = Kind::parse_list(&opts.nemesis)?;
     netns::preflight()?;
+    let _network = netns::lock_network()?;
     if kinds.contains(&Kind::ClockSkew) && crate::cluster::libfaketime().is_none() {
         bail!(
             "clock-skew needs libfaketime (Debian package faketime, see scripts/deps); \

@@ -557,6 +557,42 @@ impl Cluster {
         Ok(())
     }
 
+    /// Removes node `n`'s current id from the membership through the other members, while
+    /// the node runs on; its id, which must not come back.
+    pub fn remove_member(&self, n: u8) -> Result<u64, MembershipError> {
+        let id = self.id(n);
+        self.change_members(
+            n,
+            &format!("removing n{n}'s id {id}"),
+            "DELETE",
+            &format!("/admin/members?id={id}"),
+            b"",
+            |status| status == 200 || status == 404,
+        )?;
+        Ok(id)
+    }
+
+    /// Asks node `via` to remove node `n`'s id, and kills both of `via`'s processes `after`
+    /// the request went out, before the change can be confirmed: it may or may not commit.
+    /// What `via` answered, if it answered.
+    pub fn remove_member_through_dying(&self, n: u8, via: u8, after: Duration) -> String {
+        let id = self.id(n);
+        let api = &self.apis[usize::from(via - 1)];
+        let path = format!("/admin/members?id={id}");
+        let answer = std::thread::scope(|s| {
+            let request = s.spawn(|| api.send("DELETE", &path, &[], b""));
+            std::thread::sleep(after);
+            self.kill(via, Proc::Gateway);
+            self.kill(via, Proc::Influxd);
+            request.join()
+        });
+        match answer {
+            Ok(Ok(r)) => format!("answered {} {}", r.status, r.body.trim()),
+            Ok(Err(e)) => format!("no answer: {e}"),
+            Err(_) => "the request's thread panicked".to_owned(),
+        }
+    }
+
     /// Every replacement left unfinished (a heal that failed part-way) finished now.
     pub fn complete_replacements(&self) -> anyhow::Result<()> {
         let unfinished: Vec<u8> = {

@@ -35,6 +35,8 @@ pub enum F {
     Crash,
     /// A read with `consistency=linearizable` of one client's elements, through a random node.
     LinRead,
+    /// The membership, as the leader lists it, whenever it changed.
+    Members,
 }
 
 /// What a write carries: elements, and for each the timestamp and series it was written
@@ -140,6 +142,17 @@ pub struct NemesisValue {
     pub offsets_s: Vec<i64>,
 }
 
+/// One member of the Raft group at some time, and the node that has its id, if any still
+/// does (a removed node's old id belongs to none).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberValue {
+    pub id: u64,
+    /// "voter" or "learner".
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node: Option<u8>,
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Event {
     pub index: u64,
@@ -173,6 +186,8 @@ pub struct Event {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nemesis: Option<NemesisValue>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub members: Option<Vec<MemberValue>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
@@ -198,6 +213,7 @@ impl Event {
             attempts: None,
             read: None,
             nemesis: None,
+            members: None,
             status: None,
             error: None,
             wall: None,
@@ -234,7 +250,7 @@ impl Recorder {
         let mut events = self.events.lock();
         e.time = self.now();
         e.index = events.len() as u64;
-        if matches!(e.f, F::Start | F::Stop | F::Crash) {
+        if matches!(e.f, F::Start | F::Stop | F::Crash | F::Members) {
             e.wall =
                 Some(humantime::format_rfc3339_millis(std::time::SystemTime::now()).to_string());
         }

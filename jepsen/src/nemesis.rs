@@ -58,7 +58,35 @@ pub enum Kind {
     /// monotonic clocks untouched), jumped to another offset, often of the other sign,
     /// half-way through; restarted with the real clock at the heal.
     ClockSkew,
+    /// The membership changed under the workload, in one of [`Reconfiguration`]'s ways: a
+    /// node removed and added back as a fresh member, or replaced by a new one while the
+    /// leader is cut off or killed, or while the member that handles the change dies.
+    Membership,
 }
+
+/// The ways a `membership` fault changes the membership.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reconfiguration {
+    /// A running node (the leader as likely as any other) removed; at the heal, its disks
+    /// are wiped and it is added back as a fresh member under a new id.
+    RemoveAdd,
+    /// The leader cut off, and, while it is, replaced by a new member: old id removed
+    /// through the others, its disks wiped, the new id added. It catches up at the heal.
+    ReplaceIsolatedLeader,
+    /// The leader killed and replaced by a new member at once.
+    ReplaceKilledLeader,
+    /// A follower's removal asked of the leader, and the leader killed in the middle of
+    /// the change, which may or may not commit; at the heal the leader is restarted and
+    /// the follower added back as a fresh member.
+    RemoveThroughDyingLeader,
+}
+
+const RECONFIGURATIONS: [Reconfiguration; 4] = [
+    Reconfiguration::RemoveAdd,
+    Reconfiguration::ReplaceIsolatedLeader,
+    Reconfiguration::ReplaceKilledLeader,
+    Reconfiguration::RemoveThroughDyingLeader,
+];
 
 /// Offsets a skewed clock is given, in seconds: under and over the idempotency window
 /// (10 minutes by default), ahead and behind.
@@ -69,7 +97,7 @@ const SKEWS_S: [i64; 6] = [7, 90, 400, 1_500, 7_200, 30_000];
 /// ever remove it, and the cluster would be stuck for good.
 const PROMOTION_LIMIT: Duration = Duration::from_secs(120);
 
-pub const ALL: [Kind; 16] = [
+pub const ALL: [Kind; 17] = [
     Kind::PartitionOne,
     Kind::PartitionHalves,
     Kind::PartitionLeader,
@@ -86,6 +114,7 @@ pub const ALL: [Kind; 16] = [
     Kind::WipeInfluxd,
     Kind::WipeNode,
     Kind::ClockSkew,
+    Kind::Membership,
 ];
 
 impl Kind {
@@ -107,6 +136,7 @@ impl Kind {
             Kind::WipeInfluxd => "wipe-influxd",
             Kind::WipeNode => "wipe-node",
             Kind::ClockSkew => "clock-skew",
+            Kind::Membership => "membership",
         }
     }
 
@@ -130,11 +160,12 @@ impl Kind {
                 "packet" => vec![Kind::Delay, Kind::Loss],
                 "wipe" => vec![Kind::WipeInfluxd, Kind::WipeNode],
                 "clock" => vec![Kind::ClockSkew],
+                "members" => vec![Kind::Membership],
                 other => match ALL.iter().find(|k| k.name() == other) {
                     Some(k) => vec![*k],
                     None => bail!(
                         "unknown nemesis {other:?}; known: all, none, partition, kill, pause, \
-                         packet, wipe, clock, {}",
+                         packet, wipe, clock, members, {}",
                         ALL.map(Kind::name).join(", ")
                     ),
                 },
@@ -159,6 +190,14 @@ enum Active {
     Wiped(u8, Wipe),
     /// A gateway's clock is off; half-way through it jumps to the second offset.
     Skewed(u8, i64),
+    /// A membership change under way: the heal lifts partitions, restarts what was
+    /// killed, and, for `wipe`, wipes that node and adds it back as a fresh member; then
+    /// waits until `replaced` is a voter again.
+    Reconfigured {
+        stopped: Vec<(u8, Proc)>,
+        wipe: Option<u8>,
+        replaced: u8,
+    },
 }
 
 pub struct Nemesis {
@@ -411,7 +450,121 @@ impl Nemesis {
                 v.offsets_s = vec![from, to];
                 (Active::Skewed(n, to), v)
             }
+            Kind::Membership => {
+                if !self.cluster.all_voters() {
+                    bail!(
+                        "not every node is a voter (a replaced node has not caught up): \
+                         no membership change starts before it is"
+                    );
+                }
+                let how = *RECONFIGURATIONS.choose(rng).expect("not empty");
+                let (active, nodes, detail) = self.reconfigure(how, rng)?;
+                (active, value(nodes, detail))
+            }
         })
+    }
+
+    /// Starts a membership change; the nodes it touches and what it did.
+    fn reconfigure(
+        &self,
+        how: Reconfiguration,
+        rng: &mut StdRng,
+    ) -> anyhow::Result<(Active, Vec<u8>, String)> {
+        let all: Vec<u8> = nodes().collect();
+        let leader = self.cluster.leader();
+        let needs_leader = || leader.context("no leader known to act on");
+        Ok(match how {
+            Reconfiguration::RemoveAdd => {
+                let n = all[rng.gen_range(0..all.len())];
+                let id = self.cluster.remove_member(n)?;
+                let role = if leader == Some(n) {
+                    ", the leader"
+                } else {
+                    ""
+                };
+                (
+                    Active::Reconfigured {
+                        stopped: Vec::new(),
+                        wipe: Some(n),
+                        replaced: n,
+                    },
+                    vec![n],
+                    format!(
+                        "remove-add: n{n} (id {id}{role}) removed while running; wiped and \
+                         added back as a new member at the heal"
+                    ),
+                )
+            }
+            Reconfiguration::ReplaceIsolatedLeader => {
+                let l = needs_leader()?;
+                isolate(&[l])?;
+                let done = self.replace_now(l);
+                (
+                    Active::Reconfigured {
+                        stopped: Vec::new(),
+                        wipe: None,
+                        replaced: l,
+                    },
+                    vec![l],
+                    format!("replace-isolated-leader: leader n{l} isolated; {done}"),
+                )
+            }
+            Reconfiguration::ReplaceKilledLeader => {
+                let l = needs_leader()?;
+                let done = self.replace_now(l);
+                (
+                    Active::Reconfigured {
+                        stopped: Vec::new(),
+                        wipe: None,
+                        replaced: l,
+                    },
+                    vec![l],
+                    format!("replace-killed-leader: leader n{l} killed; {done}"),
+                )
+            }
+            Reconfiguration::RemoveThroughDyingLeader => {
+                let l = needs_leader()?;
+                let others: Vec<u8> = all.iter().copied().filter(|&n| n != l).collect();
+                let f = others[rng.gen_range(0..others.len())];
+                let id = self.cluster.id(f);
+                let after = Duration::from_millis(rng.gen_range(0..40));
+                let answer = self.cluster.remove_member_through_dying(f, l, after);
+                (
+                    Active::Reconfigured {
+                        stopped: vec![(l, Proc::Gateway), (l, Proc::Influxd)],
+                        wipe: Some(f),
+                        replaced: f,
+                    },
+                    vec![l, f],
+                    format!(
+                        "remove-through-dying-leader: leader n{l} asked to remove n{f} (id \
+                         {id}) and killed {after:?} later ({answer}); n{l} restarted, n{f} \
+                         wiped and added back as a new member at the heal"
+                    ),
+                )
+            }
+        })
+    }
+
+    /// Replaces node `n` by a new member now, the way an operator replaces a dead node:
+    /// its disks wiped, its old id removed and a new one added through the others. What
+    /// was done, for the detail; an unfinished replacement is finished by the heal.
+    fn replace_now(&self, n: u8) -> String {
+        let old = self.cluster.id(n);
+        let new = match self.cluster.wipe(n, Wipe::Node) {
+            Ok(id) => id,
+            Err(e) => return format!("wiping n{n} failed: {e:#}"),
+        };
+        let replaced = self
+            .cluster
+            .restart(n, Proc::Influxd)
+            .and_then(|_| self.cluster.replace_member(n, None));
+        match replaced {
+            Ok(()) => format!("meanwhile replaced: id {old} removed, disks wiped, id {new} added"),
+            Err(e) => format!(
+                "meanwhile replaced in part (id {old} to {new}), finished at the heal: {e:#}"
+            ),
+        }
     }
 
     fn heal(&self, active: Active) -> anyhow::Result<()> {
@@ -435,6 +588,25 @@ impl Nemesis {
                     .try_for_each(|(n, p)| self.cluster.restart(n, p).map(drop))
             }
             Active::Skewed(..) => self.cluster.unskew_clocks().map(drop),
+            Active::Reconfigured {
+                stopped,
+                wipe,
+                replaced,
+            } => netns::heal_partitions()
+                .and_then(|()| {
+                    stopped
+                        .into_iter()
+                        .rev()
+                        .try_for_each(|(n, p)| self.cluster.restart(n, p).map(drop))
+                })
+                .and_then(|()| match wipe {
+                    Some(n) => self
+                        .cluster
+                        .wipe(n, Wipe::Node)
+                        .and_then(|_| self.cluster.restart(n, Proc::Influxd).map(drop)),
+                    None => Ok(()),
+                })
+                .and_then(|()| self.cluster.replace_member(replaced, Some(PROMOTION_LIMIT))),
             Active::Wiped(n, what) => self.cluster.restart(n, Proc::Influxd).and_then(|_| {
                 if what == Wipe::Node {
                     self.cluster.replace_member(n, Some(PROMOTION_LIMIT))

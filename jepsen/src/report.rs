@@ -476,6 +476,8 @@ td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: left; font-size:
     s.push_str(&throughput_svg(history));
     s.push_str("<br>\n");
     s.push_str(&latency_svg(history));
+    s.push_str("<br>\n");
+    s.push_str(&membership_svg(history));
     let rec = &result.recovery;
     let _ = write!(
         s,
@@ -527,6 +529,130 @@ td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: left; font-size:
 }
 
 /// One line of JSON.
+/// Membership over time, one lane per Raft id (voter or learner while it is a member), with
+/// the faults in a lane above on the same time axis: a change can be read against the fault
+/// that caused it.
+pub fn membership_svg(history: &[Event]) -> String {
+    const LANE: f64 = 22.0;
+    let end = history.last().map_or(1.0, |e| secs(e.time)).max(1.0);
+    let changes: Vec<&Event> = history.iter().filter(|e| e.f == F::Members).collect();
+    // Ids in the order they first appear, each with the last node known to hold it.
+    let mut ids: Vec<(u64, Option<u8>)> = Vec::new();
+    for e in &changes {
+        for m in e.members.iter().flatten() {
+            match ids.iter_mut().find(|(id, _)| *id == m.id) {
+                Some(known) => known.1 = m.node.or(known.1),
+                None => ids.push((m.id, m.node)),
+            }
+        }
+    }
+    let height = TOP + LANE * (ids.len() + 1) as f64 + BOTTOM;
+    let x = |t: f64| LEFT + t / end * (W - LEFT - RIGHT);
+    let lane_y = |i: usize| TOP + LANE * i as f64;
+    let mut svg = String::new();
+    let _ = writeln!(
+        svg,
+        r#"<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{height}" viewBox="0 0 {W} {height}" font-family="sans-serif" font-size="11">
+<rect x="0" y="0" width="{W}" height="{height}" fill="white"/>
+<text x="{}" y="18" text-anchor="middle" font-size="14">Membership and faults</text>
+<text x="{}" y="{}" text-anchor="middle">time (s)</text>
+<text x="{}" y="{}" text-anchor="end">faults</text>"#,
+        W / 2.0,
+        LEFT + (W - LEFT - RIGHT) / 2.0,
+        height - 8.0,
+        LEFT - 6.0,
+        lane_y(0) + 15.0
+    );
+    for p in periods(history, end) {
+        let (x0, x1) = (x(p.start), x(p.stop));
+        let _ = writeln!(
+            svg,
+            r#"<rect x="{x0:.1}" y="{TOP}" width="{:.1}" height="{}" fill="{NEMESIS}" fill-opacity="0.08"/><rect x="{x0:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{NEMESIS}" fill-opacity="0.6"><title>{}</title></rect>"#,
+            (x1 - x0).max(1.0),
+            LANE * (ids.len() + 1) as f64,
+            lane_y(0) + 4.0,
+            (x1 - x0).max(1.0),
+            LANE - 8.0,
+            esc(&format!("{} {:.1}s - {:.1}s", p.label, p.start, p.stop)),
+        );
+    }
+    for e in history.iter().filter(|e| e.f == F::Crash) {
+        let _ = writeln!(
+            svg,
+            r#"<line x1="{0:.1}" y1="{1:.1}" x2="{0:.1}" y2="{2:.1}" stroke="{FAIL}" stroke-width="2"><title>{3}</title></line>"#,
+            x(secs(e.time)),
+            lane_y(0) + 2.0,
+            lane_y(0) + LANE - 2.0,
+            esc(e.error.as_deref().unwrap_or("crash")),
+        );
+    }
+    for (i, (id, node)) in ids.iter().enumerate() {
+        let y = lane_y(i + 1);
+        let label = node.map_or(format!("id {id}"), |n| format!("id {id} (n{n})"));
+        let _ = writeln!(
+            svg,
+            r#"<text x="{}" y="{:.1}" text-anchor="end">{}</text>"#,
+            LEFT - 6.0,
+            y + 15.0,
+            esc(&label)
+        );
+        // Each change holds until the next one.
+        for (k, e) in changes.iter().enumerate() {
+            let Some(m) = e.members.iter().flatten().find(|m| m.id == *id) else {
+                continue;
+            };
+            let from = secs(e.time);
+            let to = changes.get(k + 1).map_or(end, |n| secs(n.time));
+            let (fill, opacity) = if m.kind == "voter" {
+                (OK, 1.0)
+            } else {
+                (INFO, 0.7)
+            };
+            let _ = writeln!(
+                svg,
+                r#"<rect x="{:.1}" y="{:.1}" width="{:.1}" height="{:.1}" fill="{fill}" fill-opacity="{opacity}"><title>{} {} {from:.1}s - {to:.1}s</title></rect>"#,
+                x(from),
+                y + 4.0,
+                (x(to) - x(from)).max(1.0),
+                LANE - 8.0,
+                esc(&label),
+                esc(&m.kind),
+            );
+        }
+    }
+    let axis_y = TOP + LANE * (ids.len() + 1) as f64;
+    let _ = writeln!(
+        svg,
+        r##"<line x1="{LEFT}" y1="{axis_y}" x2="{}" y2="{axis_y}" stroke="#888"/>"##,
+        W - RIGHT
+    );
+    let step = nice_step(end / 10.0);
+    let mut t = 0.0;
+    while t <= end + 1e-9 {
+        let _ = writeln!(
+            svg,
+            r##"<line x1="{0:.1}" y1="{axis_y}" x2="{0:.1}" y2="{1}" stroke="#888"/><text x="{0:.1}" y="{2}" text-anchor="middle">{t}</text>"##,
+            x(t),
+            axis_y + 4.0,
+            axis_y + 16.0,
+        );
+        t += step;
+    }
+    let mut lx = W - RIGHT - 180.0;
+    for (name, c) in [("voter", OK), ("learner", INFO)] {
+        let _ = writeln!(
+            svg,
+            r#"<rect x="{lx}" y="{}" width="10" height="10" fill="{c}"/><text x="{}" y="{}">{name}</text>"#,
+            TOP - 14.0,
+            lx + 14.0,
+            TOP - 5.0
+        );
+        lx += 90.0;
+    }
+    svg.push_str("</svg>\n");
+    svg
+}
+
 fn json<T: serde::Serialize>(v: &T) -> String {
     serde_json::to_string(v).unwrap_or_default()
 }
@@ -568,6 +694,57 @@ mod tests {
             assert!(l.contains(c));
         }
         assert_eq!(l.matches("<circle").count(), 3);
+    }
+
+    #[test]
+    fn membership_lanes_follow_each_id_with_the_faults_above() {
+        use crate::history::MemberValue;
+        let member = |id: u64, kind: &str, node: Option<u8>| MemberValue {
+            id,
+            kind: kind.into(),
+            node,
+        };
+        let mut h = Vec::new();
+        let mut change = |time: u64, members: Vec<MemberValue>| {
+            let mut e = Event::new("membership", Type::Info, F::Members, 0);
+            e.time = time;
+            e.members = Some(members);
+            h.push(e);
+        };
+        change(
+            0,
+            vec![member(1, "voter", Some(1)), member(2, "voter", Some(2))],
+        );
+        change(
+            2_000_000_000,
+            vec![member(2, "voter", Some(2)), member(3, "learner", Some(1))],
+        );
+        change(
+            3_000_000_000,
+            vec![member(2, "voter", Some(2)), member(3, "voter", Some(1))],
+        );
+        let mut start = Event::new("nemesis", Type::Info, F::Start, 1);
+        start.time = 1_000_000_000;
+        start.nemesis = Some(NemesisValue {
+            kind: "membership".into(),
+            nodes: vec![1],
+            detail: String::new(),
+            offsets_s: Vec::new(),
+        });
+        let mut stop = start.clone();
+        stop.f = F::Stop;
+        stop.time = 2_500_000_000;
+        h.insert(1, start);
+        h.insert(3, stop);
+        let svg = membership_svg(&h);
+        // Id 1 was last seen on n1 (its node then); id 3 is n1 now.
+        assert!(
+            svg.contains("id 1 (n1)") && svg.contains("id 2 (n2)") && svg.contains("id 3 (n1)")
+        );
+        assert_eq!(svg.matches("<title>id 2 (n2) voter").count(), 3);
+        assert_eq!(svg.matches("<title>id 3 (n1) learner").count(), 1);
+        assert_eq!(svg.matches("<title>id 1 (n1) voter").count(), 1);
+        assert!(svg.contains("<title>membership 1.0s - 2.5s</title>"));
     }
 
     #[test]

@@ -19,7 +19,7 @@ use serde_json::json;
 
 use crate::checker::{self, FinalRead};
 use crate::cluster::{Cluster, Health, API_PORT};
-use crate::history::{self, Event, Recorder, Type, F};
+use crate::history::{self, Event, MemberValue, Recorder, Type, F};
 use crate::influx::{self, DATABASE};
 use crate::nemesis::{self, Kind, Nemesis};
 use crate::netns::{self, nodes};
@@ -200,9 +200,12 @@ fn run_with_cluster(
         std::thread::Builder::new()
             .name("monitor".into())
             .spawn(move || {
+                let mut members = None;
                 while !done.load(Ordering::Relaxed) {
                     record_crashes(&cluster, &recorder);
-                    *leader.lock() = cluster.leader();
+                    let l = cluster.leader();
+                    *leader.lock() = l;
+                    record_membership(&cluster, &recorder, l, &mut members);
                     std::thread::sleep(Duration::from_millis(500));
                 }
             })?
@@ -278,6 +281,7 @@ fn run_with_cluster(
         if converged { "settled" } else { "NOT settled" }
     );
     record_crashes(cluster, &recorder);
+    record_membership(cluster, &recorder, cluster.leader(), &mut None);
 
     let mut reads = Vec::new();
     let mut read_errors = Vec::new();
@@ -344,6 +348,11 @@ fn run_with_cluster(
         "final_health": final_health,
         "crashes": crashes,
         "nemesis_events": nemesis_events,
+        "membership": events
+            .iter()
+            .filter(|e| e.f == F::Members)
+            .map(|e| json!({ "time_s": e.time as f64 / 1e9, "members": e.members }))
+            .collect::<Vec<_>>(),
         "final_read_errors": read_errors,
         "history": "history.jsonl",
     });
@@ -499,6 +508,39 @@ fn record_crashes(cluster: &Cluster, recorder: &Recorder) {
         e.node = Some(n);
         e.error = Some(format!("{} exited: {status}", p.name()));
         recorder.record(e);
+    }
+}
+
+/// Records the membership as leader `leader` lists it, when it differs from `last`.
+fn record_membership(
+    cluster: &Cluster,
+    recorder: &Recorder,
+    leader: Option<u8>,
+    last: &mut Option<Vec<MemberValue>>,
+) {
+    let Some(l) = leader else { return };
+    let Ok(mut members) = cluster.members(l) else {
+        return;
+    };
+    members.sort_by_key(|m| m.id);
+    let ids = cluster.ids();
+    let now: Vec<MemberValue> = members
+        .into_iter()
+        .map(|m| MemberValue {
+            node: nodes()
+                .zip(&ids)
+                .find(|(_, id)| **id == m.id)
+                .map(|(n, _)| n),
+            id: m.id,
+            kind: m.kind,
+        })
+        .collect();
+    if last.as_ref() != Some(&now) {
+        let mut e = Event::new("membership", Type::Info, F::Members, recorder.op_id());
+        e.node = Some(l);
+        e.members = Some(now.clone());
+        recorder.record(e);
+        *last = Some(now);
     }
 }
 

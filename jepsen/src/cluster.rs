@@ -587,6 +587,7 @@ impl Cluster {
             request.join()
         });
         match answer {
+            Ok(Ok(r)) if r.status == 200 => "answered 200".to_owned(),
             Ok(Ok(r)) => format!("answered {} {}", r.status, r.body.trim()),
             Ok(Err(e)) => format!("no answer: {e}"),
             Err(_) => "the request's thread panicked".to_owned(),

@@ -527,7 +527,8 @@ impl Nemesis {
                 let others: Vec<u8> = all.iter().copied().filter(|&n| n != l).collect();
                 let f = others[rng.gen_range(0..others.len())];
                 let id = self.cluster.id(f);
-                let after = Duration::from_millis(rng.gen_range(0..40));
+                // A removal commits within about 5 ms here: later kills would only find it done.
+                let after = Duration::from_micros(rng.gen_range(0..4_000));
                 let answer = self.cluster.remove_member_through_dying(f, l, after);
                 (
                     Active::Reconfigured {

@@ -35,6 +35,9 @@ pub enum F {
     Crash,
     /// A read with `consistency=linearizable` of one client's elements, through a random node.
     LinRead,
+    /// A statement of the schema workload (`POST /query`), or a write into its scratch
+    /// measurements and databases.
+    Schema,
 }
 
 /// What a write carries: elements, and for each the timestamp and series it was written
@@ -172,6 +175,9 @@ pub struct Event {
     pub read: Option<Vec<u64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nemesis: Option<NemesisValue>,
+    /// What a schema operation does (its invocation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<crate::schema::SchemaValue>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -198,6 +204,7 @@ impl Event {
             attempts: None,
             read: None,
             nemesis: None,
+            schema: None,
             status: None,
             error: None,
             wall: None,

@@ -650,6 +650,36 @@ mod tests {
     }
 
     #[test]
+    fn the_schema_section_lists_differences_and_contradictions() {
+        let mut r = CheckResult::default();
+        r.schema
+            .ops
+            .insert("drop-user".into(), [("ok".to_owned(), 2)].into());
+        r.schema
+            .difference_list
+            .push(crate::schema_check::Difference {
+                what: "user u<1>".into(),
+                nodes: [1, 3],
+                values: [serde_json::Value::Bool(true), serde_json::Value::Null],
+            });
+        r.schema
+            .violation_list
+            .push(crate::schema_check::Violation {
+                what: "database d".into(),
+                rule: "must be absent".into(),
+                ops: vec![7],
+                nodes: vec![2],
+            });
+        let s = schema_section(&r);
+        assert!(s.contains("<td>drop-user</td><td>2</td>"), "{s}");
+        assert!(
+            s.contains("user u&lt;1&gt;</td><td>n1 / n3</td><td>true<br>null"),
+            "{s}"
+        );
+        assert!(s.contains("database d</td><td>must be absent</td><td>[7]</td><td>[2]"));
+    }
+
+    #[test]
     fn nice_steps() {
         assert_eq!(nice_step(7.0), 10.0);
         assert_eq!(nice_step(30.0), 50.0);

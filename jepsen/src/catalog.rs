@@ -36,7 +36,7 @@ pub struct Catalog {
     pub users: BTreeMap<String, User>,
     /// Database -> query name -> its text.
     pub continuous_queries: BTreeMap<String, BTreeMap<String, String>>,
-    /// Database -> series keys, sorted.
+    /// `db.rp` -> series keys, sorted.
     pub series: BTreeMap<String, Vec<String>>,
     /// `db.rp` -> every point of that policy, for every policy but the main database's
     /// default (whose points are the main workload's final read).
@@ -75,13 +75,20 @@ pub fn read(
                 );
             }
         }
-        let mut series: Vec<String> = show(&format!("SHOW SERIES ON {}", quote(db)))?
+        for rp in rps.keys() {
+            // Policy by policy: a bare `SHOW SERIES ON db` fails once the database's default
+            // policy was dropped (influxd keeps its name as the default).
+            let mut series: Vec<String> = show(&format!(
+                "SHOW SERIES ON {} FROM {}.{}./.*/",
+                quote(db),
+                quote(db),
+                quote(rp)
+            ))?
             .iter()
             .flat_map(|t| t.rows.iter().map(|r| text(t, r, "key")))
             .collect();
-        series.sort();
-        catalog.series.insert(db.clone(), series);
-        for rp in rps.keys() {
+            series.sort();
+            catalog.series.insert(format!("{db}.{rp}"), series);
             if db == DATABASE && rps[rp].default {
                 continue;
             }
@@ -180,7 +187,7 @@ mod tests {
         assert_eq!(rps.len(), 2);
         assert_eq!(rps["r"].duration, "48h0m0s");
         assert!(rps["autogen"].default);
-        assert_eq!(c.series["d"], vec!["keyed,client=1,i=0", "set,client=1"]);
+        assert_eq!(c.series["d.r"], vec!["keyed,client=1,i=0", "set,client=1"]);
         // Every policy of a database other than the main one is read.
         assert_eq!(c.points.keys().collect::<Vec<_>>(), ["d.autogen", "d.r"]);
         assert_eq!(c.users["u"].grants["d"], "WRITE");

@@ -29,7 +29,7 @@ const LIST_LIMIT: usize = 500;
 /// One thing two replicas hold differently.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Difference {
-    /// What: `retention policy db.rp`, `user u`, `series db key`, `point db.rp key@time`...
+    /// What: `retention policy db.rp`, `user u`, `series db.rp key`, `point db.rp key@time`...
     pub what: String,
     /// The replica compared with (the first one read), and the one that differs from it.
     pub nodes: [u8; 2],
@@ -295,9 +295,9 @@ fn flatten(read: &FinalRead) -> BTreeMap<String, Value> {
             );
         }
     }
-    for (db, keys) in &c.series {
+    for (at, keys) in &c.series {
         for k in keys {
-            m.insert(format!("series {db} {k}"), Value::Bool(true));
+            m.insert(format!("series {at} {k}"), Value::Bool(true));
         }
     }
     for (at, points) in &c.points {
@@ -689,7 +689,7 @@ mod tests {
         let mut c = Catalog::default();
         c.retention_policies
             .insert("d".into(), [("r".to_owned(), policy())].into());
-        c.series.insert("d".into(), vec!["m,c=1".into()]);
+        c.series.insert("d.autogen".into(), vec!["m,c=1".into()]);
         let s = check(&[], &replicas(&["d"], c));
         assert_eq!((s.differences, s.violations), (0, 0));
         assert_eq!(s.compared, 3);
@@ -711,7 +711,7 @@ mod tests {
             "d".into(),
             [("q".to_owned(), "CREATE ...".to_owned())].into(),
         );
-        c.series.insert("d".into(), vec!["m,c=1".into()]);
+        c.series.insert("d.autogen".into(), vec!["m,c=1".into()]);
         c.points
             .insert("d.autogen".into(), vec![scratch_point("m", 1, 1, 5)]);
         let mut reads = replicas(&["d"], c);
@@ -730,7 +730,11 @@ mod tests {
             .grants
             .insert("d".into(), "ALL PRIVILEGES".into());
         other.continuous_queries.clear();
-        other.series.get_mut("d").unwrap().push("m,c=2".into());
+        other
+            .series
+            .get_mut("d.autogen")
+            .unwrap()
+            .push("m,c=2".into());
         other.points.get_mut("d.autogen").unwrap()[0]
             .fields
             .insert("v".into(), Value::from(0.5));
@@ -743,7 +747,7 @@ mod tests {
             "retention policy d.r",
             "user u",
             "continuous query d.q",
-            "series d m,c=2",
+            "series d.autogen m,c=2",
             "point d.autogen m,c=1@5",
         ] {
             assert!(whats.contains(&w), "{w} in {whats:?}");

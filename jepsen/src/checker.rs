@@ -7,14 +7,22 @@
 //! - fail (definite error): must be on no replica;
 //! - info (indeterminate): may be present or absent, but the same on every replica, and a
 //!   batch is one log entry, so all of its points or none.
+//!
+//! The schema workload's `DELETE`s over the main measurement change that for the elements
+//! in their ranges: one a delete may have come after may be missing (alike everywhere);
+//! one acknowledged before a successful delete began must be gone (see
+//! [`crate::schema_check`], which also judges the rest of the schema workload).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::catalog::Catalog;
 use crate::history::{Attempt, Event, Type, WriteValue, F};
 use crate::influx::{Point, KEYED_MEASUREMENT, MEASUREMENT, UNKEYED_MEASUREMENT};
+use crate::schema::SCRATCH;
+use crate::schema_check::{self, DeleteStats, Fate, MainDeletes, SchemaCheck};
 
 /// The gateway's default `idempotency_window`: a keyed retry judged by a clock this far or
 /// more from the clock of the first attempt's node may be a new write (README, Retries).
@@ -28,6 +36,9 @@ pub struct FinalRead {
     pub node: u8,
     pub points: Vec<Point>,
     pub databases: Vec<String>,
+    /// Policies, users, queries, series and the points of other policies and databases.
+    #[serde(default)]
+    pub catalog: Catalog,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -140,6 +151,12 @@ pub struct CheckResult {
     pub keyed: Keyed,
     pub unkeyed_retries: UnkeyedRetries,
     pub linearizable_reads: LinReads,
+    /// `DELETE`s of the main workload's points, and the elements in their ranges.
+    #[serde(default)]
+    pub deletes: DeleteStats,
+    /// The schema workload: replicas compared, and its operations' outcomes checked.
+    #[serde(default)]
+    pub schema: SchemaCheck,
 }
 
 /// A retried write as the checker saw it: its attempts, and how many copies of each of its
@@ -294,24 +311,29 @@ fn write_ops(history: &[Event]) -> Vec<WriteOp<'_>> {
 /// Checks the history against the final reads of every replica.
 pub fn check(history: &[Event], reads: &[FinalRead], recovery_target_s: f64) -> CheckResult {
     let ops = write_ops(history);
+    let deletes = MainDeletes::new(history);
     let mut r = CheckResult {
         points_by_node: reads.iter().map(|f| (f.node, f.points.len())).collect(),
-        visibility: visibility(history, &ops),
+        visibility: visibility(history, &ops, &deletes),
         recovery: recovery(history, recovery_target_s),
         ..CheckResult::default()
     };
+    MainDeletes::count(history, &mut r.deletes);
     let expected = expected_points(&ops, &mut r);
     let mut offenders = Offenders::default();
     let by_node = held_by_node(reads, &ops, &expected, &mut r, &mut offenders);
-    compare_writes(&ops, &by_node, &mut r, &mut offenders);
+    compare_writes(&ops, &by_node, &deletes, &mut r, &mut offenders);
     offenders.record(&mut r);
     retried_writes(history, &ops, &by_node, &mut r);
-    r.linearizable_reads = linearizable_reads(history, &ops);
+    r.linearizable_reads = linearizable_reads(history, &ops, &deletes);
     divergence(reads, &mut r);
     if let Some(first) = reads.first() {
         r.databases_differ = reads.iter().any(|f| f.databases != first.databases);
     }
+    r.schema = schema_check::check(history, reads);
     r.problems = problems(&r, reads.len());
+    r.problems
+        .extend(schema_check::problems(&r.schema, &r.deletes));
     r.valid = r.problems.is_empty();
     r
 }
@@ -328,6 +350,7 @@ struct Offenders {
     failed_present: BTreeSet<u64>,
     duplicated: BTreeSet<u64>,
     corrupted: BTreeSet<u64>,
+    deleted_present: BTreeSet<u64>,
 }
 
 impl Offenders {
@@ -342,6 +365,10 @@ impl Offenders {
         (r.failed_present, r.failed_present_elements) = counted(self.failed_present);
         (r.duplicated, r.duplicated_elements) = counted(self.duplicated);
         (r.corrupted, r.corrupted_elements) = counted(self.corrupted);
+        (
+            r.deletes.deleted_present,
+            r.deletes.deleted_present_elements,
+        ) = counted(self.deleted_present);
     }
 }
 
@@ -387,7 +414,12 @@ fn held_by_node<'a>(
     let mut by_node = Vec::new();
     for read in reads {
         let mut held = Held::new();
-        for p in &read.points {
+        // The schema workload's scratch measurements are judged by its own checker.
+        for p in read
+            .points
+            .iter()
+            .filter(|p| !p.measurement.starts_with(SCRATCH))
+        {
             match p
                 .element()
                 .filter(|_| ours.contains(&p.measurement.as_str()))
@@ -435,43 +467,78 @@ fn held_by_node<'a>(
 
 /// Each write against every replica: acknowledged elements missing, elements of failed writes
 /// present, batches partly applied, and whether an indeterminate write took effect
-/// everywhere or nowhere.
+/// everywhere or nowhere. Elements a `DELETE` may have removed are left out of those, except
+/// the failed ones; those it must have removed must be absent.
 fn compare_writes(
     ops: &[WriteOp<'_>],
     by_node: &[(u8, Held<'_>)],
+    deletes: &MainDeletes,
     r: &mut CheckResult,
     offenders: &mut Offenders,
 ) {
     for op in ops {
         let w = op.invoke.write.as_ref().expect("filtered on write");
+        let fates: Vec<Fate> = w
+            .elements
+            .iter()
+            .zip(&w.timestamps)
+            .map(|(_, &ts)| {
+                if w.untimed || w.measurement() != MEASUREMENT {
+                    Fate::Kept
+                } else {
+                    deletes.fate(ts, op.invoke.time, op.completed_at, op.outcome == Type::Ok)
+                }
+            })
+            .collect();
+        let kept: Vec<u64> = w
+            .elements
+            .iter()
+            .zip(&fates)
+            .filter(|(_, f)| **f == Fate::Kept)
+            .map(|(e, _)| *e)
+            .collect();
         let mut any_present = false;
         let mut all_present_everywhere = true;
         let mut torn = false;
         for (node, held) in by_node {
-            let present = w.elements.iter().filter(|e| held.contains_key(e)).count();
-            torn |= present != 0 && present != w.elements.len();
+            let present = kept.iter().filter(|e| held.contains_key(e)).count();
+            torn |= present != 0 && present != kept.len();
             any_present |= present > 0;
-            all_present_everywhere &= present == w.elements.len();
-            for e in &w.elements {
+            all_present_everywhere &= present == kept.len();
+            for (e, fate) in w.elements.iter().zip(&fates) {
                 let here = held.contains_key(e);
-                match op.outcome {
-                    Type::Ok if !here => {
+                match (op.outcome, fate) {
+                    (Type::Fail, _) if here => {
+                        offenders.failed_present.insert(*e);
+                    }
+                    (_, Fate::Deleted) if here => {
+                        offenders.deleted_present.insert(*e);
+                    }
+                    (Type::Ok, Fate::Kept) if !here => {
                         offenders.lost.insert(*e);
                         *r.lost_by_node.entry(*node).or_default() += 1;
                     }
-                    Type::Fail if here => {
-                        offenders.failed_present.insert(*e);
-                    }
                     _ => {}
                 }
+            }
+        }
+        for (e, fate) in w.elements.iter().zip(&fates) {
+            match fate {
+                Fate::Kept => {}
+                Fate::Maybe => {
+                    r.deletes.may_be_deleted += 1;
+                    r.deletes.may_be_deleted_present +=
+                        usize::from(by_node.iter().all(|(_, h)| h.contains_key(e)));
+                }
+                Fate::Deleted => r.deletes.must_be_deleted += 1,
             }
         }
         if torn {
             r.torn += 1;
             push_limited(&mut r.torn_ops, op.invoke.op);
         }
-        if op.outcome != Type::Ok && op.outcome != Type::Fail {
-            let n = w.elements.len();
+        if op.outcome != Type::Ok && op.outcome != Type::Fail && !kept.is_empty() {
+            let n = kept.len();
             if any_present && all_present_everywhere {
                 r.indeterminate_present += n;
             } else if !any_present {
@@ -711,8 +778,9 @@ fn write_ref(op: &WriteOp<'_>, elements: Vec<u64>) -> WriteRef {
 /// Every successful linearizable read against the writes of the client it read: those
 /// acknowledged before it was invoked must all be in it (keyed
 /// ones from its smallest element on, timestamped ones at or after its lower time bound),
-/// and no write that failed may be.
-fn linearizable_reads(history: &[Event], ops: &[WriteOp<'_>]) -> LinReads {
+/// and no write that failed may be, nor any element a `DELETE` begun before it ended may
+/// have removed.
+fn linearizable_reads(history: &[Event], ops: &[WriteOp<'_>], deletes: &MainDeletes) -> LinReads {
     let mut out = LinReads::default();
     let mut by_client: HashMap<u32, Vec<&WriteOp<'_>>> = HashMap::new();
     for op in ops {
@@ -754,6 +822,8 @@ fn linearizable_reads(history: &[Event], ops: &[WriteOp<'_>]) -> LinReads {
                         .iter()
                         .zip(&w.timestamps)
                         .filter(|(&e, &t)| if w.untimed { e >= floor } else { t >= since })
+                        // A DELETE begun before the read ended may have removed it first.
+                        .filter(|(_, &t)| w.untimed || !deletes.may_hide(t, done.time))
                         .map(|(&e, _)| e)
                         .inspect(|_| out.elements_checked += 1)
                         .filter(|e| !seen.contains(e))
@@ -816,14 +886,17 @@ pub fn quantiles(mut xs: Vec<f64>) -> Option<Quantiles> {
 
 /// When each acknowledged element became visible on every replica, from the periodic reads,
 /// and whether a replica ever stopped showing an element it had shown.
-fn visibility(history: &[Event], ops: &[WriteOp<'_>]) -> Visibility {
+fn visibility(history: &[Event], ops: &[WriteOp<'_>], deletes: &MainDeletes) -> Visibility {
     let mut ts: HashMap<u64, i64> = HashMap::new();
     // The periodic reads look at timestamped elements only.
     let timed = |o: &&WriteOp<'_>| o.invoke.write.as_ref().is_some_and(|w| !w.untimed);
     for op in ops.iter().filter(timed) {
         let w = op.invoke.write.as_ref().expect("filtered on write");
+        // An element a DELETE may have removed may vanish from reads: not a flicker.
         for (&e, &t) in w.elements.iter().zip(&w.timestamps) {
-            ts.insert(e, t);
+            if !deletes.covers(t) {
+                ts.insert(e, t);
+            }
         }
     }
     let invokes: HashMap<u64, &Event> = history
@@ -1087,6 +1160,7 @@ mod tests {
                 node,
                 points: points.clone(),
                 databases: vec!["_gateway".into(), "jepsen".into()],
+                catalog: Catalog::default(),
             })
             .collect()
     }
@@ -1538,6 +1612,132 @@ mod tests {
         assert_eq!(r.linearizable_reads.saw_failed, 1);
         assert_eq!(r.linearizable_reads.saw_failed_reads[0].writes[0].op, f);
         assert!(!r.valid);
+    }
+
+    /// A `DELETE` of the main measurement's points stamped in `[T0 + from, T0 + to)`,
+    /// invoked now; completed at once unless `outcome` is `None`.
+    fn main_delete(h: &mut H, from: i64, to: i64, outcome: Option<Type>) -> u64 {
+        h.op += 1;
+        let mut inv = Event::new("s0", Type::Invoke, F::Schema, h.op);
+        inv.schema = Some(crate::schema::SchemaValue {
+            client: 0,
+            statement: String::new(),
+            db_param: crate::influx::DATABASE.into(),
+            op: crate::schema::SchemaOp::Delete {
+                db: crate::influx::DATABASE.into(),
+                measurement: Some(MEASUREMENT.into()),
+                from: T0 + from,
+                to: T0 + to,
+            },
+        });
+        h.push(inv);
+        if let Some(o) = outcome {
+            h.push(Event::new("s0", o, F::Schema, h.op));
+        }
+        h.op
+    }
+
+    #[test]
+    fn elements_acknowledged_before_a_successful_delete_over_them_are_gone() {
+        let (mut h, mut points) = base();
+        // Elements 2 and 3 (stamped T0 + 2 and T0 + 3), acknowledged before it began.
+        main_delete(&mut h, 2, 3, Some(Type::Ok));
+        points.retain(|p| p.element() != Some(2));
+        let r = check(&h.events, &replicas(points.clone()), 10.0);
+        assert!(r.valid, "{:?}", r.problems);
+        // Half of the batch [2, 3] gone is no torn write, and 2 is not lost.
+        assert_eq!((r.lost, r.torn, r.deletes.ok), (0, 0, 1));
+        assert_eq!(r.deletes.must_be_deleted, 1);
+        // Still there, on every replica alike: the delete did not take.
+        points.push(H::point(2, 2));
+        let r = check(&h.events, &replicas(points), 10.0);
+        assert!(!r.valid);
+        assert_eq!(r.deletes.deleted_present_elements, vec![2]);
+        assert_eq!(r.divergent, 0);
+    }
+
+    #[test]
+    fn a_delete_that_may_have_come_after_a_write_may_remove_it() {
+        let (mut h, points) = base();
+        // Indeterminate: element 1 may be gone or not, but alike everywhere.
+        main_delete(&mut h, 1, 2, Some(Type::Info));
+        let without: Vec<Point> = points
+            .iter()
+            .filter(|p| p.element() != Some(1))
+            .cloned()
+            .collect();
+        for pts in [points.clone(), without.clone()] {
+            let r = check(&h.events, &replicas(pts), 10.0);
+            assert!(r.valid, "{:?}", r.problems);
+            assert_eq!(r.deletes.may_be_deleted, 1);
+        }
+        let mut reads = replicas(points.clone());
+        reads[0].points = without;
+        let r = check(&h.events, &reads, 10.0);
+        assert!(!r.valid);
+        assert_eq!((r.divergent, r.lost), (1, 0));
+
+        // A write concurrent with a successful delete over it: either way.
+        let mut h = H::new();
+        let a = h.write(&[1], Type::Ok);
+        h.op += 1;
+        let w = h.op;
+        let mut inv = Event::new("c1", Type::Invoke, F::Write, w);
+        inv.write = Some(WriteValue::plain(1, vec![5], vec![T0 + 5]));
+        h.push(inv);
+        main_delete(&mut h, 5, 6, Some(Type::Ok));
+        h.push(Event::new("c1", Type::Ok, F::Write, w));
+        for pts in [vec![H::point(a, 1)], vec![H::point(a, 1), H::point(w, 5)]] {
+            let r = check(&h.events, &replicas(pts), 10.0);
+            assert!(r.valid, "{:?}", r.problems);
+        }
+        // A failed write stays absent, delete or not.
+        let f = h.write(&[6], Type::Fail);
+        main_delete(&mut h, 6, 7, Some(Type::Ok));
+        let r = check(
+            &h.events,
+            &replicas(vec![H::point(a, 1), H::point(f, 6)]),
+            10.0,
+        );
+        assert_eq!(r.failed_present, 1);
+    }
+
+    #[test]
+    fn a_write_invoked_after_a_delete_completed_must_be_present() {
+        let mut h = H::new();
+        main_delete(&mut h, 0, 100, Some(Type::Ok));
+        let a = h.write(&[1], Type::Ok);
+        let r = check(&h.events, &replicas(vec![H::point(a, 1)]), 10.0);
+        assert!(r.valid, "{:?}", r.problems);
+        assert_eq!(r.deletes.may_be_deleted + r.deletes.must_be_deleted, 0);
+        let r = check(&h.events, &replicas(vec![]), 10.0);
+        assert_eq!(r.lost, 1);
+        assert!(!r.valid);
+    }
+
+    #[test]
+    fn linearizable_reads_may_miss_what_a_delete_begun_before_their_end_removed() {
+        let (mut h, mut points) = base();
+        main_delete(&mut h, 2, 3, Some(Type::Ok));
+        points.retain(|p| p.element() != Some(2));
+        lin_read(&mut h, 1, &[1, 3]);
+        let r = check(&h.events, &replicas(points.clone()), 10.0);
+        assert!(r.valid, "{:?}", r.problems);
+        assert_eq!(r.linearizable_reads.elements_checked, 2);
+        // Element 3 is outside the range: missing it is stale.
+        lin_read(&mut h, 1, &[1]);
+        let r = check(&h.events, &replicas(points), 10.0);
+        assert_eq!(r.linearizable_reads.stale, 1);
+        assert_eq!(r.linearizable_reads.stale_reads[0].elements, vec![3]);
+    }
+
+    #[test]
+    fn scratch_measurements_in_the_main_database_are_not_unexpected() {
+        let (h, mut points) = base();
+        points.push(crate::schema::scratch_point("scratch_m_0_1", 0, 1, T0));
+        let r = check(&h.events, &replicas(points), 10.0);
+        assert!(r.valid, "{:?}", r.problems);
+        assert_eq!(r.unexpected, 0);
     }
 
     #[test]

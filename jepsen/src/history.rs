@@ -37,6 +37,9 @@ pub enum F {
     LinRead,
     /// The membership, as the leader lists it, whenever it changed.
     Members,
+    /// A statement of the schema workload (`POST /query`), or a write into its scratch
+    /// measurements and databases.
+    Schema,
 }
 
 /// What a write carries: elements, and for each the timestamp and series it was written
@@ -185,6 +188,9 @@ pub struct Event {
     pub read: Option<Vec<u64>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nemesis: Option<NemesisValue>,
+    /// What a schema operation does (its invocation).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub schema: Option<crate::schema::SchemaValue>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub members: Option<Vec<MemberValue>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -214,6 +220,7 @@ impl Event {
             read: None,
             nemesis: None,
             members: None,
+            schema: None,
             status: None,
             error: None,
             wall: None,

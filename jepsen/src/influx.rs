@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 pub const DATABASE: &str = "jepsen";
+/// The gateway's bookkeeping database (its apply markers): not the workload's.
+pub const RESERVED_DATABASE: &str = "_gateway";
 pub const MEASUREMENT: &str = "set";
 /// Keyed writes (`Idempotency-Key`, sent without timestamps, retried with the same key).
 pub const KEYED_MEASUREMENT: &str = "keyed";
@@ -189,6 +191,47 @@ fn parse_series(series: &Value, points: &mut Vec<Point>) -> anyhow::Result<()> {
         });
     }
     Ok(())
+}
+
+/// One series of a `/query` answer: its name, columns and rows, as influxd gives them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Table {
+    pub name: String,
+    pub columns: Vec<String>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+impl Table {
+    /// The value of `column` in `row`, if there is such a column.
+    pub fn get<'a>(&self, row: &'a [Value], column: &str) -> Option<&'a Value> {
+        let i = self.columns.iter().position(|c| c == column)?;
+        row.get(i)
+    }
+}
+
+/// Every series of an answer (plain or chunked) as a table: for `SHOW` statements, whose
+/// rows are not points.
+pub fn tables(body: &str) -> anyhow::Result<Vec<Table>> {
+    let mut out = Vec::new();
+    for doc in body.lines().filter(|l| !l.trim().is_empty()) {
+        for_each_series(doc, |series| {
+            out.push(Table {
+                name: series
+                    .get("name")
+                    .and_then(Value::as_str)
+                    .unwrap_or_default()
+                    .to_owned(),
+                columns: array(series, "columns")
+                    .map(|c| c.as_str().unwrap_or_default().to_owned())
+                    .collect(),
+                rows: array(series, "values")
+                    .map(|r| r.as_array().cloned().unwrap_or_default())
+                    .collect(),
+            });
+            Ok(())
+        })?;
+    }
+    Ok(out)
 }
 
 /// Database names from a `SHOW DATABASES` answer.

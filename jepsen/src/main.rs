@@ -2,9 +2,12 @@
 //!
 //! `jepsen test` builds three network namespaces on a bridge, runs influxd and a gateway in
 //! each, writes unique elements from concurrent clients while a nemesis partitions, kills,
-//! pauses and slows nodes, then heals everything, reads every replica and checks the history:
-//! nothing acknowledged lost, nothing failed present, nothing duplicated, replicas identical.
+//! pauses and slows nodes, and schema clients create, change and drop databases, retention
+//! policies, users and continuous queries and delete ranges of points; then it heals
+//! everything, reads every replica and checks the history: nothing acknowledged lost,
+//! nothing failed present, nothing duplicated, replicas identical, schema included.
 
+mod catalog;
 mod checker;
 mod cluster;
 mod history;
@@ -13,6 +16,8 @@ mod nemesis;
 mod netns;
 mod report;
 mod run;
+mod schema;
+mod schema_check;
 mod signals;
 mod workload;
 
@@ -43,7 +48,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Cmd {
     /// Run a test and check it.
-    Test(TestArgs),
+    Test(Box<TestArgs>),
     /// Check a stored run again (it needs final-reads.json: run with --save-final-reads).
     Check {
         /// The run's directory (RESULTS/<run>).
@@ -132,6 +137,15 @@ struct TestArgs {
     /// Share of client operations that are `consistency=linearizable` reads (0: none).
     #[arg(long, default_value_t = 0.1)]
     lin_read_fraction: f64,
+    /// Schema operations per second over all schema clients (0: none): scratch databases,
+    /// retention policies, measurements, users, grants and continuous queries created,
+    /// changed and dropped, scratch points written, and ranges of the main points deleted,
+    /// through random nodes.
+    #[arg(long, default_value_t = 1.5)]
+    schema_rate: f64,
+    /// Concurrent schema clients.
+    #[arg(long, default_value_t = 2)]
+    schema_clients: u32,
 }
 
 fn fraction(f: f64, what: &str) -> anyhow::Result<f64> {
@@ -163,7 +177,7 @@ fn gateway_bin(explicit: Option<PathBuf>) -> anyhow::Result<PathBuf> {
     )?)
 }
 
-fn test(args: TestArgs, stop: Arc<AtomicBool>) -> anyhow::Result<run::Verdict> {
+fn test(args: Box<TestArgs>, stop: Arc<AtomicBool>) -> anyhow::Result<run::Verdict> {
     if args.concurrency == 0 {
         bail!("--concurrency must be at least 1");
     }
@@ -194,6 +208,12 @@ fn test(args: TestArgs, stop: Arc<AtomicBool>) -> anyhow::Result<run::Verdict> {
         unkeyed_fraction: if args.unkeyed_retries { 0.1 } else { 0.0 },
         max_attempts: args.max_attempts.max(1),
         lin_read_fraction: fraction(args.lin_read_fraction, "--lin-read-fraction")?,
+        schema_rate: if args.schema_rate.is_finite() {
+            args.schema_rate.max(0.0)
+        } else {
+            bail!("--schema-rate must be a number")
+        },
+        schema_clients: args.schema_clients.max(1),
     };
     run::test(opts, stop)
 }

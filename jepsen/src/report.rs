@@ -472,6 +472,7 @@ td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: left; font-size:
         "linearizable reads that saw failed writes",
         l.saw_failed_reads.iter().map(json).collect(),
     );
+    s.push_str(&schema_section(result));
     s.push_str("<h2>Plots</h2>\n");
     s.push_str(&throughput_svg(history));
     s.push_str("<br>\n");
@@ -525,6 +526,84 @@ td, th {{ border: 1px solid #ccc; padding: 3px 8px; text-align: left; font-size:
         }
     }
     s.push_str("</body></html>\n");
+    s
+}
+
+/// The schema workload: its operations by outcome, the main points its deletes covered,
+/// and every difference between replicas and contradiction of an operation.
+fn schema_section(result: &CheckResult) -> String {
+    let (sc, d) = (&result.schema, &result.deletes);
+    let mut s = String::from(
+        "<h2>Schema workload</h2><table><tr><th>operation</th><th>ok</th><th>fail</th><th>info</th></tr>",
+    );
+    for (name, by) in &sc.ops {
+        let n = |k: &str| by.get(k).copied().unwrap_or(0);
+        let _ = write!(
+            s,
+            "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            esc(name),
+            n("ok"),
+            n("fail"),
+            n("info")
+        );
+    }
+    let _ = write!(
+        s,
+        "</table><table>\
+         <tr><th>objects compared between replicas / differing</th><td>{} / {}</td></tr>\
+         <tr><th>objects required present / absent; scratch points checked</th><td>{} / {}; {}</td></tr>\
+         <tr><th>contradicting the operations</th><td>{}</td></tr>\
+         <tr><th>main elements a DELETE may have removed (present everywhere)</th><td>{} ({})</td></tr>\
+         <tr><th>main elements a DELETE must have removed / still present</th><td>{} / {}</td></tr></table>",
+        sc.compared,
+        sc.differences,
+        sc.required_present,
+        sc.required_absent,
+        sc.scratch_points_checked,
+        sc.violations,
+        d.may_be_deleted,
+        d.may_be_deleted_present,
+        d.must_be_deleted,
+        d.deleted_present
+    );
+    if !sc.difference_list.is_empty() {
+        s.push_str("<h3>Differences between replicas</h3><table><tr><th>what</th><th>nodes</th><th>values</th></tr>");
+        for x in sc.difference_list.iter().take(100) {
+            let _ = write!(
+                s,
+                "<tr><td>{}</td><td>n{} / n{}</td><td>{}<br>{}</td></tr>",
+                esc(&x.what),
+                x.nodes[0],
+                x.nodes[1],
+                esc(&x.values[0].to_string()),
+                esc(&x.values[1].to_string())
+            );
+        }
+        s.push_str("</table>");
+    }
+    if !sc.violation_list.is_empty() {
+        s.push_str("<h3>Contradicting the operations</h3><table><tr><th>what</th><th>rule</th><th>ops</th><th>nodes</th></tr>");
+        for v in sc.violation_list.iter().take(100) {
+            let _ = write!(
+                s,
+                "<tr><td>{}</td><td>{}</td><td>{:?}</td><td>{:?}</td></tr>",
+                esc(&v.what),
+                esc(&v.rule),
+                v.ops,
+                v.nodes
+            );
+        }
+        s.push_str("</table>");
+    }
+    if !d.deleted_present_elements.is_empty() {
+        let shown: Vec<String> = d
+            .deleted_present_elements
+            .iter()
+            .take(200)
+            .map(u64::to_string)
+            .collect();
+        let _ = write!(s, "<h3>deleted but present</h3><p>{}</p>", shown.join(" "));
+    }
     s
 }
 
@@ -745,6 +824,36 @@ mod tests {
         assert_eq!(svg.matches("<title>id 3 (n1) learner").count(), 1);
         assert_eq!(svg.matches("<title>id 1 (n1) voter").count(), 1);
         assert!(svg.contains("<title>membership 1.0s - 2.5s</title>"));
+    }
+
+    #[test]
+    fn the_schema_section_lists_differences_and_contradictions() {
+        let mut r = CheckResult::default();
+        r.schema
+            .ops
+            .insert("drop-user".into(), [("ok".to_owned(), 2)].into());
+        r.schema
+            .difference_list
+            .push(crate::schema_check::Difference {
+                what: "user u<1>".into(),
+                nodes: [1, 3],
+                values: [serde_json::Value::Bool(true), serde_json::Value::Null],
+            });
+        r.schema
+            .violation_list
+            .push(crate::schema_check::Violation {
+                what: "database d".into(),
+                rule: "must be absent".into(),
+                ops: vec![7],
+                nodes: vec![2],
+            });
+        let s = schema_section(&r);
+        assert!(s.contains("<td>drop-user</td><td>2</td>"), "{s}");
+        assert!(
+            s.contains("user u&lt;1&gt;</td><td>n1 / n3</td><td>true<br>null"),
+            "{s}"
+        );
+        assert!(s.contains("database d</td><td>must be absent</td><td>[7]</td><td>[2]"));
     }
 
     #[test]

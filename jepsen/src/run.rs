@@ -17,6 +17,7 @@ use rand::rngs::StdRng;
 use rand::SeedableRng;
 use serde_json::json;
 
+use crate::catalog;
 use crate::checker::{self, FinalRead};
 use crate::cluster::{Cluster, Health, API_PORT};
 use crate::history::{self, Event, MemberValue, Recorder, Type, F};
@@ -24,6 +25,7 @@ use crate::influx::{self, DATABASE};
 use crate::nemesis::{self, Kind, Nemesis};
 use crate::netns::{self, nodes};
 use crate::report;
+use crate::schema::{SchemaSettings, SchemaWorkload};
 use crate::workload::{Settings, Workload};
 
 pub struct Options {
@@ -52,6 +54,9 @@ pub struct Options {
     pub unkeyed_fraction: f64,
     pub max_attempts: u32,
     pub lin_read_fraction: f64,
+    /// Schema operations per second over all schema clients (0: none).
+    pub schema_rate: f64,
+    pub schema_clients: u32,
 }
 
 /// What the run came to, for the exit code.
@@ -149,6 +154,18 @@ fn run_with_cluster(
         recorder.clone(),
         stop.clone(),
     ));
+    let schema = Arc::new(SchemaWorkload::new(
+        SchemaSettings {
+            rate: opts.schema_rate,
+            clients: opts.schema_clients,
+            client_timeout: opts.client_timeout,
+            time_limit: opts.time_limit,
+            seed: opts.seed,
+        },
+        workload.clone(),
+        recorder.clone(),
+        stop.clone(),
+    ));
     let current = Arc::new(Mutex::new(String::new()));
     let leader = Arc::new(Mutex::new(None::<u8>));
     let done = Arc::new(AtomicBool::new(false));
@@ -162,6 +179,16 @@ fn run_with_cluster(
                 .name(format!("client-{c}"))
                 .spawn(move || w.client(c))?,
         );
+    }
+    if opts.schema_rate > 0.0 {
+        for c in 0..opts.schema_clients {
+            let s = schema.clone();
+            threads.push(
+                std::thread::Builder::new()
+                    .name(format!("schema-{c}"))
+                    .spawn(move || s.client(c))?,
+            );
+        }
     }
     for n in nodes() {
         let w = workload.clone();
@@ -338,6 +365,8 @@ fn run_with_cluster(
         "unkeyed_fraction": opts.unkeyed_fraction,
         "max_attempts": opts.max_attempts,
         "lin_read_fraction": opts.lin_read_fraction,
+        "schema_rate": opts.schema_rate,
+        "schema_clients": opts.schema_clients,
         "workload_s": workload_secs,
         "ops": { "write_ok": ok, "write_fail": fail, "write_info": info, "reads_ok": read_count },
         "faults": nemesis_events.iter().filter(|e| e.f == F::Start).count(),
@@ -490,6 +519,21 @@ fn print_summary(
         "linearizable reads: ok {}, failed {}; stale {}, saw failed writes {}",
         l.ok, l.failed, l.stale, l.saw_failed
     );
+    let (sc, d) = (&r.schema, &r.deletes);
+    let schema_ops: usize = sc.ops.values().flat_map(|by| by.values()).sum();
+    println!(
+        "schema: {schema_ops} operations; {} objects compared between replicas, {} differ; \
+         {} contradict the operations; main deletes ok {} info {}: elements that may be \
+         deleted {}, must be {}, of those present {}",
+        sc.compared,
+        sc.differences,
+        sc.violations,
+        d.ok,
+        d.indeterminate,
+        d.may_be_deleted,
+        d.must_be_deleted,
+        d.deleted_present
+    );
     println!("settled: {converged}; processes that crashed on their own: {crashes}");
     for p in &r.problems {
         println!("problem: {p}");
@@ -582,7 +626,8 @@ fn influxd_query(cluster: &Cluster, n: u8, path_and_query: &str) -> anyhow::Resu
 }
 
 /// Everything node `n`'s influxd holds in the workload's database, read directly from it
-/// (not through the gateway), plus its list of databases (without the gateway's own).
+/// (not through the gateway), plus its list of databases (without the gateway's own) and
+/// its catalog: policies, users, queries, series, and the points of every other policy.
 fn final_read(cluster: &Cluster, n: u8) -> anyhow::Result<FinalRead> {
     let q = encode("SELECT * FROM /.*/ GROUP BY *");
     let points = influx::parse_points(&influxd_query(
@@ -595,14 +640,16 @@ fn final_read(cluster: &Cluster, n: u8) -> anyhow::Result<FinalRead> {
         n,
         &format!("/query?q={}", encode("SHOW DATABASES")),
     )?;
-    let databases = influx::parse_databases(&show)?
+    let databases: Vec<String> = influx::parse_databases(&show)?
         .into_iter()
-        .filter(|d| d != "_gateway" && d != "_internal")
+        .filter(|d| d != influx::RESERVED_DATABASE && d != "_internal")
         .collect();
+    let catalog = catalog::read(|pq| influxd_query(cluster, n, pq), &databases)?;
     Ok(FinalRead {
         node: n,
         points,
         databases,
+        catalog,
     })
 }
 
@@ -647,6 +694,7 @@ mod tests {
             node,
             points: vec![Point::expected(1, 1, 7, 70)],
             databases: vec!["jepsen".into()],
+            catalog: Default::default(),
         };
         let reads = vec![replica(1), replica(2), replica(3)];
         fs::write(

@@ -67,6 +67,9 @@ struct Tracker {
     unseen: Vec<BTreeSet<(i64, u64)>>,
     seen: Vec<HashSet<u64>>,
     timestamps: HashMap<u64, i64>,
+    /// Time ranges a `DELETE` of the schema workload was sent for: what is in them may
+    /// never show, so readers do not wait for it.
+    deleted: Vec<(i64, i64)>,
 }
 
 pub fn wall_ns() -> i64 {
@@ -319,6 +322,12 @@ impl Workload {
         self.recorder.record(done);
     }
 
+    /// A `DELETE` of the main measurement's points stamped within `[from, to)` is being
+    /// sent: readers stop waiting for them.
+    pub fn deleting(&self, from: i64, to: i64) {
+        self.tracker.lock().deleting(from, to);
+    }
+
     /// The first element allocated at least `age` ago (1 if none was).
     fn element_floor(&self, age: Duration) -> u64 {
         let marks = self.marks.lock();
@@ -405,13 +414,21 @@ impl Tracker {
     fn completed(&mut self, elements: &[u64], timestamps: &[i64], ok: bool) {
         for (&e, &t) in elements.iter().zip(timestamps) {
             self.in_flight.remove(&(t, e));
-            if ok {
+            if ok && !self.deleted.iter().any(|&(a, b)| a <= t && t < b) {
                 for (seen, unseen) in self.seen.iter().zip(self.unseen.iter_mut()) {
                     if !seen.contains(&e) {
                         unseen.insert((t, e));
                     }
                 }
             }
+        }
+    }
+
+    /// Elements stamped within `[from, to)` are no longer looked for.
+    fn deleting(&mut self, from: i64, to: i64) {
+        self.deleted.push((from, to));
+        for unseen in &mut self.unseen {
+            unseen.retain(|&(t, _)| t < from || t >= to);
         }
     }
 

@@ -14,6 +14,7 @@ use snapshotless::{ApplierStatus, Outcome};
 use tokio::sync::watch;
 use tokio::time::{sleep_until, timeout_at, Instant};
 
+use crate::log_disk::{DiskFull, LogDisk};
 use crate::pending::{Pending, Ticket};
 use crate::raft::{ProposeError, RaftHandle, RaftStatus, Refused};
 
@@ -43,6 +44,9 @@ pub enum Unavailable {
         "local influxd is being seeded from a copy of a peer's ({phase}); writes with consistency=any are still accepted"
     )]
     Seeding { phase: &'static str },
+    /// The log's disk is below its reserve, or the log cannot be written for want of space.
+    #[error(transparent)]
+    DiskFull(#[from] DiskFull),
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -79,6 +83,7 @@ pub struct Replicator {
     raft: RaftHandle,
     pending: Arc<Pending>,
     applier: watch::Receiver<ApplierStatus>,
+    disk: LogDisk,
     timeout: Duration,
     /// How long a request waits for a leader before it is refused with 503: an election's
     /// worth, so that an election (a leader killed, a heal) is a pause for clients, not an
@@ -91,6 +96,7 @@ impl Replicator {
         raft: RaftHandle,
         pending: Arc<Pending>,
         applier: watch::Receiver<ApplierStatus>,
+        disk: LogDisk,
         timeout: Duration,
         leader_wait: Duration,
     ) -> Replicator {
@@ -98,6 +104,7 @@ impl Replicator {
             raft,
             pending,
             applier,
+            disk,
             timeout: timeout.max(Duration::from_millis(1)),
             leader_wait,
         }
@@ -109,6 +116,10 @@ impl Replicator {
 
     pub fn applier(&self) -> ApplierStatus {
         self.applier.borrow().clone()
+    }
+
+    pub fn disk(&self) -> &LogDisk {
+        &self.disk
     }
 
     pub fn pending_requests(&self) -> usize {
@@ -138,6 +149,8 @@ impl Replicator {
         if raft.leader == 0 {
             return Err(ProposeError::NoLeader.into());
         }
+        // Whatever the request waits for, its entry must be appended to this node's log.
+        self.disk.check()?;
         if wait == Wait::Committed {
             return Ok(());
         }
@@ -401,6 +414,7 @@ mod tests {
             RaftHandle::new(tx, raft_rx),
             Pending::new(1),
             applier_rx,
+            LogDisk::new(std::env::temp_dir(), 0),
             Duration::from_secs(10),
             LEADER_WAIT,
         );

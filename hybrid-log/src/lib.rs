@@ -39,6 +39,7 @@ use parking_lot::{Mutex, RwLock};
 use raft::prelude::{ConfState, Entry, HardState};
 
 use crate::compactor::Compactor;
+pub use crate::disk::free_bytes;
 use crate::disk::DiskTier;
 pub use crate::error::LogError;
 use crate::memory::MemoryTier;

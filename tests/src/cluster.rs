@@ -160,13 +160,19 @@ impl Cluster {
     /// As [`Cluster::start`], with extra gateway flags (e.g. `--memory-budget`); `{ip}` in a
     /// flag is the node's own address (`--udp-bind {ip}:8189`).
     pub fn start_with(n: u64, extra: &[&str]) -> Cluster {
-        Self::start_full(n, extra, None, None)
+        Self::start_full(n, extra, None, None, &mut |_, _| {})
+    }
+
+    /// As [`Cluster::start_with`], calling `prepare` with each node's id and directory before
+    /// anything of that node starts (to mount a file system on `gateway/` or `influxd/`).
+    pub fn start_prepared(n: u64, extra: &[&str], prepare: &mut dyn FnMut(u64, &Path)) -> Cluster {
+        Self::start_full(n, extra, None, None, prepare)
     }
 
     /// As [`Cluster::start_with`], with mutual TLS on peer links and, if `secured` says so,
     /// HTTPS on the API, under a CA made for this cluster.
     pub fn start_with_tls(n: u64, secured: Secured, extra: &[&str]) -> Cluster {
-        Self::start_full(n, extra, None, Some(secured))
+        Self::start_full(n, extra, None, Some(secured), &mut |_, _| {})
     }
 
     /// influxd with authentication enabled, and gateways checking credentials and applying
@@ -185,7 +191,7 @@ impl Cluster {
             admin.1,
         ];
         flags.extend_from_slice(extra);
-        Self::start_full(n, &flags, Some(admin), None)
+        Self::start_full(n, &flags, Some(admin), None, &mut |_, _| {})
     }
 
     fn start_full(
@@ -193,6 +199,7 @@ impl Cluster {
         extra: &[&str],
         admin: Option<(&str, &str)>,
         secured: Option<Secured>,
+        prepare: &mut dyn FnMut(u64, &Path),
     ) -> Cluster {
         let slot = Slot::acquire();
         let dir = tempfile::Builder::new()
@@ -208,6 +215,7 @@ impl Cluster {
             .collect();
         let mut nodes: Vec<Node> = (1..=n)
             .map(|id| {
+                prepare(id, &dir.path().join(format!("node{id}")));
                 let peers = Peers::Initial(members.clone());
                 Self::new_node(&slot, dir.path(), id, admin, peers, extra, tls.as_ref())
             })

@@ -24,9 +24,15 @@ impl Tmpfs {
     /// Mounts a tmpfs of `size` bytes on `path`, created if missing. tmpfs holds in memory only
     /// what is stored in it, so a generous size costs nothing until it is used.
     pub fn mount(path: &Path, size: u64) -> Result<Tmpfs, Error> {
+        Self::mount_named(path, size, "tmpfs")
+    }
+
+    /// As [`Tmpfs::mount`], with `source` as the mount's source in `/proc/mounts`, by which
+    /// what a crashed run left can be found ([`mounted_from`]).
+    pub fn mount_named(path: &Path, size: u64, source: &str) -> Result<Tmpfs, Error> {
         fs::create_dir_all(path).map_err(Error::io(format!("create {}", path.display())))?;
         run(Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), source])
             .arg(path))
         .map_err(|e| Error::Mount(format!("{} (mounting needs root): {e}", path.display())))?;
         Ok(Tmpfs {
@@ -46,10 +52,7 @@ impl Tmpfs {
             return;
         }
         self.mounted = false;
-        if run(Command::new("umount").arg(&self.path)).is_err() {
-            let _ = run(Command::new("umount").arg("-l").arg(&self.path));
-        }
-        let _ = fs::remove_dir(&self.path);
+        unmount(&self.path);
     }
 }
 
@@ -57,6 +60,29 @@ impl Drop for Tmpfs {
     fn drop(&mut self) {
         self.unmount();
     }
+}
+
+/// Mount points of the tmpfs mounted with `source` ([`Tmpfs::mount_named`]), deepest first.
+pub fn mounted_from(source: &str) -> Vec<PathBuf> {
+    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+    let mut found: Vec<PathBuf> = mounts
+        .lines()
+        .filter_map(|l| {
+            let mut fields = l.split_whitespace();
+            let (src, point, kind) = (fields.next()?, fields.next()?, fields.next()?);
+            (src == source && kind == "tmpfs").then(|| PathBuf::from(point))
+        })
+        .collect();
+    found.sort_by_key(|p| std::cmp::Reverse(p.components().count()));
+    found
+}
+
+/// Unmounts `path` (detaching it if it is still in use) and removes the mount point.
+pub fn unmount(path: &Path) {
+    if run(Command::new("umount").arg(path)).is_err() {
+        let _ = run(Command::new("umount").arg("-l").arg(path));
+    }
+    let _ = fs::remove_dir(path);
 }
 
 fn run(cmd: &mut Command) -> Result<(), String> {
@@ -116,10 +142,11 @@ mod tests {
     #[test]
     fn a_ballast_fills_the_file_system_and_its_removal_frees_it() {
         let dir = tempfile::tempdir().unwrap();
-        let mut fs = match Tmpfs::mount(&dir.path().join("small"), 4 << 20) {
+        let mut fs = match Tmpfs::mount_named(&dir.path().join("small"), 4 << 20, "harness-test") {
             Ok(fs) => fs,
             Err(e) => panic!("{e}"),
         };
+        assert!(mounted_from("harness-test").contains(&fs.path().to_path_buf()));
         let size = fill(fs.path()).unwrap();
         assert!(size > 3 << 20 && size <= 4 << 20, "{size}");
         let err = fs::write(fs.path().join("more"), [1u8; 8192]).unwrap_err();

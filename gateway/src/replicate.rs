@@ -291,6 +291,13 @@ impl Replicator {
     /// after this sees every write acknowledged anywhere before it started.
     pub async fn linearizable(&self) -> Result<(), ReplicateError> {
         let deadline = self.deadline();
+        // A Raft node waiting for disk space handles nothing, a read index request included:
+        // say so now rather than at the deadline.
+        if self.disk.persist_failing() {
+            if let Err(e) = self.disk.check() {
+                return Err(ReplicateError::NoReadIndex(e.to_string()));
+            }
+        }
         self.await_leader(deadline).await;
         let mut ticket = self.pending.register();
         self.raft
@@ -482,6 +489,30 @@ mod tests {
         let started = Instant::now();
         r.await_leader(started + Duration::from_millis(100)).await;
         assert!(started.elapsed() <= Duration::from_millis(150));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_node_waiting_for_disk_space_refuses_reads_and_writes_at_once() {
+        let (r, _raft_tx) = replicator(RaftStatus {
+            id: 1,
+            leader: 2,
+            member: true,
+            ..RaftStatus::default()
+        });
+        r.disk()
+            .persist_failed("no space left on the disk of the raft log".into());
+        let started = Instant::now();
+        match r.linearizable().await {
+            Err(ReplicateError::NoReadIndex(why)) => {
+                assert!(why.contains("cannot write its raft log"), "{why}")
+            }
+            other => panic!("expected a refused read, got {other:?}"),
+        }
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert!(matches!(
+            r.readiness(Wait::Committed),
+            Err(Unavailable::DiskFull(_))
+        ));
     }
 
     #[tokio::test(start_paused = true)]

@@ -198,6 +198,24 @@ fn log_disk_fills_and_frees(victim_is_leader: bool) {
             }
         },
     );
+    // A linearizable read needs the stalled Raft node: refused at once, not at a timeout.
+    let started = Instant::now();
+    let read = c
+        .node(victim)
+        .api()
+        .get("/query?db=db&consistency=linearizable&q=SELECT%20*%20FROM%20m")
+        .unwrap();
+    assert_eq!(read.status, 503, "{}", read.body);
+    assert!(
+        read.body.contains("cannot write its raft log"),
+        "{}",
+        read.body
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        started.elapsed()
+    );
     let metrics = c.node(victim).api().get("/metrics").unwrap().body;
     assert!(
         metrics.contains("gateway_log_persist_stalled 1"),

@@ -57,12 +57,10 @@ impl Acked {
 }
 
 /// Mounts a tmpfs on `sub` of every node's directory before the node starts.
-fn cluster_on_tmpfs(sub: &str, extra: &[&str]) -> (Vec<Tmpfs>, Cluster) {
-    let mut mounts = Vec::new();
-    let c = Cluster::start_prepared(3, extra, &mut |_, dir: &Path| {
-        mounts.push(Tmpfs::mount(&dir.join(sub), DISK).unwrap_or_else(|e| panic!("{e}")));
-    });
-    (mounts, c)
+fn cluster_on_tmpfs(sub: &str, extra: &[&str]) -> Cluster {
+    Cluster::start_prepared(3, extra, &mut |_, dir: &Path| {
+        vec![Tmpfs::mount(&dir.join(sub), DISK).unwrap_or_else(|e| panic!("{e}"))]
+    })
 }
 
 fn gateway_dir(c: &Cluster, id: u64) -> PathBuf {
@@ -146,7 +144,7 @@ fn assert_converged(c: &Cluster, acked: &Acked, probes: &Probes) {
 /// Fills node `victim`'s log disk while writes go on through the others, frees it, and checks
 /// the same process came back by itself; then restarts it, as after an episode on a real disk.
 fn log_disk_fills_and_frees(victim_is_leader: bool) {
-    let (_mounts, mut c) = cluster_on_tmpfs("gateway", &["--log-disk-reserve", RESERVE]);
+    let mut c = cluster_on_tmpfs("gateway", &["--log-disk-reserve", RESERVE]);
     c.create_database(1, "db");
     let mut acked = Acked::new(1);
     let mut probes = Probes::default();
@@ -264,7 +262,7 @@ fn a_leader_whose_log_disk_fills_answers_503_and_recovers_without_a_restart() {
 
 #[test]
 fn an_influxd_whose_disk_fills_holds_its_applier_back_and_loses_nothing() {
-    let (_mounts, mut c) = cluster_on_tmpfs("influxd", &[]);
+    let mut c = cluster_on_tmpfs("influxd", &[]);
     c.create_database(1, "db");
     // Hundreds of new series a write: small writes fit in the pages influxd's files already
     // hold, and a full disk would go unnoticed.

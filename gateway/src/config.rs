@@ -159,6 +159,12 @@ pub struct Config {
     /// influxd holds are trimmed too, even if a member still needs them (it will be seeded).
     #[arg(long, default_value = "10GiB")]
     pub log_max_size: ByteSize,
+    /// Free space kept on the log's disk: below it, this node refuses writes with 503 before
+    /// proposing anything, keeping the room for the appends it must still take as a follower,
+    /// its Raft state and the log's own bookkeeping (`0`: refuse only when the log cannot be
+    /// written at all).
+    #[arg(long, default_value = "256MiB")]
+    pub log_disk_reserve: ByteSize,
     /// The local influxd's RPC address (its `bind-address`), where influxd's own backup and
     /// restore tools copy it for a peer that is seeded, and restore a copy into it.
     #[arg(long, default_value = "127.0.0.1:8088")]

@@ -17,6 +17,8 @@
 //!   cluster's first entries and identity (`bootstrap.rs`); the members' addresses
 //!   (`members.rs`) and how far each applied the log to its influxd (`progress.rs`); how far
 //!   the log may be trimmed (`trim.rs`). The log itself is the `hybrid-log` crate.
+//! - `log_disk.rs`: the log's disk: free space against the reserve, and whether the Raft
+//!   node waits for space to persist; readiness asks it.
 //! - `pending.rs`: requests waiting on the log, found again by the origin their entries carry.
 //! - `idempotency.rs`: a write's `Idempotency-Key`, checked, digested and stamped before it
 //!   enters the log; the applier's table (in `snapshotless`) decides, in log order.
@@ -39,6 +41,7 @@ pub mod http;
 pub mod idempotency;
 pub mod influxql;
 pub mod ingest;
+pub mod log_disk;
 pub mod logging;
 pub mod members_cli;
 pub mod metrics;

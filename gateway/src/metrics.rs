@@ -29,6 +29,7 @@ pub struct Snapshot<'a> {
     pub pending: usize,
     /// Idempotency keys the table holds.
     pub keys: usize,
+    pub disk: &'a crate::log_disk::LogDisk,
 }
 
 pub struct Metrics {
@@ -72,13 +73,14 @@ pub struct UdpMetrics {
 }
 
 /// Every reason a datagram is dropped for, so each has a sample from the start.
-pub const UDP_DROP_REASONS: [&str; 8] = [
+pub const UDP_DROP_REASONS: [&str; 9] = [
     "malformed",
     "receive_buffer_full",
     "queue_full",
     "no_leader",
     "not_member",
     "overloaded",
+    "disk_full",
     "not_ready",
     "read_error",
 ];
@@ -96,7 +98,8 @@ impl UdpMetrics {
                 "UDP datagrams dropped: malformed (a line did not parse: the whole datagram, as \
                  influxd), receive_buffer_full (by the kernel, the socket's buffer full), \
                  queue_full (udp_batch_pending batches already waiting), no_leader (no quorum \
-                 known), not_member, overloaded (the Raft node's queue full), not_ready (not \
+                 known), not_member, overloaded (the Raft node's queue full), disk_full (the \
+                 log's disk below log_disk_reserve, or full), not_ready (not \
                  proposed for another reason: the UDP database not created in time), \
                  read_error",
             ),
@@ -193,6 +196,10 @@ struct Gauges {
     log_dir_bytes: IntGauge,
     log_first_index: IntGauge,
     seeding: IntGauge,
+    log_disk_free: IntGauge,
+    log_disk_reserve: IntGauge,
+    log_disk_full: IntGauge,
+    log_persist_stalled: IntGauge,
 }
 
 fn gauge(registry: &Registry, name: &str, help: &str) -> IntGauge {
@@ -315,6 +322,26 @@ impl Metrics {
                 "Committed entries not yet applied",
             ),
             influxd_up: gauge(r, "gateway_influxd_up", "1 if the local influxd answers"),
+            log_disk_free: gauge(
+                r,
+                "gateway_log_disk_free_bytes",
+                "Bytes free on the Raft log's disk",
+            ),
+            log_disk_reserve: gauge(
+                r,
+                "gateway_log_disk_reserve_bytes",
+                "Free space below which writes are refused (log_disk_reserve)",
+            ),
+            log_disk_full: gauge(
+                r,
+                "gateway_log_disk_full",
+                "1 while writes are refused for the Raft log's disk (below the reserve, or the log cannot be written)",
+            ),
+            log_persist_stalled: gauge(
+                r,
+                "gateway_log_persist_stalled",
+                "1 while the Raft node waits for disk space to persist the log",
+            ),
             rebuilding: gauge(
                 r,
                 "gateway_rebuilding",
@@ -389,6 +416,13 @@ impl Metrics {
         g.apply_lag
             .set(raft.commit.saturating_sub(applier.applied) as i64);
         g.influxd_up.set(i64::from(applier.influxd_up));
+        let free = s.disk.free();
+        g.log_disk_free.set(i64::try_from(free).unwrap_or(i64::MAX));
+        g.log_disk_reserve
+            .set(i64::try_from(s.disk.reserve()).unwrap_or(i64::MAX));
+        g.log_disk_full.set(i64::from(s.disk.check().is_err()));
+        g.log_persist_stalled
+            .set(i64::from(s.disk.persist_failing()));
         g.rebuilding.set(i64::from(applier.rebuilding.is_some()));
         g.idempotency_keys.set(s.keys as i64);
         g.pending.set(s.pending as i64);

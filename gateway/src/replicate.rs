@@ -14,6 +14,7 @@ use snapshotless::{ApplierStatus, Outcome};
 use tokio::sync::watch;
 use tokio::time::{sleep_until, timeout_at, Instant};
 
+use crate::log_disk::{DiskFull, LogDisk};
 use crate::pending::{Pending, Ticket};
 use crate::raft::{ProposeError, RaftHandle, RaftStatus, Refused};
 
@@ -43,6 +44,9 @@ pub enum Unavailable {
         "local influxd is being seeded from a copy of a peer's ({phase}); writes with consistency=any are still accepted"
     )]
     Seeding { phase: &'static str },
+    /// The log's disk is below its reserve, or the log cannot be written for want of space.
+    #[error(transparent)]
+    DiskFull(#[from] DiskFull),
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -79,6 +83,7 @@ pub struct Replicator {
     raft: RaftHandle,
     pending: Arc<Pending>,
     applier: watch::Receiver<ApplierStatus>,
+    disk: LogDisk,
     timeout: Duration,
     /// How long a request waits for a leader before it is refused with 503: an election's
     /// worth, so that an election (a leader killed, a heal) is a pause for clients, not an
@@ -91,6 +96,7 @@ impl Replicator {
         raft: RaftHandle,
         pending: Arc<Pending>,
         applier: watch::Receiver<ApplierStatus>,
+        disk: LogDisk,
         timeout: Duration,
         leader_wait: Duration,
     ) -> Replicator {
@@ -98,6 +104,7 @@ impl Replicator {
             raft,
             pending,
             applier,
+            disk,
             timeout: timeout.max(Duration::from_millis(1)),
             leader_wait,
         }
@@ -109,6 +116,10 @@ impl Replicator {
 
     pub fn applier(&self) -> ApplierStatus {
         self.applier.borrow().clone()
+    }
+
+    pub fn disk(&self) -> &LogDisk {
+        &self.disk
     }
 
     pub fn pending_requests(&self) -> usize {
@@ -138,6 +149,8 @@ impl Replicator {
         if raft.leader == 0 {
             return Err(ProposeError::NoLeader.into());
         }
+        // Whatever the request waits for, its entry must be appended to this node's log.
+        self.disk.check()?;
         if wait == Wait::Committed {
             return Ok(());
         }
@@ -278,6 +291,13 @@ impl Replicator {
     /// after this sees every write acknowledged anywhere before it started.
     pub async fn linearizable(&self) -> Result<(), ReplicateError> {
         let deadline = self.deadline();
+        // A Raft node waiting for disk space handles nothing, a read index request included:
+        // say so now rather than at the deadline.
+        if self.disk.persist_failing() {
+            if let Err(e) = self.disk.check() {
+                return Err(ReplicateError::NoReadIndex(e.to_string()));
+            }
+        }
         self.await_leader(deadline).await;
         let mut ticket = self.pending.register();
         self.raft
@@ -401,6 +421,7 @@ mod tests {
             RaftHandle::new(tx, raft_rx),
             Pending::new(1),
             applier_rx,
+            LogDisk::new(std::env::temp_dir(), 0),
             Duration::from_secs(10),
             LEADER_WAIT,
         );
@@ -468,6 +489,30 @@ mod tests {
         let started = Instant::now();
         r.await_leader(started + Duration::from_millis(100)).await;
         assert!(started.elapsed() <= Duration::from_millis(150));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_node_waiting_for_disk_space_refuses_reads_and_writes_at_once() {
+        let (r, _raft_tx) = replicator(RaftStatus {
+            id: 1,
+            leader: 2,
+            member: true,
+            ..RaftStatus::default()
+        });
+        r.disk()
+            .persist_failed("no space left on the disk of the raft log".into());
+        let started = Instant::now();
+        match r.linearizable().await {
+            Err(ReplicateError::NoReadIndex(why)) => {
+                assert!(why.contains("cannot write its raft log"), "{why}")
+            }
+            other => panic!("expected a refused read, got {other:?}"),
+        }
+        assert_eq!(started.elapsed(), Duration::ZERO);
+        assert!(matches!(
+            r.readiness(Wait::Committed),
+            Err(Unavailable::DiskFull(_))
+        ));
     }
 
     #[tokio::test(start_paused = true)]

@@ -13,6 +13,7 @@ use tokio::net::TcpListener;
 use crate::auth::Auth;
 use crate::config::Config;
 use crate::idempotency::Idempotency;
+use crate::log_disk::LogDisk;
 use crate::metrics::Metrics;
 use crate::passwords::PasswordBook;
 use crate::pending::Pending;
@@ -69,6 +70,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
     // Before Raft can append anything: a table the log never stored is told apart as a new
     // log's or an older version's by whether the log is empty.
     let keys = Arc::new(KeyTable::open(&log)?);
+    let disk = LogDisk::new(log.path().to_path_buf(), config.log_disk_reserve.as_u64());
     let security = Arc::new(match &peer_tls {
         Some(tls) => PeerSecurity::Tls(tls.clone()),
         None => {
@@ -92,6 +94,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         &log,
         pending.clone(),
         progress.clone(),
+        disk.clone(),
         peers,
         security,
     )?;
@@ -140,6 +143,7 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         raft.handle,
         pending,
         applied,
+        disk,
         config.write_timeout,
         leader_wait,
     );

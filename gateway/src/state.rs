@@ -79,6 +79,7 @@ impl NodeView {
             peers: &self.peers,
             pending: self.replicator.pending_requests(),
             keys: self.idempotency.keys(),
+            disk: self.replicator.disk(),
         }
     }
 }

@@ -342,6 +342,7 @@ fn not_proposed_reason(e: &ReplicateError) -> &'static str {
         ReplicateError::Unavailable(Unavailable::Refused(ProposeError::NoLeader)) => "no_leader",
         ReplicateError::Unavailable(Unavailable::Refused(ProposeError::Overloaded)) => "overloaded",
         ReplicateError::Unavailable(Unavailable::NotMember) => "not_member",
+        ReplicateError::Unavailable(Unavailable::DiskFull(_)) => "disk_full",
         _ => "not_ready",
     }
 }

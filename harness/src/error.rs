@@ -32,6 +32,8 @@ pub enum Error {
     },
     #[error("building the gateway binary failed: {0}")]
     Build(String),
+    #[error("cannot mount a tmpfs on {0}")]
+    Mount(String),
 }
 
 impl Error {

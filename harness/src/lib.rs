@@ -12,6 +12,7 @@
 //! - [`http`]: a small blocking client for the InfluxDB 1.x API, influxd and gateway alike,
 //!   over HTTP or HTTPS with a given CA.
 //! - [`tls`]: test certificates (a cluster CA, node certificates, an unrelated CA) as PEM files.
+//! - [`tmpfs`]: a small file system under a node's directory, and a ballast that fills it.
 //! - [`wait`]: bounded polling, so nothing sleeps to synchronise.
 //! - [`Error`]: what can go wrong starting and waiting for processes.
 
@@ -21,9 +22,11 @@ pub mod http;
 pub mod influxd;
 pub mod process;
 pub mod tls;
+pub mod tmpfs;
 pub mod wait;
 
 pub use error::Error;
 pub use http::{Http, HttpError, Response};
 pub use process::Process;
+pub use tmpfs::Tmpfs;
 pub use wait::{poll, wait_until};

@@ -5,9 +5,21 @@
 //! read is one iterator), and `state` holds the HardState, the ConfState, a format marker, the
 //! trim point and small metadata values owned by the caller. Writes are whole `WriteBatch`es,
 //! so a Raft `Ready` is durable all at once or not at all.
+//!
+//! A full disk: RocksDB 7.8 fails the write whose WAL append (or a background flush) met
+//! ENOSPC, and from then on fails every write, synced or not, with the same error, also once
+//! space is back; it does not resume by itself, and the crate exposes no `Resume()`. Reads
+//! keep working, and a reopened database holds exactly the writes that succeeded. So a write
+//! is refused before RocksDB sees it when the disk has no room for it, and a write RocksDB
+//! failed anyway marks the database for a reopen, which the next write performs once the
+//! disk has room for that. Either way the error is [`LogError::NoSpace`].
 
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use parking_lot::RwLock;
 
 use prost::Message as _;
 use raft::prelude::{ConfState, Entry, HardState};
@@ -27,10 +39,28 @@ use crate::trim::TrimPoint;
 /// A cheap handle: the background compaction holds a clone.
 #[derive(Clone)]
 pub struct DiskTier {
-    db: Arc<DB>,
+    shared: Arc<Handle>,
+}
+
+struct Handle {
+    /// The open database. An operation clones the `Arc` and works on its clone, so a reopen
+    /// (which takes the lock for writing) waits only for operations under way. `None` only
+    /// if a reopen failed to open the database at all.
+    db: RwLock<Option<Arc<DB>>>,
     path: PathBuf,
     values: Values,
+    /// A write failed: RocksDB refuses every later one until the database is reopened.
+    failed: AtomicBool,
 }
+
+/// Room kept free beside every write: RocksDB's own small writes (MANIFEST, OPTIONS) must
+/// not meet a full disk either.
+const MIN_FREE: u64 = 2 << 20;
+/// Room a reopen needs beyond the WAL it replays (a new MANIFEST, OPTIONS file and WAL).
+const REOPEN_MARGIN: u64 = 4 << 20;
+/// How long a reopen waits for operations under way on the old database (a compaction
+/// interrupted by the reopen ends in milliseconds).
+const REOPEN_WAIT: Duration = Duration::from_secs(10);
 
 /// What a directory held when it was opened.
 pub struct Recovered {
@@ -58,13 +88,15 @@ impl DiskTier {
             path: path.to_path_buf(),
             source: e,
         })?;
-        let mut disk = DiskTier {
-            db: Arc::new(db),
-            path: path.to_path_buf(),
-            values: Values::Tagged,
+        let values = check_format(&db, path, fresh)?;
+        let disk = DiskTier {
+            shared: Arc::new(Handle {
+                db: RwLock::new(Some(Arc::new(db))),
+                path: path.to_path_buf(),
+                values,
+                failed: AtomicBool::new(false),
+            }),
         };
-
-        disk.check_format(fresh)?;
 
         let hard_state = disk
             .get_state(KEY_HARD_STATE)?
@@ -97,57 +129,29 @@ impl DiskTier {
     }
 
     pub fn path(&self) -> &Path {
-        &self.path
+        &self.shared.path
     }
 
-    /// Writes the format marker into a new log; takes the format of an existing one, and
-    /// refuses a directory with no marker or an unknown one.
-    fn check_format(&mut self, fresh: bool) -> Result<(), LogError> {
-        if fresh {
-            let mut batch = WriteBatch::default();
-            batch.put_cf(self.state_cf(), KEY_FORMAT, FORMAT_V2);
-            self.write(batch, true)?;
-        }
-        let not_a_log = |reason: String| LogError::NotALog {
-            path: self.path.clone(),
-            reason,
-        };
-        let marker = self.get_state(KEY_FORMAT)?.ok_or_else(|| {
-            not_a_log("the RocksDB database has no hybrid-log format marker".into())
-        })?;
-        self.values = Values::of_marker(&marker).ok_or_else(|| {
-            not_a_log(format!(
-                "unknown format {:?}",
-                String::from_utf8_lossy(&marker)
-            ))
-        })?;
-        Ok(())
-    }
-
-    fn entries_cf(&self) -> &ColumnFamily {
-        self.db
-            .cf_handle(CF_ENTRIES)
-            .expect("opened with this column family")
-    }
-
-    fn state_cf(&self) -> &ColumnFamily {
-        self.db
-            .cf_handle(CF_STATE)
-            .expect("opened with this column family")
+    /// The database as it is now; an error only after a reopen that could not open it.
+    fn db(&self) -> Result<Arc<DB>, LogError> {
+        self.shared
+            .db
+            .read()
+            .clone()
+            .ok_or_else(|| LogError::Closed {
+                path: self.shared.path.clone(),
+            })
     }
 
     fn corrupt(&self, what: impl Into<String>) -> LogError {
         LogError::Corrupt {
-            path: self.path.clone(),
+            path: self.shared.path.clone(),
             what: what.into(),
         }
     }
 
     fn io(&self, source: rocksdb::Error) -> LogError {
-        LogError::Io {
-            path: self.path.clone(),
-            source,
-        }
+        LogError::from_rocksdb(&self.shared.path, source)
     }
 
     fn decode<M: prost::Message + Default>(&self, bytes: &[u8], what: &str) -> Result<M, LogError> {
@@ -155,13 +159,15 @@ impl DiskTier {
     }
 
     fn decode_entry(&self, stored: &[u8], index: u64) -> Result<Entry, LogError> {
-        self.values
+        self.shared
+            .values
             .decode(stored)
             .map_err(|reason| self.corrupt(format!("entry {index} {reason}")))
     }
 
     fn get_state(&self, key: &[u8]) -> Result<Option<Vec<u8>>, LogError> {
-        self.db.get_cf(self.state_cf(), key).map_err(|e| self.io(e))
+        let db = self.db()?;
+        db.get_cf(state_cf(&db), key).map_err(|e| self.io(e))
     }
 
     /// The last index on disk, and a check that the entries start right after the trim point
@@ -169,9 +175,10 @@ impl DiskTier {
     /// trim point, so anything else means the directory was damaged. A log that holds no
     /// entries ends at its trim point.
     fn scan_last_index(&self, trim: TrimPoint) -> Result<u64, LogError> {
-        let cf = self.entries_cf();
-        let first = self.db.iterator_cf(cf, IteratorMode::Start).next();
-        let last = self.db.iterator_cf(cf, IteratorMode::End).next();
+        let db = self.db()?;
+        let cf = entries_cf(&db);
+        let first = db.iterator_cf(cf, IteratorMode::Start).next();
+        let last = db.iterator_cf(cf, IteratorMode::End).next();
         match (first, last) {
             (None, None) => Ok(trim.index),
             (Some(first), Some(last)) => {
@@ -210,7 +217,8 @@ impl DiskTier {
     pub fn read(&self, lo: u64, hi: u64, limit: &mut SizeLimit) -> Result<Vec<Entry>, LogError> {
         let mut out = Vec::with_capacity((hi - lo).min(1024) as usize);
         let mode = IteratorMode::From(&entry_key(lo), Direction::Forward);
-        for (expected, item) in (lo..hi).zip(self.db.iterator_cf(self.entries_cf(), mode)) {
+        let db = self.db()?;
+        for (expected, item) in (lo..hi).zip(db.iterator_cf(entries_cf(&db), mode)) {
             let (key, value) = item.map_err(|e| self.io(e))?;
             let index = self.key_index(&key)?;
             if index != expected {
@@ -235,9 +243,9 @@ impl DiskTier {
     }
 
     pub fn term(&self, index: u64) -> Result<Option<u64>, LogError> {
-        let value = self
-            .db
-            .get_pinned_cf(self.entries_cf(), entry_key(index))
+        let db = self.db()?;
+        let value = db
+            .get_pinned_cf(entries_cf(&db), entry_key(index))
             .map_err(|e| self.io(e))?;
         match value {
             None => Ok(None),
@@ -249,54 +257,118 @@ impl DiskTier {
         self.get_state(&meta_key(key))
     }
 
-    pub fn write(&self, batch: WriteBatch, sync: bool) -> Result<(), LogError> {
+    /// Writes `build`'s batch, fsync'd when `sync`. After a failed write the database is
+    /// reopened first, which fails with [`LogError::NoSpace`] while the disk has no room for
+    /// it. The batch is built against the database it goes to, so a caller keeps its own
+    /// form of the changes and can retry them.
+    pub fn write(
+        &self,
+        sync: bool,
+        build: impl FnOnce(&Batch<'_>, &mut WriteBatch),
+    ) -> Result<(), LogError> {
+        if self.shared.failed.load(Ordering::Acquire) {
+            self.reopen()?;
+        }
+        let db = self.db()?;
+        let mut wb = WriteBatch::default();
+        build(
+            &Batch {
+                db: &db,
+                values: self.shared.values,
+            },
+            &mut wb,
+        );
+        // RocksDB is not let near ENOSPC when that can be seen coming: a failed WAL append
+        // makes it refuse every write until the reopen below. Another process may still fill
+        // the disk between this check and the write, or a flush fill it; the reopen covers it.
+        let free = free_bytes(&self.shared.path).map_err(|source| LogError::Unreadable {
+            path: self.shared.path.clone(),
+            source,
+        })?;
+        let need = MIN_FREE + wb.size_in_bytes() as u64;
+        if free < need {
+            return Err(LogError::NoSpace {
+                path: self.shared.path.clone(),
+                detail: format!("{free} bytes free, {need} needed for this write"),
+            });
+        }
         let mut opts = WriteOptions::default();
         opts.set_sync(sync);
-        self.db.write_opt(batch, &opts).map_err(|e| self.io(e))
+        db.write_opt(wb, &opts).map_err(|e| {
+            // Whatever the cause, RocksDB now refuses every write until it is reopened.
+            self.shared.failed.store(true, Ordering::Release);
+            self.io(e)
+        })
     }
 
-    pub fn put_entry(&self, batch: &mut WriteBatch, e: &Entry) {
-        batch.put_cf(self.entries_cf(), entry_key(e.index), self.values.encode(e));
-    }
-
-    pub fn put_trim_point(&self, batch: &mut WriteBatch, point: TrimPoint) {
-        batch.put_cf(self.state_cf(), KEY_TRIM_POINT, encode_trim_point(point));
-    }
-
-    /// Deletes entries `[from, to)`, one key at a time. Not with a range tombstone: Debian's
-    /// librocksdb 7.8 is built with assertions, and a memtable holding a range tombstone that
-    /// RocksDB switches out twice (which flushes forced by the WAL limit and the compactor's
-    /// flush of the state family can do) aborts the process in
-    /// `MemTable::ConstructFragmentedRangeTombstones` (fixed upstream in 9.x). Point
-    /// tombstones never take that path; the compaction after a trim drops them with the data.
-    pub fn delete_entries(&self, batch: &mut WriteBatch, from: u64, to: u64) {
-        let cf = self.entries_cf();
-        for index in from..to {
-            batch.delete_cf(cf, entry_key(index));
+    /// Closes and reopens the database after a failed write, once the disk has room for
+    /// what opening writes: RocksDB replays its WAL into new table files, and writes a new
+    /// MANIFEST and WAL. Operations under way finish first; others wait for the reopen.
+    fn reopen(&self) -> Result<(), LogError> {
+        let path = &self.shared.path;
+        let need = wal_bytes(path) + REOPEN_MARGIN;
+        let free = free_bytes(path).map_err(|source| LogError::Unreadable {
+            path: path.clone(),
+            source,
+        })?;
+        if free < need {
+            return Err(LogError::NoSpace {
+                path: path.clone(),
+                detail: format!(
+                    "{free} bytes free, {need} needed to reopen the log after a failed write"
+                ),
+            });
+        }
+        let mut slot = self.shared.db.write();
+        if !self.shared.failed.load(Ordering::Acquire) {
+            return Ok(()); // another writer reopened it meanwhile
+        }
+        if let Some(old) = slot.take() {
+            // A running compaction holds the database; interrupt it.
+            old.cancel_all_background_work(true);
+            let waited = Instant::now();
+            while Arc::strong_count(&old) > 1 {
+                if waited.elapsed() > REOPEN_WAIT {
+                    *slot = Some(old);
+                    return Err(LogError::Reopen {
+                        path: path.clone(),
+                        why: "operations on the failed database did not finish".into(),
+                    });
+                }
+                std::thread::sleep(Duration::from_millis(1));
+            }
+            drop(old);
+        }
+        let (db_opts, cfs) = options(false);
+        match DB::open_cf_descriptors(&db_opts, path, cfs) {
+            Ok(db) => {
+                *slot = Some(Arc::new(db));
+                self.shared.failed.store(false, Ordering::Release);
+                Ok(())
+            }
+            Err(e) => {
+                // Keep the log readable (replication, the applier) until a later write
+                // tries again: a read-only open writes nothing.
+                let (db_opts, cfs) = options(false);
+                *slot = DB::open_cf_descriptors_read_only(&db_opts, path, cfs, false)
+                    .ok()
+                    .map(Arc::new);
+                Err(self.io(e))
+            }
         }
     }
 
-    pub fn put_hard_state(&self, batch: &mut WriteBatch, hs: &HardState) {
-        batch.put_cf(self.state_cf(), KEY_HARD_STATE, hs.encode_to_vec());
-    }
-
-    pub fn put_conf_state(&self, batch: &mut WriteBatch, cs: &ConfState) {
-        batch.put_cf(self.state_cf(), KEY_CONF_STATE, cs.encode_to_vec());
-    }
-
-    pub fn put_meta(&self, batch: &mut WriteBatch, key: &str, value: &[u8]) {
-        batch.put_cf(self.state_cf(), meta_key(key), value);
-    }
-
-    pub fn delete_meta(&self, batch: &mut WriteBatch, key: &str) {
-        batch.delete_cf(self.state_cf(), meta_key(key));
+    /// Bytes free for this process on the log's file system.
+    pub fn free_bytes(&self) -> std::io::Result<u64> {
+        free_bytes(&self.shared.path)
     }
 
     pub fn meta_with_prefix(&self, prefix: &str) -> Result<Vec<(String, Vec<u8>)>, LogError> {
         let start = meta_key(prefix);
         let mode = IteratorMode::From(&start, Direction::Forward);
         let mut out = Vec::new();
-        for item in self.db.iterator_cf(self.state_cf(), mode) {
+        let db = self.db()?;
+        for item in db.iterator_cf(state_cf(&db), mode) {
             let (key, value) = item.map_err(|e| self.io(e))?;
             if !key.starts_with(&start) {
                 break;
@@ -309,8 +381,10 @@ impl DiskTier {
     }
 
     fn entries_property(&self, name: &str) -> u64 {
-        self.db
-            .property_int_value_cf(self.entries_cf(), name)
+        let Ok(db) = self.db() else {
+            return 0;
+        };
+        db.property_int_value_cf(entries_cf(&db), name)
             .ok()
             .flatten()
             .unwrap_or(0)
@@ -330,7 +404,7 @@ impl DiskTier {
     /// What the directory takes on disk: every file in it (SST files, WAL, manifest). A file
     /// RocksDB deletes while this runs is simply not counted.
     pub fn dir_bytes(&self) -> u64 {
-        let Ok(dir) = std::fs::read_dir(&self.path) else {
+        let Ok(dir) = std::fs::read_dir(&self.shared.path) else {
             return 0;
         };
         dir.filter_map(|f| f.ok()?.metadata().ok())
@@ -344,12 +418,13 @@ impl DiskTier {
     /// covers, which for a large range reads and rewrites files for seconds. The caller runs
     /// this on a thread of its own.
     pub fn compact_through(&self, index: u64) -> Result<(), LogError> {
+        let db = self.db()?;
         let mut opts = CompactOptions::default();
         // Not exclusive: automatic compactions, which move the files new appends flush, go on
         // beside this one instead of queueing behind it (and, in the end, stalling writes).
         opts.set_exclusive_manual_compaction(false);
-        self.db.compact_range_cf_opt(
-            self.entries_cf(),
+        db.compact_range_cf_opt(
+            entries_cf(&db),
             None::<&[u8]>,
             Some(entry_key(index)),
             &opts,
@@ -357,14 +432,120 @@ impl DiskTier {
         // A WAL file is deleted only once every column family flushed what it holds. The
         // state column family holds a few small keys and flushes rarely, so without this it
         // would keep the WAL files of the trimmed entries, up to RocksDB's WAL size limit.
-        self.db.flush_cf(self.state_cf()).map_err(|e| self.io(e))
+        db.flush_cf(state_cf(&db)).map_err(|e| self.io(e))
     }
 
     /// Stops RocksDB's background work, a running compaction included, so that closing the
     /// log does not wait for it. Only for when the log is being closed.
     pub fn cancel_background_work(&self) {
-        self.db.cancel_all_background_work(false);
+        if let Ok(db) = self.db() {
+            db.cancel_all_background_work(false);
+        }
     }
+}
+
+/// Builds one write batch against the database it will be written to.
+pub struct Batch<'a> {
+    db: &'a DB,
+    values: Values,
+}
+
+impl Batch<'_> {
+    pub fn put_entry(&self, batch: &mut WriteBatch, e: &Entry) {
+        batch.put_cf(
+            entries_cf(self.db),
+            entry_key(e.index),
+            self.values.encode(e),
+        );
+    }
+
+    pub fn put_trim_point(&self, batch: &mut WriteBatch, point: TrimPoint) {
+        batch.put_cf(state_cf(self.db), KEY_TRIM_POINT, encode_trim_point(point));
+    }
+
+    /// Deletes entries `[from, to)`, one key at a time. Not with a range tombstone: Debian's
+    /// librocksdb 7.8 is built with assertions, and a memtable holding a range tombstone that
+    /// RocksDB switches out twice (which flushes forced by the WAL limit and the compactor's
+    /// flush of the state family can do) aborts the process in
+    /// `MemTable::ConstructFragmentedRangeTombstones` (fixed upstream in 9.x). Point
+    /// tombstones never take that path; the compaction after a trim drops them with the data.
+    pub fn delete_entries(&self, batch: &mut WriteBatch, from: u64, to: u64) {
+        let cf = entries_cf(self.db);
+        for index in from..to {
+            batch.delete_cf(cf, entry_key(index));
+        }
+    }
+
+    pub fn put_hard_state(&self, batch: &mut WriteBatch, hs: &HardState) {
+        batch.put_cf(state_cf(self.db), KEY_HARD_STATE, hs.encode_to_vec());
+    }
+
+    pub fn put_conf_state(&self, batch: &mut WriteBatch, cs: &ConfState) {
+        batch.put_cf(state_cf(self.db), KEY_CONF_STATE, cs.encode_to_vec());
+    }
+
+    pub fn put_meta(&self, batch: &mut WriteBatch, key: &str, value: &[u8]) {
+        batch.put_cf(state_cf(self.db), meta_key(key), value);
+    }
+
+    pub fn delete_meta(&self, batch: &mut WriteBatch, key: &str) {
+        batch.delete_cf(state_cf(self.db), meta_key(key));
+    }
+}
+
+fn entries_cf(db: &DB) -> &ColumnFamily {
+    db.cf_handle(CF_ENTRIES)
+        .expect("opened with this column family")
+}
+
+fn state_cf(db: &DB) -> &ColumnFamily {
+    db.cf_handle(CF_STATE)
+        .expect("opened with this column family")
+}
+
+/// Writes the format marker into a new log; takes the format of an existing one, and
+/// refuses a directory with no marker or an unknown one.
+fn check_format(db: &DB, path: &Path, fresh: bool) -> Result<Values, LogError> {
+    let io = |e| LogError::from_rocksdb(path, e);
+    if fresh {
+        let mut batch = WriteBatch::default();
+        batch.put_cf(state_cf(db), KEY_FORMAT, FORMAT_V2);
+        let mut opts = WriteOptions::default();
+        opts.set_sync(true);
+        db.write_opt(batch, &opts).map_err(io)?;
+    }
+    let not_a_log = |reason: String| LogError::NotALog {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let marker = db
+        .get_cf(state_cf(db), KEY_FORMAT)
+        .map_err(io)?
+        .ok_or_else(|| not_a_log("the RocksDB database has no hybrid-log format marker".into()))?;
+    Values::of_marker(&marker).ok_or_else(|| {
+        not_a_log(format!(
+            "unknown format {:?}",
+            String::from_utf8_lossy(&marker)
+        ))
+    })
+}
+
+/// Bytes free for an unprivileged process on the file system that holds `path`.
+pub fn free_bytes(path: &Path) -> std::io::Result<u64> {
+    let s = nix::sys::statvfs::statvfs(path).map_err(std::io::Error::from)?;
+    Ok(s.blocks_available().saturating_mul(s.fragment_size()))
+}
+
+/// What the WAL files in `path` take: a reopen replays them into table files.
+fn wal_bytes(path: &Path) -> u64 {
+    let Ok(dir) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    dir.filter_map(|f| f.ok())
+        .filter(|f| f.path().extension().is_some_and(|e| e == "log"))
+        .filter_map(|f| f.metadata().ok())
+        .map(|m| m.len())
+        .sum()
 }
 
 /// The options of the database and of its two column families, where they differ from
@@ -383,6 +564,12 @@ fn options(fresh: bool) -> (Options, Vec<ColumnFamilyDescriptor>) {
     // the memtables (136 MiB) before RocksDB forces that flush, and the log takes that much
     // beside its entries. 48 MiB is what the entries' own memtables may hold, with room.
     db_opts.set_max_total_wal_size(48 << 20);
+    // RocksDB's info log (the LOG file) lives on the log's disk, and Debian's librocksdb 7.8
+    // is built with assertions: a second line logged after one failed to be written, as the
+    // error handler does when a write meets a full disk, aborts the process
+    // (`WritableFileWriter::AssertFalseAndGetStatusForPrevError`). Errors reach the log
+    // through the calls that meet them; the LOG file only gets the fatal ones.
+    db_opts.set_log_level(rocksdb::LogLevel::Fatal);
 
     let mut entries_opts = Options::default();
     // Line protocol compresses several times over; LZ4 costs little on the flush path.

@@ -24,6 +24,16 @@ pub enum LogError {
         path: PathBuf,
         source: rocksdb::Error,
     },
+    /// The disk under the log is full. Nothing of the write that met it was kept, and the
+    /// same write succeeds once space is freed there.
+    #[error("no space left on the disk of the raft log at {path}: {detail}")]
+    NoSpace { path: PathBuf, detail: String },
+    /// A reopen after a failed write could not complete; see [`LogError::NoSpace`].
+    #[error("cannot reopen the raft log at {path} after a failed write: {why}")]
+    Reopen { path: PathBuf, why: String },
+    /// A reopen could not open the database at all, not even to read it.
+    #[error("the raft log at {path} is closed: it could not be reopened after a failed write")]
+    Closed { path: PathBuf },
     #[error("cannot start the compaction thread of the raft log at {path}: {source}")]
     Worker {
         path: PathBuf,
@@ -45,6 +55,32 @@ pub enum LogError {
     /// A read past the last index, which a snapshot application can lower under a reader.
     #[error("entry {index} is past the end of the log at {last}")]
     Unavailable { index: u64, last: u64 },
+}
+
+impl LogError {
+    /// A RocksDB error about the log at `path`: [`LogError::NoSpace`] when the file system is
+    /// full (RocksDB's status carries the message of ENOSPC), [`LogError::Io`] otherwise.
+    pub(crate) fn from_rocksdb(path: &std::path::Path, source: rocksdb::Error) -> LogError {
+        let message = source.to_string();
+        // The crate exposes the status code only, not its NoSpace subcode, so the message
+        // tells: strerror(ENOSPC), as RocksDB's POSIX file system reports it.
+        if message.contains("No space left on device") {
+            LogError::NoSpace {
+                path: path.to_path_buf(),
+                detail: message,
+            }
+        } else {
+            LogError::Io {
+                path: path.to_path_buf(),
+                source,
+            }
+        }
+    }
+
+    /// The disk under the log is full: a write may be retried once space is freed.
+    pub fn is_no_space(&self) -> bool {
+        matches!(self, LogError::NoSpace { .. })
+    }
 }
 
 impl From<LogError> for raft::Error {

@@ -39,6 +39,7 @@ use parking_lot::{Mutex, RwLock};
 use raft::prelude::{ConfState, Entry, HardState};
 
 use crate::compactor::Compactor;
+pub use crate::disk::free_bytes;
 use crate::disk::DiskTier;
 pub use crate::error::LogError;
 use crate::memory::MemoryTier;
@@ -117,8 +118,17 @@ impl State {
     }
 }
 
+/// A commit that failed, with its batch, untouched, for a retry.
+#[derive(Debug, thiserror::Error)]
+#[error("{error}")]
+pub struct Rejected {
+    #[source]
+    pub error: LogError,
+    pub batch: LogBatch,
+}
+
 /// The changes of one Raft `Ready`, made durable together by [`HybridLog::commit`].
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub struct LogBatch {
     entries: Vec<Entry>,
     hard_state: Option<HardState>,
@@ -217,6 +227,13 @@ impl HybridLog {
     /// Makes `batch` durable as one RocksDB write batch (fsync'd when `sync`), then updates
     /// the memory tier. A crash at any point leaves either all of the batch or none of it.
     pub fn commit(&self, batch: LogBatch, sync: bool) -> Result<(), LogError> {
+        self.try_commit(batch, sync).map_err(|r| r.error)
+    }
+
+    /// [`HybridLog::commit`], handing the batch back when it fails, so that a caller can
+    /// retry it without having kept a copy. A failed commit changes nothing, on disk or in
+    /// memory; after [`LogError::NoSpace`] the same batch succeeds once space is freed.
+    pub fn try_commit(&self, batch: LogBatch, sync: bool) -> Result<(), Box<Rejected>> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -225,50 +242,55 @@ impl HybridLog {
             let state = self.inner.state.read();
             (state.trim.index, state.last_index)
         };
-        let mut wb = rocksdb::WriteBatch::default();
         let mut new_last = last_index;
         if let Some(first) = batch.entries.first() {
-            if first.index > last_index + 1 {
-                return Err(LogError::Gap {
+            let refused = if first.index > last_index + 1 {
+                Some(LogError::Gap {
                     first: first.index,
                     last: last_index,
-                });
-            }
-            if first.index <= trim {
-                return Err(LogError::AppendTrimmed {
+                })
+            } else if first.index <= trim {
+                Some(LogError::AppendTrimmed {
                     first: first.index,
                     trimmed: trim,
-                });
+                })
+            } else {
+                None
+            };
+            if let Some(error) = refused {
+                return Err(Box::new(Rejected { error, batch }));
             }
             new_last = batch.entries.last().map_or(last_index, |e| e.index);
-            if new_last < last_index {
-                // A conflicting, shorter append: the old suffix beyond it must go too.
-                self.inner
-                    .disk
-                    .delete_entries(&mut wb, new_last + 1, last_index + 1);
-            }
-            for e in &batch.entries {
-                self.inner.disk.put_entry(&mut wb, e);
-            }
-        }
-        if let Some(hs) = &batch.hard_state {
-            self.inner.disk.put_hard_state(&mut wb, hs);
-        }
-        if let Some(cs) = &batch.conf_state {
-            self.inner.disk.put_conf_state(&mut wb, cs);
-        }
-        for (k, v) in &batch.meta {
-            match v {
-                Some(v) => self.inner.disk.put_meta(&mut wb, k, v),
-                None => self.inner.disk.delete_meta(&mut wb, k),
-            }
         }
 
         // The write happens outside the state lock so readers (the applier, replication) are
         // not held up by the fsync. They cannot observe a half-applied change: entries they
         // may read are committed ones, which no later append touches.
         let start = Instant::now();
-        self.inner.disk.write(wb, sync)?;
+        let written = self.inner.disk.write(sync, |disk, wb| {
+            if new_last < last_index {
+                // A conflicting, shorter append: the old suffix beyond it must go too.
+                disk.delete_entries(wb, new_last + 1, last_index + 1);
+            }
+            for e in &batch.entries {
+                disk.put_entry(wb, e);
+            }
+            if let Some(hs) = &batch.hard_state {
+                disk.put_hard_state(wb, hs);
+            }
+            if let Some(cs) = &batch.conf_state {
+                disk.put_conf_state(wb, cs);
+            }
+            for (k, v) in &batch.meta {
+                match v {
+                    Some(v) => disk.put_meta(wb, k, v),
+                    None => disk.delete_meta(wb, k),
+                }
+            }
+        });
+        if let Err(error) = written {
+            return Err(Box::new(Rejected { error, batch }));
+        }
         if sync {
             self.inner.stats.record_sync(start.elapsed());
         }
@@ -286,6 +308,11 @@ impl HybridLog {
             state.conf_state = cs;
         }
         Ok(())
+    }
+
+    /// Bytes free for this process on the file system that holds the log.
+    pub fn free_bytes(&self) -> std::io::Result<u64> {
+        self.inner.disk.free_bytes()
     }
 
     /// A metadata value stored with [`LogBatch::put_meta`].

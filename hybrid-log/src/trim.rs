@@ -6,6 +6,7 @@
 use parking_lot::RwLockWriteGuard;
 use raft::prelude::SnapshotMetadata;
 
+use crate::disk::Batch;
 use crate::error::LogError;
 use crate::{HybridLog, State};
 
@@ -76,12 +77,10 @@ impl HybridLog {
         let approx_bytes = (u128::from(self.inner.disk.entries_bytes()) * u128::from(entries)
             / u128::from(last - trim.index)) as u64;
 
-        let mut wb = rocksdb::WriteBatch::default();
-        self.inner
-            .disk
-            .delete_entries(&mut wb, trim.index + 1, index + 1);
-        self.inner.disk.put_trim_point(&mut wb, point);
-        let mut state = self.remove(index, wb)?;
+        let mut state = self.remove(index, |disk, wb| {
+            disk.delete_entries(wb, trim.index + 1, index + 1);
+            disk.put_trim_point(wb, point);
+        })?;
         state.trim = point;
         state.memory.trim_through(index);
         self.inner.stats.record_trim(entries, approx_bytes);
@@ -133,14 +132,12 @@ impl HybridLog {
             n => (n, self.inner.disk.entries_bytes()),
         };
 
-        let mut wb = rocksdb::WriteBatch::default();
-        self.inner
-            .disk
-            .delete_entries(&mut wb, trim.index + 1, last + 1);
-        self.inner.disk.put_trim_point(&mut wb, point);
-        self.inner.disk.put_hard_state(&mut wb, &hard_state);
-        self.inner.disk.put_conf_state(&mut wb, &conf_state);
-        let mut state = self.remove(last, wb)?;
+        let mut state = self.remove(last, |disk, wb| {
+            disk.delete_entries(wb, trim.index + 1, last + 1);
+            disk.put_trim_point(wb, point);
+            disk.put_hard_state(wb, &hard_state);
+            disk.put_conf_state(wb, &conf_state);
+        })?;
         state.trim = point;
         state.last_index = meta.index;
         state.memory.reset(meta.index);
@@ -153,16 +150,17 @@ impl HybridLog {
         Ok(())
     }
 
-    /// Writes `wb`, which removes the entries up to `through`, synced, and returns the state,
-    /// locked, for the caller to follow it. Readers are not held up by the sync; those that
-    /// miss an entry meanwhile learn from `removing` that it is being trimmed.
+    /// Writes the batch `build` makes, which removes the entries up to `through`, synced,
+    /// and returns the state, locked, for the caller to follow it. Readers are not held up by
+    /// the sync; those that miss an entry meanwhile learn from `removing` that it is being
+    /// trimmed. A failed write (a full disk) leaves the log as it was.
     fn remove(
         &self,
         through: u64,
-        wb: rocksdb::WriteBatch,
+        build: impl FnOnce(&Batch<'_>, &mut rocksdb::WriteBatch),
     ) -> Result<RwLockWriteGuard<'_, State>, LogError> {
         self.inner.state.write().removing = through;
-        let written = self.inner.disk.write(wb, true);
+        let written = self.inner.disk.write(true, build);
         let mut state = self.inner.state.write();
         state.removing = 0;
         written.map(|()| state)

@@ -11,7 +11,7 @@ use std::time::Duration;
 
 use anyhow::{bail, Context};
 use harness::gateway::{self, Peers};
-use harness::{influxd, poll, process, Http, HttpError, Process, Response};
+use harness::{influxd, poll, process, tmpfs, Http, HttpError, Process, Response, Tmpfs};
 use nix::sys::signal::Signal;
 use parking_lot::Mutex;
 use serde::Serialize;
@@ -24,6 +24,12 @@ pub const PEER_PORT: u16 = 8089;
 /// from inside the namespace, reach it.
 const INFLUXD_HOST: &str = "127.0.0.1";
 const INFLUXD_PORT: u16 = 18086;
+/// Size of each node's two disks (its gateway's data, its influxd's): generous for an hour's
+/// run, and costing memory only for what is stored (or a `disk-full` ballast, one at a time).
+pub const DISK_SIZE: u64 = 1 << 30;
+/// The source name of the runs' tmpfs mounts in `/proc/mounts`, by which `jepsen cleanup`
+/// finds what a crashed run left.
+pub const DISK_SOURCE: &str = "jepsen-disk";
 /// How long a membership change is retried through the other nodes: long enough for an
 /// election after the removed member was the leader, and for a change in progress to finish.
 const MEMBERSHIP_LIMIT: Duration = Duration::from_secs(30);
@@ -166,6 +172,25 @@ fn managed(n: u8, p: Process) -> Managed {
     }
 }
 
+/// One of a node's two disks, each a tmpfs of its own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Disk {
+    /// The gateway's data directory: its Raft log.
+    Gateway,
+    /// influxd's data, meta and wal.
+    Influxd,
+}
+
+impl Disk {
+    pub fn name(self) -> &'static str {
+        match self {
+            Disk::Gateway => "gateway",
+            Disk::Influxd => "influxd",
+        }
+    }
+}
+
 /// What a wipe deletes, as if disks had been replaced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Wipe {
@@ -299,6 +324,10 @@ pub struct Cluster {
     admin: Vec<Http>,
     ids: Mutex<Identities>,
     network: Mutex<Option<Network>>,
+    /// Every node's two disks, unmounted at the teardown.
+    disks: Mutex<Vec<Tmpfs>>,
+    /// Copy the disks' contents out before they are unmounted (`--keep-data`).
+    keep_data: bool,
 }
 
 impl Cluster {
@@ -310,6 +339,7 @@ impl Cluster {
         tls: bool,
         work_dir: &Path,
         log_dir: &Path,
+        keep_data: bool,
     ) -> anyhow::Result<Cluster> {
         let network = Network::setup()?;
         fs::create_dir_all(work_dir)?;
@@ -332,9 +362,15 @@ impl Cluster {
             admin: api(Duration::from_secs(30)),
             ids: Mutex::new(Identities::new()),
             network: Mutex::new(Some(network)),
+            disks: Mutex::new(Vec::new()),
+            keep_data,
         };
         for n in nodes() {
             fs::create_dir_all(cluster.node_work(n))?;
+            for disk in [Disk::Gateway, Disk::Influxd] {
+                let fs = Tmpfs::mount_named(&cluster.disk_path(n, disk), DISK_SIZE, DISK_SOURCE)?;
+                cluster.disks.get_mut().push(fs);
+            }
             fs::create_dir_all(cluster.node_logs(n))?;
             // Each node's certificate names its own address, as its peers dial it.
             let mut args = gateway_args.to_vec();
@@ -368,6 +404,29 @@ impl Cluster {
 
     fn node_work(&self, n: u8) -> PathBuf {
         self.work_dir.join(format!("n{n}"))
+    }
+
+    /// Where node `n`'s `disk` is mounted.
+    fn disk_path(&self, n: u8, disk: Disk) -> PathBuf {
+        self.node_work(n).join(disk.name())
+    }
+
+    /// Fills node `n`'s `disk` to the last byte with a ballast file; its size.
+    pub fn fill_disk(&self, n: u8, disk: Disk) -> anyhow::Result<u64> {
+        Ok(tmpfs::fill(&self.disk_path(n, disk))?)
+    }
+
+    /// Deletes the ballast on node `n`'s `disk`, if any.
+    pub fn drain_disk(&self, n: u8, disk: Disk) -> anyhow::Result<()> {
+        Ok(tmpfs::drain(&self.disk_path(n, disk))?)
+    }
+
+    /// Kills node `n`'s `p` and starts it again.
+    pub fn bounce(&self, n: u8, p: Proc) -> anyhow::Result<()> {
+        self.with(n, p, |m| {
+            m.process.kill();
+            m.start(n, p)
+        })
     }
 
     pub fn node_logs(&self, n: u8) -> PathBuf {
@@ -502,13 +561,19 @@ impl Cluster {
         if what == Wipe::Influxd {
             return Ok(np.gateway_node.id);
         }
+        // The directory is a mount point: what is inside it goes, as on a replaced disk.
         let dir = np.gateway_node.data_dir.clone();
-        match fs::remove_dir_all(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(e).with_context(|| format!("cannot delete {}", dir.display())),
+        let entries =
+            fs::read_dir(&dir).with_context(|| format!("cannot read {}", dir.display()))?;
+        for entry in entries {
+            let path = entry?.path();
+            let removed = if path.is_dir() {
+                fs::remove_dir_all(&path)
+            } else {
+                fs::remove_file(&path)
+            };
+            removed.with_context(|| format!("cannot delete {}", path.display()))?;
         }
-        fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
         let id = self.ids.lock().replace(n);
         np.rejoin_as(n, id);
         Ok(id)
@@ -819,6 +884,23 @@ impl Cluster {
         drop(procs);
         if let Some(mut net) = self.network.lock().take() {
             net.teardown();
+        }
+        for mut disk in self.disks.lock().drain(..) {
+            if self.keep_data {
+                let kept = disk.path().with_extension("kept");
+                let copied = std::process::Command::new("cp")
+                    .arg("-a")
+                    .arg(disk.path())
+                    .arg(&kept)
+                    .status();
+                if !copied.is_ok_and(|s| s.success()) {
+                    eprintln!("cannot keep the data of {}", disk.path().display());
+                }
+                disk.unmount();
+                let _ = fs::rename(&kept, disk.path());
+            } else {
+                disk.unmount();
+            }
         }
     }
 }

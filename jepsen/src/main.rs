@@ -56,7 +56,7 @@ enum Cmd {
         #[arg(long, default_value_t = 10.0)]
         recovery_target: f64,
     },
-    /// Remove what a killed run left behind: processes, namespaces, bridge, rules.
+    /// Remove what a killed run left behind: processes, namespaces, bridge, rules, disks.
     Cleanup,
 }
 
@@ -68,7 +68,8 @@ struct TestArgs {
     /// Faults, comma-separated, or `all`: partition-one, partition-halves, partition-leader,
     /// majorities-ring, bridge, kill-gateway, kill-influxd, kill-node, pause-gateway,
     /// pause-influxd, pause-node, delay, loss, wipe-influxd, wipe-node, clock-skew,
-    /// membership; groups: partition, kill, pause, packet, wipe, clock, members; none.
+    /// membership, disk-full; groups: partition, kill, pause, packet, wipe, clock, members,
+    /// disk; none.
     #[arg(long, default_value = "all")]
     nemesis: String,
     /// Where run directories are created.

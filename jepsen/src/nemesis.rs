@@ -18,7 +18,7 @@ use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
 use rand::Rng;
 
-use crate::cluster::{Cluster, Proc, Wipe};
+use crate::cluster::{Cluster, Disk, Proc, Wipe};
 use crate::history::{Event, NemesisValue, Recorder, Type, F};
 use crate::netns::{self, nodes, NODES};
 
@@ -62,6 +62,11 @@ pub enum Kind {
     /// node removed and added back as a fresh member, or replaced by a new one while the
     /// leader is cut off or killed, or while the member that handles the change dies.
     Membership,
+    /// One node's gateway disk (its Raft log) or influxd disk filled to the last byte with a
+    /// ballast file; the heal deletes it. influxd 1.6 goes on failing the writes that met
+    /// the full disk until it is restarted, so a heal of its disk also restarts it, as an
+    /// operator would; the gateway is never restarted.
+    DiskFull,
 }
 
 /// The ways a `membership` fault changes the membership.
@@ -97,7 +102,7 @@ const SKEWS_S: [i64; 6] = [7, 90, 400, 1_500, 7_200, 30_000];
 /// ever remove it, and the cluster would be stuck for good.
 const PROMOTION_LIMIT: Duration = Duration::from_secs(120);
 
-pub const ALL: [Kind; 17] = [
+pub const ALL: [Kind; 18] = [
     Kind::PartitionOne,
     Kind::PartitionHalves,
     Kind::PartitionLeader,
@@ -115,6 +120,7 @@ pub const ALL: [Kind; 17] = [
     Kind::WipeNode,
     Kind::ClockSkew,
     Kind::Membership,
+    Kind::DiskFull,
 ];
 
 impl Kind {
@@ -137,6 +143,7 @@ impl Kind {
             Kind::WipeNode => "wipe-node",
             Kind::ClockSkew => "clock-skew",
             Kind::Membership => "membership",
+            Kind::DiskFull => "disk-full",
         }
     }
 
@@ -161,11 +168,12 @@ impl Kind {
                 "wipe" => vec![Kind::WipeInfluxd, Kind::WipeNode],
                 "clock" => vec![Kind::ClockSkew],
                 "members" => vec![Kind::Membership],
+                "disk" => vec![Kind::DiskFull],
                 other => match ALL.iter().find(|k| k.name() == other) {
                     Some(k) => vec![*k],
                     None => bail!(
                         "unknown nemesis {other:?}; known: all, none, partition, kill, pause, \
-                         packet, wipe, clock, members, {}",
+                         packet, wipe, clock, members, disk, {}",
                         ALL.map(Kind::name).join(", ")
                     ),
                 },
@@ -198,6 +206,8 @@ enum Active {
         wipe: Option<u8>,
         replaced: u8,
     },
+    /// A node's disk holds a ballast that fills it.
+    Filled(u8, Disk),
 }
 
 pub struct Nemesis {
@@ -461,6 +471,24 @@ impl Nemesis {
                 let (active, nodes, detail) = self.reconfigure(how, rng)?;
                 (active, value(nodes, detail))
             }
+            Kind::DiskFull => {
+                let n = all[rng.gen_range(0..all.len())];
+                let disk = if rng.gen_bool(0.5) {
+                    Disk::Gateway
+                } else {
+                    Disk::Influxd
+                };
+                let bytes = self
+                    .cluster
+                    .fill_disk(n, disk)
+                    .with_context(|| format!("filling n{n}'s {} disk", disk.name()))?;
+                let detail = format!(
+                    "n{n}'s {} disk filled: ballast of {bytes} bytes ({:.1} MiB)",
+                    disk.name(),
+                    bytes as f64 / f64::from(1 << 20)
+                );
+                (Active::Filled(n, disk), value(vec![n], detail))
+            }
         })
     }
 
@@ -589,6 +617,14 @@ impl Nemesis {
                     .try_for_each(|(n, p)| self.cluster.restart(n, p).map(drop))
             }
             Active::Skewed(..) => self.cluster.unskew_clocks().map(drop),
+            Active::Filled(n, disk) => self.cluster.drain_disk(n, disk).and_then(|()| {
+                // influxd 1.6 keeps the error of a write that met the full disk (its WAL and
+                // series files) until it restarts; the gateway needs nothing.
+                match disk {
+                    Disk::Influxd => self.cluster.bounce(n, Proc::Influxd),
+                    Disk::Gateway => Ok(()),
+                }
+            }),
             Active::Reconfigured {
                 stopped,
                 wipe,
@@ -639,6 +675,11 @@ fn isolate(group: &[u8]) -> anyhow::Result<()> {
 /// Heals every kind of fault, whatever is in force: the end of a run, or after a failure.
 pub fn heal_everything(cluster: &Cluster) -> anyhow::Result<Vec<(u8, Proc)>> {
     netns::heal_partitions()?;
+    for n in nodes() {
+        for disk in [Disk::Gateway, Disk::Influxd] {
+            cluster.drain_disk(n, disk)?;
+        }
+    }
     nodes().for_each(netns::clear_qdisc);
     cluster.unskew_clocks()?;
     let revived = cluster.revive_all()?;
@@ -691,6 +732,8 @@ mod tests {
             vec![Kind::WipeInfluxd, Kind::WipeNode]
         );
         assert!(Kind::parse_list("none").unwrap().is_empty());
+        assert_eq!(Kind::parse_list("disk").unwrap(), vec![Kind::DiskFull]);
+        assert!(Kind::parse_list("all").unwrap().contains(&Kind::DiskFull));
         assert!(Kind::parse_list("partition-everything").is_err());
         for k in ALL {
             assert_eq!(Kind::parse_list(k.name()).unwrap(), vec![k]);

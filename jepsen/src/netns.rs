@@ -164,6 +164,10 @@ pub fn cleanup_leftovers() {
     if std::path::Path::new(&format!("/sys/class/net/{BRIDGE}")).exists() {
         let _ = run("ip", &["link", "del", BRIDGE]);
     }
+    // The nodes' disks, once their processes are gone.
+    for path in harness::tmpfs::mounted_from(crate::cluster::DISK_SOURCE) {
+        harness::tmpfs::unmount(&path);
+    }
     while remove_forward_rule() {}
 }
 

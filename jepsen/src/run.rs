@@ -115,6 +115,7 @@ pub fn test(opts: Options, stop: Arc<AtomicBool>) -> anyhow::Result<Verdict> {
         opts.tls,
         &work_dir,
         &run_dir,
+        opts.keep_data,
     )?);
     let outcome = run_with_cluster(&opts, &kinds, &cluster, &run_dir, &run_id, &stop);
     // Whatever happened: the processes and the network go (idempotent; a panic is caught in

@@ -27,6 +27,7 @@ use bytes::Bytes;
 use raft::prelude::Entry;
 use tokio::sync::watch;
 
+use self::backoff::Backoff;
 use self::decode::{At, Item, Op};
 use crate::entry::{Origin, Query, Write};
 use crate::idempotency::{KeyTable, Verdict};
@@ -95,6 +96,10 @@ pub struct Applier<L: CommittedLog> {
     /// A seed chosen for speed failed: until then, replay.
     faster_paused_until: Option<Instant>,
     keys: Arc<KeyTable>,
+    /// influxd answers but failed the last entry (a 5xx, its disk full): it counts as down,
+    /// with that reason, until an entry or a marker goes through again, rather than as up
+    /// each time it answers a ping between two failed attempts.
+    down_until_progress: bool,
 }
 
 /// How often a rebuild logs its progress.
@@ -127,6 +132,7 @@ impl<L: CommittedLog> Applier<L> {
             queries: None,
             faster_paused_until: None,
             keys: Arc::new(KeyTable::in_memory()),
+            down_until_progress: false,
         };
         (applier, status_rx)
     }
@@ -154,6 +160,10 @@ impl<L: CommittedLog> Applier<L> {
     /// wait for influxd and resume from its marker again.
     pub async fn run(mut self) {
         let mut first = true;
+        // Attempts that failed on the same entry wait longer and longer (up to 2 s), and are
+        // logged once: influxd may fail the same write for as long as its disk is full.
+        let mut retry = Backoff::new();
+        let mut stuck: Option<(u64, std::mem::Discriminant<Interrupt>)> = None;
         loop {
             self.resume(first).await;
             first = false;
@@ -176,7 +186,17 @@ impl<L: CommittedLog> Applier<L> {
                 // Never a hot loop, whatever influxd keeps answering.
                 tokio::time::sleep(Duration::from_millis(100)).await;
             } else {
-                tracing::warn!(%why, applied = self.pos, "influxd unavailable; will resume from its marker");
+                let again = (self.pos, std::mem::discriminant(&why));
+                if stuck == Some(again) {
+                    tracing::debug!(%why, applied = self.pos, "influxd still fails the next entry");
+                    retry.wait().await;
+                } else {
+                    tracing::warn!(%why, applied = self.pos, "influxd unavailable; will resume from its marker");
+                    retry = Backoff::new();
+                }
+                stuck = Some(again);
+                // It answered, but not with a verdict: down until it applies something.
+                self.down_until_progress = !matches!(why, Interrupt::NoAnswer(_));
                 self.set_down(why.to_string());
             }
         }
@@ -187,6 +207,14 @@ impl<L: CommittedLog> Applier<L> {
             s.influxd_up = false;
             s.influxd_error = Some(why);
         });
+    }
+
+    /// Something went through to influxd: it is up, whatever failed before.
+    fn made_progress(&mut self) {
+        if self.down_until_progress {
+            self.down_until_progress = false;
+            self.set_up(None);
+        }
     }
 
     fn set_up(&self, version: Option<String>) {
@@ -245,6 +273,8 @@ impl<L: CommittedLog> Applier<L> {
                     self.marker_checked_at = Instant::now();
                 }
                 self.check_influxd(with_marker).await?;
+                // Nothing left to apply and influxd answers: nothing is failing now.
+                self.made_progress();
             }
         }
         Ok(())
@@ -399,6 +429,7 @@ impl<L: CommittedLog> Applier<L> {
     }
 
     fn advance(&mut self, e: &At, rejected: u64) {
+        self.made_progress();
         self.pos = e.index;
         let pos = self.pos;
         let report = self.progress_logged_at.elapsed() >= PROGRESS_EVERY;
@@ -451,6 +482,7 @@ impl<L: CommittedLog> Applier<L> {
             Written::DatabaseMissing => return Err(Interrupt::MarkerDatabaseGone),
         }
         self.keys.marker_written(index);
+        self.made_progress();
         self.marker = m;
         self.marker_written_at = Instant::now();
         self.log.save_applied(m.index);

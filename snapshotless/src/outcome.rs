@@ -86,6 +86,13 @@ pub(crate) enum Interrupt {
     /// 5xx, or anything else that is no verdict on the request.
     #[error("influxd answered {status}: {error}")]
     Failed { status: StatusCode, error: String },
+    /// influxd could not write to its own disk (full, read-only, failing), whatever status it
+    /// answered with: a condition of this replica, never a verdict on the request.
+    #[error(
+        "influxd cannot write to its disk ({status}: {error}); applying resumes once it can. \
+         influxd 1.6 may go on failing after space was freed until it is restarted"
+    )]
+    Storage { status: StatusCode, error: String },
     /// Reading or writing the marker failed.
     #[error(transparent)]
     Marker(#[from] MarkerError),
@@ -121,9 +128,39 @@ fn shown(marker: &Option<u64>) -> String {
     marker.map_or_else(|| "missing".to_owned(), |index| index.to_string())
 }
 
-/// 2xx and 4xx are answers about the request; 401/403 are about our credentials and 5xx
-/// about influxd, so those interrupt and are retried.
+/// What influxd (Go) reports when a file cannot be written for a reason of this machine:
+/// strerror of ENOSPC, EDQUOT, EROFS, EIO, EMFILE. influxd 1.6 answers a full disk with
+/// `400 partial write: ... no space left on device` for new series, with `200` and the error
+/// inside the results for a statement, and with `500` for its WAL: none of them is a verdict
+/// that every replica would give.
+const STORAGE_FAILURES: [&str; 5] = [
+    "no space left on device",
+    "disk quota exceeded",
+    "read-only file system",
+    "input/output error",
+    "too many open files",
+];
+
+/// Bytes of an answer searched for a storage failure: influxd's errors come first, and a
+/// state-changing statement's answer is small.
+const SEARCHED: usize = 64 << 10;
+
+fn storage_failure(r: &Response) -> bool {
+    let head = &r.body[..r.body.len().min(SEARCHED)];
+    let text = String::from_utf8_lossy(head);
+    STORAGE_FAILURES.iter().any(|f| text.contains(f))
+}
+
+/// 2xx and 4xx are answers about the request; 401/403 are about our credentials, 5xx about
+/// influxd, and a failure to write its own disk (whatever the status) about this replica, so
+/// those interrupt and are retried.
 pub(crate) fn classify(r: Response) -> Result<Response, Interrupt> {
+    if storage_failure(&r) {
+        return Err(Interrupt::Storage {
+            status: r.status,
+            error: r.error_text(),
+        });
+    }
     match r.status.as_u16() {
         200..=299 => Ok(r),
         401 | 403 => Err(Interrupt::Credentials {
@@ -167,6 +204,52 @@ mod tests {
             classify(answer(401)).unwrap_err().to_string(),
             "influxd refused the gateway's credentials (401 Unauthorized): boom"
         );
+    }
+
+    /// The answers influxd 1.6.7 gave on a full tmpfs: a new series, a statement, the WAL.
+    #[test]
+    fn a_full_disk_is_never_a_verdict_whatever_the_status() {
+        let answers = [
+            (
+                400,
+                r#"{"error":"partial write: write /d/data/a/_series/01/0000: no space left on device dropped=1991"}"#,
+            ),
+            (
+                200,
+                r#"{"results":[{"statement_id":0,"error":"write /d/meta/meta.dbtmp: no space left on device"}]}"#,
+            ),
+            (
+                500,
+                r#"{"error":"engine: error writing WAL entry: write /d/wal/a/autogen/1/_00001.wal: no space left on device"}"#,
+            ),
+            (
+                500,
+                r#"{"error":"open /d/data/a/autogen/2: read-only file system"}"#,
+            ),
+        ];
+        for (status, body) in answers {
+            let r = Response {
+                status: StatusCode::from_u16(status).unwrap(),
+                body: Bytes::from_static(body.as_bytes()),
+                content_type: None,
+            };
+            match classify(r) {
+                Err(i @ Interrupt::Storage { .. }) => {
+                    assert!(!i.lost_data());
+                    assert!(i.to_string().contains("cannot write to its disk"), "{i}");
+                }
+                other => panic!("{status} {body}: {other:?}"),
+            }
+        }
+        // A statement influxd refuses for what it says is still a verdict.
+        let refused = Response {
+            status: StatusCode::OK,
+            body: Bytes::from_static(
+                br#"{"results":[{"statement_id":0,"error":"database not found: x"}]}"#,
+            ),
+            content_type: None,
+        };
+        assert!(classify(refused).is_ok());
     }
 
     #[test]

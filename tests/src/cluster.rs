@@ -109,11 +109,15 @@ impl Node {
     }
 }
 
+/// Fields drop in this order: the processes go first, then the file systems mounted for them,
+/// then the directory that held them all.
 pub struct Cluster {
-    pub slot: Slot,
-    pub dir: tempfile::TempDir,
     pub nodes: Vec<Node>,
+    /// File systems mounted under nodes' directories before they started.
+    pub mounts: Vec<harness::Tmpfs>,
+    pub dir: tempfile::TempDir,
     pub tls: Option<ClusterTls>,
+    pub slot: Slot,
 }
 
 /// TLS in a test cluster: a CA of its own, a certificate it signs for each node (its IP and
@@ -160,13 +164,24 @@ impl Cluster {
     /// As [`Cluster::start`], with extra gateway flags (e.g. `--memory-budget`); `{ip}` in a
     /// flag is the node's own address (`--udp-bind {ip}:8189`).
     pub fn start_with(n: u64, extra: &[&str]) -> Cluster {
-        Self::start_full(n, extra, None, None)
+        Self::start_full(n, extra, None, None, &mut |_, _| Vec::new())
+    }
+
+    /// As [`Cluster::start_with`], calling `prepare` with each node's id and directory before
+    /// anything of that node starts; the file systems it mounts there (on `gateway/` or
+    /// `influxd/`) are unmounted once the cluster's processes are gone.
+    pub fn start_prepared(
+        n: u64,
+        extra: &[&str],
+        prepare: &mut dyn FnMut(u64, &Path) -> Vec<harness::Tmpfs>,
+    ) -> Cluster {
+        Self::start_full(n, extra, None, None, prepare)
     }
 
     /// As [`Cluster::start_with`], with mutual TLS on peer links and, if `secured` says so,
     /// HTTPS on the API, under a CA made for this cluster.
     pub fn start_with_tls(n: u64, secured: Secured, extra: &[&str]) -> Cluster {
-        Self::start_full(n, extra, None, Some(secured))
+        Self::start_full(n, extra, None, Some(secured), &mut |_, _| Vec::new())
     }
 
     /// influxd with authentication enabled, and gateways checking credentials and applying
@@ -185,7 +200,7 @@ impl Cluster {
             admin.1,
         ];
         flags.extend_from_slice(extra);
-        Self::start_full(n, &flags, Some(admin), None)
+        Self::start_full(n, &flags, Some(admin), None, &mut |_, _| Vec::new())
     }
 
     fn start_full(
@@ -193,6 +208,7 @@ impl Cluster {
         extra: &[&str],
         admin: Option<(&str, &str)>,
         secured: Option<Secured>,
+        prepare: &mut dyn FnMut(u64, &Path) -> Vec<harness::Tmpfs>,
     ) -> Cluster {
         let slot = Slot::acquire();
         let dir = tempfile::Builder::new()
@@ -206,8 +222,10 @@ impl Cluster {
         let members: Vec<(u64, String)> = (1..=n)
             .map(|i| (i, format!("{}:{PEER_PORT}", slot.ip(i))))
             .collect();
+        let mut mounts = Vec::new();
         let mut nodes: Vec<Node> = (1..=n)
             .map(|id| {
+                mounts.extend(prepare(id, &dir.path().join(format!("node{id}"))));
                 let peers = Peers::Initial(members.clone());
                 Self::new_node(&slot, dir.path(), id, admin, peers, extra, tls.as_ref())
             })
@@ -216,10 +234,11 @@ impl Cluster {
             node.gateway.start();
         }
         let c = Cluster {
-            slot,
-            dir,
             nodes,
+            mounts,
+            dir,
             tls,
+            slot,
         };
         c.wait_for_leader(Duration::from_secs(30));
         let ids: Vec<u64> = c.nodes.iter().map(|n| n.id).collect();

@@ -32,6 +32,7 @@ fn help_documents_every_setting() {
         "--influxd-password",
         "--auth-enabled",
         "--memory-budget",
+        "--log-disk-reserve",
         "--write-timeout",
         "--idempotency-window",
         "--idempotency-max-keys",

@@ -121,7 +121,9 @@ pub(super) fn status_document(node: &NodeView) -> serde_json::Value {
             "memory_misses": s.log.memory_misses,
             "syncs": s.log.syncs,
     });
-    document(&s.raft, &s.applier, log, s.pending)
+    let mut doc = document(&s.raft, &s.applier, log, s.pending);
+    doc["disk"] = s.disk.status();
+    doc
 }
 
 /// The `/status` document from its parts; the log's figures come ready-made, since they need
@@ -171,6 +173,7 @@ mod tests {
             RaftHandle::new(tx, raft_rx),
             Pending::new(1),
             applier_rx,
+            crate::log_disk::LogDisk::new(std::env::temp_dir(), 0),
             Duration::from_secs(1),
             Duration::ZERO,
         )

@@ -20,6 +20,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use crate::config::Config;
+use crate::log_disk::LogDisk;
 use crate::pending::Pending;
 use crate::tls::PeerSecurity;
 use bootstrap::ClusterId;
@@ -68,6 +69,7 @@ pub fn start(
     log: &HybridLog,
     pending: Arc<Pending>,
     progress: Progress,
+    disk: LogDisk,
     peers: TcpListener,
     security: Arc<PeerSecurity>,
 ) -> Result<Started, StartError> {
@@ -109,6 +111,7 @@ pub fn start(
         transport: transport.clone(),
         pending,
         progress,
+        disk,
         commit_tx,
         status_tx,
     };

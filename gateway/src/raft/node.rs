@@ -9,6 +9,11 @@
 //!    (votes, append responses);
 //! 5. advance, and do the same for the light ready.
 //!
+//! Every write of the log from this loop goes through [`Node::persist`]. A full disk stalls
+//! the loop there, retrying the same batch, rather than advancing past a Ready that is not
+//! durable: the node behaves as a paused one (the others elect a leader if it led), refuses
+//! writes meanwhile (log_disk.rs), and goes on by itself once space is freed.
+//!
 //! Normal entries are not applied here: the applier reads them from the log on its own, at
 //! influxd's pace, so a slow influxd never slows Raft down. This loop only tells it how far
 //! the committed, locally durable log reaches.
@@ -24,7 +29,7 @@ use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hybrid_log::{HybridLog, LogBatch};
+use hybrid_log::{HybridLog, LogBatch, LogError};
 use prost::Message as _;
 use raft::prelude::{
     ConfChange, ConfChangeType, ConfChangeV2, Entry, EntryType, Message, MessageType,
@@ -43,6 +48,7 @@ use super::members::AddressBook;
 use super::progress::Progress;
 use super::transport::Transport;
 use super::trim::{self, LogShape, Samples, TrimPolicy};
+use crate::log_disk::LogDisk;
 use crate::pending::Pending;
 
 /// Inputs handled per loop turn before the next Ready: large enough to batch many proposals
@@ -60,6 +66,11 @@ const TRIM_RETRY: Duration = Duration::from_secs(5);
 /// A follower sent a snapshot and silent about it this long gets another: the message may
 /// have been lost, and raft-rs sends nothing more to a follower waiting for a snapshot.
 const SNAPSHOT_WAIT: Duration = Duration::from_secs(3);
+/// A write of the log that found no space is retried after this, doubling up to
+/// [`PERSIST_RETRY_MAX`]: soon enough that freeing space is noticed at once, rarely enough
+/// that a long outage costs nothing.
+const PERSIST_RETRY_MIN: Duration = Duration::from_millis(100);
+const PERSIST_RETRY_MAX: Duration = Duration::from_secs(1);
 
 pub struct NodeConfig {
     pub id: u64,
@@ -75,6 +86,8 @@ pub struct Wiring {
     pub transport: Arc<Transport>,
     pub pending: Arc<Pending>,
     pub progress: Progress,
+    /// Where a full disk under the log is reported, for readiness and status.
+    pub disk: LogDisk,
     /// How far the committed, locally durable log reaches (the applier follows it).
     pub commit_tx: watch::Sender<u64>,
     pub status_tx: watch::Sender<RaftStatus>,
@@ -282,9 +295,7 @@ impl Node {
         if let Some(hs) = rd.hs() {
             batch.set_hard_state(hs.clone());
         }
-        if let Err(e) = self.log.commit(batch, rd.must_sync()) {
-            fail_stop(&format!("cannot persist the Raft log: {e}"));
-        }
+        self.persist(batch, rd.must_sync(), "the Raft log");
 
         for rs in rd.read_states() {
             if let Ok(ctx) = <[u8; 8]>::try_from(rs.request_ctx.as_slice()) {
@@ -314,9 +325,7 @@ impl Node {
             batch.set_hard_state(hs);
         }
         put_u64(&mut batch, MetaKey::RaftApplied, self.applied);
-        if let Err(e) = self.log.commit(batch, false) {
-            fail_stop(&format!("cannot persist the Raft state: {e}"));
-        }
+        self.persist(batch, false, "the Raft state");
         self.carry_out_trim();
         self.trim.samples.record(self.applied, Instant::now());
         self.out.commit_tx.send_if_modified(|c| {
@@ -330,18 +339,19 @@ impl Node {
     /// is then behind its log, which the applier finds out and has seeded.
     fn take_snapshot_position(&mut self, snap: raft::prelude::Snapshot) {
         let meta = snap.metadata.unwrap_or_default();
-        if let Err(e) = self.log.apply_snapshot_metadata(&meta) {
-            fail_stop(&format!(
-                "cannot take the log position {} from the leader: {e}",
-                meta.index
-            ));
+        let mut backoff = PERSIST_RETRY_MIN;
+        while let Err(e) = self.log.apply_snapshot_metadata(&meta) {
+            let what = format!("the log position {} from the leader", meta.index);
+            if !e.is_no_space() {
+                fail_stop(&format!("cannot take {what}: {e}"));
+            }
+            self.wait_for_space(&what, &e, &mut backoff);
         }
+        self.space_is_back();
         if self.out.book.merge(&snap.data) {
             let mut batch = LogBatch::new();
             self.out.book.persist(&mut batch);
-            if let Err(e) = self.log.commit(batch, true) {
-                fail_stop(&format!("cannot persist the address book: {e}"));
-            }
+            self.persist(batch, true, "the address book");
         }
         tracing::warn!(
             index = meta.index,
@@ -421,7 +431,12 @@ impl Node {
                 approx_bytes = t.approx_bytes,
                 "log trimmed"
             ),
-            Err(hybrid_log::LogError::TrimBeyondCommitted { .. }) => {}
+            Err(LogError::TrimBeyondCommitted { .. }) => {}
+            // A trim only gives space back; the next Ready tries again, and a full disk is
+            // reported by the writes that must succeed.
+            Err(e) if e.is_no_space() => {
+                tracing::debug!(through, error = %e, "log not trimmed: no space for the trim");
+            }
             Err(e) => fail_stop(&format!("cannot trim the log through {through}: {e}")),
         }
     }
@@ -554,8 +569,53 @@ impl Node {
         let mut batch = LogBatch::new();
         batch.set_conf_state(cs);
         self.out.book.persist(&mut batch);
-        if let Err(e) = self.log.commit(batch, true) {
-            fail_stop(&format!("cannot persist the membership: {e}"));
+        self.persist(batch, true, "the membership");
+    }
+
+    /// Makes `batch` durable; every write of the log from this loop comes here. raft-rs may
+    /// not be told a Ready is persisted before it is, so a full disk waits here, retrying the
+    /// same batch, until space is freed; the loop stalls meanwhile, as if the process were
+    /// paused. Any other failure stops the process (see [`fail_stop`]).
+    fn persist(&mut self, batch: LogBatch, sync: bool, what: &str) {
+        let mut batch = batch;
+        let mut backoff = PERSIST_RETRY_MIN;
+        loop {
+            match self.log.try_commit(batch, sync) {
+                Ok(()) => {
+                    self.space_is_back();
+                    return;
+                }
+                Err(r) if r.error.is_no_space() => {
+                    self.wait_for_space(what, &r.error, &mut backoff);
+                    batch = r.batch;
+                }
+                Err(r) => fail_stop(&format!("cannot persist {what}: {}", r.error)),
+            }
+        }
+    }
+
+    /// One wait before a write that found no space is tried again. The first one of an
+    /// outage is logged and marks the node, so that it refuses writes and says why.
+    fn wait_for_space(&mut self, what: &str, error: &LogError, backoff: &mut Duration) {
+        if self.out.disk.persist_failed(error.to_string()) {
+            tracing::error!(
+                %error,
+                "cannot persist {what} for want of disk space; this node takes no part in \
+                 the cluster and refuses writes until space is freed there, and retries"
+            );
+            // The loop is stalled: the status must say so now, not after the wait.
+            self.publish_status();
+        }
+        std::thread::sleep(*backoff);
+        *backoff = (*backoff * 2).min(PERSIST_RETRY_MAX);
+    }
+
+    fn space_is_back(&self) {
+        if let Some(after) = self.out.disk.persist_recovered() {
+            tracing::info!(
+                after_seconds = after.as_secs_f64(),
+                "the Raft log is written again: space was freed"
+            );
         }
     }
 

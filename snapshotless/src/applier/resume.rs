@@ -60,6 +60,12 @@ impl<L: CommittedLog> Applier<L> {
                     backoff.wait().await;
                     continue;
                 }
+                // After a failed entry influxd counts as down until one goes through: an
+                // answer to a ping says nothing about its disk.
+                Ok(version) if self.down_until_progress => {
+                    self.status
+                        .send_modify(|s| s.influxd_version = Some(version));
+                }
                 Ok(version) => self.set_up(Some(version)),
             }
             match (marker::read(&self.influxd).await, &self.config.admin) {

@@ -16,6 +16,7 @@ mod coalesce;
 mod decode;
 mod resume;
 mod seeding;
+mod torn_wal;
 
 pub use seeding::{SeedReport, Seeder};
 
@@ -32,7 +33,7 @@ use self::decode::{At, Item, Op};
 use crate::entry::{Origin, Query, Write};
 use crate::idempotency::{KeyTable, Verdict};
 use crate::influxd::{Influxd, Response};
-use crate::log::CommittedLog;
+use crate::log::{CommittedLog, ReplayFloor};
 use crate::marker::{self, Marker, Written};
 use crate::outcome::{classify, AppliedQueries, Interrupt, Outcome, OutcomeSink};
 use crate::status::{ApplierStatus, SeedReason};
@@ -100,6 +101,13 @@ pub struct Applier<L: CommittedLog> {
     /// with that reason, until an entry or a marker goes through again, rather than as up
     /// each time it answers a ping between two failed attempts.
     down_until_progress: bool,
+    /// Set while influxd may hold a torn write in its WAL (`applier/torn_wal.rs`); whether
+    /// it is stored with the log; when it was last checked.
+    floor: Option<ReplayFloor>,
+    floor_saved: bool,
+    floor_checked_at: Instant,
+    /// When the influxd process the applier last looked at started (`/debug/vars`).
+    influxd_process: Option<String>,
 }
 
 /// How often a rebuild logs its progress.
@@ -113,7 +121,11 @@ impl<L: CommittedLog> Applier<L> {
         committed: watch::Receiver<u64>,
         sink: Arc<dyn OutcomeSink>,
     ) -> (Self, watch::Receiver<ApplierStatus>) {
-        let (status, status_rx) = watch::channel(ApplierStatus::default());
+        let floor = log.load_replay_floor();
+        let (status, status_rx) = watch::channel(ApplierStatus {
+            replay_floor: floor.as_ref().map(|f| f.from),
+            ..ApplierStatus::default()
+        });
         let now = Instant::now();
         let applier = Applier {
             config,
@@ -133,6 +145,10 @@ impl<L: CommittedLog> Applier<L> {
             faster_paused_until: None,
             keys: Arc::new(KeyTable::in_memory()),
             down_until_progress: false,
+            floor,
+            floor_saved: true,
+            floor_checked_at: now,
+            influxd_process: None,
         };
         (applier, status_rx)
     }
@@ -178,6 +194,9 @@ impl<L: CommittedLog> Applier<L> {
             }
             let why = self.apply_loop().await;
             self.status.send_modify(|s| s.resumes += 1);
+            if why.may_tear_wal() {
+                self.note_torn_write(&why).await;
+            }
             if let Interrupt::Trimmed { next } = why {
                 tracing::warn!(next, "the log no longer holds the next entry to apply");
                 self.seed(SeedReason::Trimmed).await;
@@ -275,6 +294,7 @@ impl<L: CommittedLog> Applier<L> {
                 self.check_influxd(with_marker).await?;
                 // Nothing left to apply and influxd answers: nothing is failing now.
                 self.made_progress();
+                self.check_floor().await?;
             }
         }
         Ok(())
@@ -481,13 +501,13 @@ impl<L: CommittedLog> Applier<L> {
             Written::Ok => {}
             Written::DatabaseMissing => return Err(Interrupt::MarkerDatabaseGone),
         }
-        self.keys.marker_written(index);
+        self.keys.marker_written(self.keys_forget_through(index));
         self.made_progress();
         self.marker = m;
         self.marker_written_at = Instant::now();
         self.log.save_applied(m.index);
         self.status.send_modify(|s| s.marker = m.index);
-        Ok(())
+        self.check_floor().await
     }
 
     /// influxd still holds the marker we last wrote: it has not lost data under us.

@@ -207,6 +207,13 @@ impl Influxd {
     /// files and the WAL of every shard, `_internal` left out as a seed leaves it out. About
     /// what a portable backup of it moves.
     pub async fn disk_bytes(&self) -> Result<u64, Unavailable> {
+        Ok(shard_disk_bytes(&self.debug_vars().await?))
+    }
+
+    /// influxd's statistics (`/debug/vars`): its process, and each shard's engine.
+    pub async fn debug_vars(
+        &self,
+    ) -> Result<serde_json::Map<String, serde_json::Value>, Unavailable> {
         let req = self
             .request(Method::GET, "/debug/vars")
             .body(Full::new(Bytes::new()))
@@ -215,9 +222,7 @@ impl Influxd {
         if !parts.status.is_success() {
             return Err(self.unavailable(format!("/debug/vars answered {}", parts.status)));
         }
-        let vars: serde_json::Map<String, serde_json::Value> = serde_json::from_slice(&body)
-            .map_err(|e| self.unavailable(format!("/debug/vars: {e}")))?;
-        Ok(shard_disk_bytes(&vars))
+        serde_json::from_slice(&body).map_err(|e| self.unavailable(format!("/debug/vars: {e}")))
     }
 }
 

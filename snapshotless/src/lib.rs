@@ -39,6 +39,6 @@ pub use applier::{Applier, ApplierConfig};
 pub use entry::{Command, KeyedBy, Origin, Trim};
 pub use idempotency::KeyTable;
 pub use influxd::Influxd;
-pub use log::{CommittedLog, LogReadError, MetaKey};
+pub use log::{CommittedLog, LogReadError, MetaKey, ReplayFloor};
 pub use outcome::{AppliedQueries, Outcome, OutcomeSink};
 pub use status::ApplierStatus;

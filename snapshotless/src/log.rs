@@ -42,11 +42,15 @@ pub enum MetaKey {
     /// under this prefix followed by its log index in 20 digits. Written with
     /// [`MetaKey::IdempotencySpan`]; deleted once evicted and covered by a marker.
     IdempotencyRecords,
+    /// The [`ReplayFloor`] (JSON), while there is one. Written, synced, by the applier when
+    /// influxd failed or died in the middle of a write, deleted once influxd has moved what
+    /// it wrote since into its data files (`applier/torn_wal.rs`).
+    ReplayFloor,
 }
 
 impl MetaKey {
     /// Every key, for checks over all of them.
-    pub const ALL: [MetaKey; 7] = [
+    pub const ALL: [MetaKey; 8] = [
         MetaKey::RaftApplied,
         MetaKey::ClusterId,
         MetaKey::Addresses,
@@ -54,6 +58,7 @@ impl MetaKey {
         MetaKey::Passwords,
         MetaKey::IdempotencySpan,
         MetaKey::IdempotencyRecords,
+        MetaKey::ReplayFloor,
     ];
 
     /// The key as stored. Never change one: logs written by earlier versions use these.
@@ -66,6 +71,7 @@ impl MetaKey {
             MetaKey::Passwords => "seed.passwords",
             MetaKey::IdempotencySpan => "idempotency.span",
             MetaKey::IdempotencyRecords => "idempotency.records/",
+            MetaKey::ReplayFloor => "applier.replay_floor",
         }
     }
 }
@@ -108,6 +114,17 @@ impl LogReadError {
     }
 }
 
+/// Where the applier replays from after influxd restarts, while influxd's write-ahead log may
+/// hold a write torn half-way (`applier/torn_wal.rs`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ReplayFloor {
+    /// The first entry influxd may have taken after the torn write.
+    pub from: u64,
+    /// When the influxd process that tore it started (its `/debug/vars` `started`), if known:
+    /// only a later process can have moved everything into its data files.
+    pub process: Option<String>,
+}
+
 /// The applier's view of the log: committed entries to read, and a place to remember how far
 /// it got (a hint only; influxd's own marker is the truth).
 pub trait CommittedLog: Send + Sync + 'static {
@@ -117,6 +134,11 @@ pub trait CommittedLog: Send + Sync + 'static {
     /// The last marker index this node wrote to influxd, persisted with the log.
     fn load_applied(&self) -> u64;
     fn save_applied(&self, index: u64);
+    /// The replay floor, if one is set.
+    fn load_replay_floor(&self) -> Option<ReplayFloor>;
+    /// Sets or clears the replay floor, synced: forgetting it would lose writes at influxd's
+    /// next restart.
+    fn save_replay_floor(&self, floor: Option<&ReplayFloor>) -> Result<(), LogError>;
 }
 
 impl CommittedLog for HybridLog {
@@ -140,6 +162,36 @@ impl CommittedLog for HybridLog {
             tracing::warn!(error = %e, "cannot record the applied marker in the log directory");
         }
     }
+
+    fn load_replay_floor(&self) -> Option<ReplayFloor> {
+        let bytes = read_bytes(self, MetaKey::ReplayFloor).ok().flatten()?;
+        match serde_json::from_slice(&bytes) {
+            Ok(f) => Some(f),
+            Err(e) => {
+                // Unreadable: replay from the start rather than risk a gap.
+                tracing::error!(error = %e, "the stored replay floor cannot be read; replaying from index 1 at influxd's next restart");
+                Some(ReplayFloor {
+                    from: 1,
+                    process: None,
+                })
+            }
+        }
+    }
+
+    fn save_replay_floor(&self, floor: Option<&ReplayFloor>) -> Result<(), LogError> {
+        let mut batch = LogBatch::new();
+        match floor {
+            Some(f) => put_bytes(
+                &mut batch,
+                MetaKey::ReplayFloor,
+                serde_json::to_vec(f).expect("a replay floor serializes"),
+            ),
+            None => {
+                batch.delete_meta(MetaKey::ReplayFloor.key());
+            }
+        }
+        self.commit(batch, true)
+    }
 }
 
 #[cfg(test)]
@@ -161,7 +213,8 @@ mod tests {
                 "applier.marker",
                 "seed.passwords",
                 "idempotency.span",
-                "idempotency.records/"
+                "idempotency.records/",
+                "applier.replay_floor"
             ]
         );
         assert_eq!(keys.iter().collect::<HashSet<_>>().len(), keys.len());
@@ -196,5 +249,14 @@ mod tests {
         log.save_applied(42);
         assert_eq!(log.load_applied(), 42);
         assert_eq!(read_u64(&log, MetaKey::ApplierMarker), 42);
+        assert_eq!(log.load_replay_floor(), None);
+        let floor = ReplayFloor {
+            from: 9,
+            process: Some("2026-11-26T18:55:58Z".into()),
+        };
+        log.save_replay_floor(Some(&floor)).unwrap();
+        assert_eq!(log.load_replay_floor(), Some(floor));
+        log.save_replay_floor(None).unwrap();
+        assert_eq!(log.load_replay_floor(), None);
     }
 }

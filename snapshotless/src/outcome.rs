@@ -111,6 +111,10 @@ pub(crate) enum Interrupt {
     /// influxd lost data: it no longer holds the marker last written.
     #[error("influxd's marker is {} but {written} was written", shown(.found))]
     MarkerBehind { found: Option<u64>, written: u64 },
+    /// influxd restarted while a replay floor is set: it may have lost writes behind a gap
+    /// in its WAL (`applier/torn_wal.rs`).
+    #[error("influxd restarted while its WAL may hold a torn write")]
+    Restarted,
 }
 
 impl Interrupt {
@@ -119,8 +123,26 @@ impl Interrupt {
     pub(crate) fn lost_data(&self) -> bool {
         matches!(
             self,
-            Interrupt::MarkerDatabaseGone | Interrupt::MarkerBehind { .. }
+            Interrupt::MarkerDatabaseGone | Interrupt::MarkerBehind { .. } | Interrupt::Restarted
         )
+    }
+}
+
+impl Interrupt {
+    /// influxd may have written part of a write to its WAL and not the rest: it failed to
+    /// write its disk, or the connection broke while a request was in flight (influxd killed
+    /// in the middle of it, paused and maybe killed later). A refused connection reached no
+    /// influxd at all.
+    pub(crate) fn may_tear_wal(&self) -> bool {
+        let broke = |u: &Unavailable| !u.reason.contains("(Connect)");
+        match self {
+            Interrupt::Storage { .. } => true,
+            Interrupt::NoAnswer(u) | Interrupt::Marker(MarkerError::Unavailable(u)) => broke(u),
+            Interrupt::Marker(MarkerError::Unexpected { body, .. }) => {
+                STORAGE_FAILURES.iter().any(|f| body.contains(f))
+            }
+            _ => false,
+        }
     }
 }
 
@@ -264,5 +286,28 @@ mod tests {
             "influxd's marker is missing but 9 was written"
         );
         assert!(Interrupt::MarkerDatabaseGone.lost_data());
+    }
+
+    #[test]
+    fn a_write_may_be_torn_by_a_full_disk_or_a_broken_connection_not_a_refused_one() {
+        let unavailable = |reason: &str| Unavailable {
+            url: "http://127.0.0.1:8086".into(),
+            reason: reason.into(),
+        };
+        let full = Response {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            body: Bytes::from_static(
+                br#"{"error":"engine: error writing WAL entry: write x.wal: no space left on device"}"#,
+            ),
+            content_type: None,
+        };
+        assert!(classify(full).unwrap_err().may_tear_wal());
+        let reset = "client error (SendRequest): connection error: Connection reset by peer";
+        assert!(Interrupt::NoAnswer(unavailable(reset)).may_tear_wal());
+        assert!(Interrupt::NoAnswer(unavailable("no answer within 10s")).may_tear_wal());
+        let refused = "client error (Connect): tcp connect error: Connection refused";
+        assert!(!Interrupt::NoAnswer(unavailable(refused)).may_tear_wal());
+        assert!(!classify(answer(503)).unwrap_err().may_tear_wal());
+        assert!(Interrupt::Restarted.lost_data());
     }
 }

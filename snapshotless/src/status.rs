@@ -41,6 +41,9 @@ pub struct ApplierStatus {
     pub seeds_completed: u64,
     pub seeds_failed: u64,
     pub last_seed_error: Option<String>,
+    /// Set while influxd may hold a torn write in its WAL: the log is replayed from here
+    /// after each restart of influxd (`applier/torn_wal.rs`).
+    pub replay_floor: Option<u64>,
 }
 
 /// A seed under way.

@@ -16,7 +16,7 @@ use parking_lot::Mutex;
 use raft::prelude::{Entry, EntryType};
 use snapshotless::{
     Applier, ApplierConfig, ApplierStatus, Command, CommittedLog, Influxd, KeyTable, KeyedBy,
-    LogReadError, Origin, Outcome, OutcomeSink,
+    LogReadError, Origin, Outcome, OutcomeSink, ReplayFloor,
 };
 use tokio::sync::watch;
 
@@ -143,6 +143,7 @@ async fn answer(state: &Mutex<FakeState>, req: Request<Incoming>) -> Response<Fu
 struct FakeLog {
     entries: Arc<Mutex<Vec<Entry>>>,
     applied_hint: Arc<Mutex<u64>>,
+    replay_floor: Arc<Mutex<Option<ReplayFloor>>>,
 }
 
 impl CommittedLog for FakeLog {
@@ -157,6 +158,13 @@ impl CommittedLog for FakeLog {
     }
     fn save_applied(&self, index: u64) {
         *self.applied_hint.lock() = index;
+    }
+    fn load_replay_floor(&self) -> Option<ReplayFloor> {
+        self.replay_floor.lock().clone()
+    }
+    fn save_replay_floor(&self, floor: Option<&ReplayFloor>) -> Result<(), hybrid_log::LogError> {
+        *self.replay_floor.lock() = floor.cloned();
+        Ok(())
     }
 }
 

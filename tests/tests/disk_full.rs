@@ -23,6 +23,9 @@ struct Acked {
     points: usize,
     next: u64,
     width: usize,
+    /// Every write to the same `width` series (`m,k={k} v={seq}i {seq}`), rather than new
+    /// ones: influxd then meets a full disk in its WAL, not in its series index.
+    same_series: bool,
 }
 
 impl Acked {
@@ -31,6 +34,7 @@ impl Acked {
             points: 0,
             next: 1,
             width,
+            same_series: false,
         }
     }
 
@@ -40,7 +44,10 @@ impl Acked {
         let seq = self.next;
         self.next += 1;
         let line: String = (0..self.width)
-            .map(|k| format!("m,seq={seq},k={k} v={seq}i {seq}\n"))
+            .map(|k| match self.same_series {
+                true => format!("m,k={k} v={seq}i {seq}\n"),
+                false => format!("m,seq={seq},k={k} v={seq}i {seq}\n"),
+            })
             .collect();
         let api = c.node(via).api();
         wait_until(
@@ -322,5 +329,66 @@ fn an_influxd_whose_disk_fills_holds_its_applier_back_and_loses_nothing() {
         "the gateway was restarted"
     );
     acked.write(&c, victim);
+    assert_converged(&c, &acked, &probes);
+}
+
+/// influxd 1.6 tears the WAL entry that meets the full disk. At its next start it cuts the
+/// segment back to the last whole entry but appends where the file ended before the cut; at
+/// the start after that, reading stops at the gap and the writes behind it are gone. They
+/// were acknowledged and the marker covers them: the applier must replay them.
+#[test]
+fn writes_behind_a_torn_influxd_wal_survive_its_later_restarts() {
+    let mut c = cluster_on_tmpfs("influxd", &[]);
+    c.create_database(1, "db");
+    // Large entries on series that exist: the write that meets the full disk is a WAL entry
+    // bigger than the room left in the file's last page, so part of it is written.
+    let mut acked = Acked::new(2000);
+    acked.same_series = true;
+    let probes = Probes::default();
+    for id in [1, 2, 3] {
+        acked.write(&c, id);
+    }
+    c.wait_converged("db", "m", acked.points, CONVERGE);
+    let victim = 3;
+    let dir = influxd_dir(&c, victim);
+    tmpfs::fill(&dir).unwrap();
+    for i in 0..6 {
+        acked.write(&c, [1, 2][i % 2]);
+    }
+    wait_health(
+        &c,
+        victim,
+        "503 saying influxd cannot write",
+        |status, h| {
+            status == 503
+                && h["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("cannot write to its disk"))
+        },
+    );
+    assert!(
+        status(&c, victim)["applier"]["replay_floor"].is_u64(),
+        "no replay floor after a failed write: {}",
+        status(&c, victim)
+    );
+    tmpfs::drain(&dir).unwrap();
+    c.node_mut(victim).influxd.restart();
+    let log = std::fs::read_to_string(dir.join("influxd.log")).unwrap_or_default();
+    assert!(
+        log.contains("File corrupt"),
+        "influxd did not find a torn WAL entry at its restart: the scenario did not happen"
+    );
+    c.wait_ready(&[victim], CONVERGE);
+    // Behind the gap in node 3's WAL.
+    for i in 0..6 {
+        acked.write(&c, [1, 2, 3][i % 3]);
+    }
+    assert_converged(&c, &acked, &probes);
+    // The restart that loses what is behind the gap; the applier replays it.
+    c.node_mut(victim).influxd.restart();
+    c.wait_ready(&[victim], CONVERGE);
+    assert_converged(&c, &acked, &probes);
+    c.node_mut(victim).influxd.restart();
+    c.wait_ready(&[victim], CONVERGE);
     assert_converged(&c, &acked, &probes);
 }

@@ -16,13 +16,16 @@ impl<L: CommittedLog> Applier<L> {
     pub(super) async fn resume(&mut self, first: bool) {
         let mut backoff = Backoff::new();
         let found = self.read_marker(&mut backoff).await;
+        let restarted = self.influxd_restarted().await;
         // What this node knows it had applied to influxd: the persisted hint, or the marker
         // it wrote itself before this interruption.
-        let written_before = self.log.load_applied().max(self.marker.index);
+        let mut written_before = self.log.load_applied().max(self.marker.index);
         let start = match found {
             None => self.create_marker(&mut backoff).await,
             Some(m) => self.check_marker_term(m).await,
         };
+        written_before = written_before.max(start.index);
+        let start = self.replay_start(start, restarted);
         if start.index < written_before {
             self.start_rebuild(start, written_before);
         } else if self

@@ -101,6 +101,8 @@ impl<L: CommittedLog> Applier<L> {
                         took = ?took,
                         "influxd seeded; replaying the log from the copy's marker"
                     );
+                    // The copy replaced influxd's data, torn WAL included.
+                    self.set_floor(None);
                     // Not ready until it replayed what was committed meanwhile.
                     let (from, target) = (restored.marker.index, *self.committed.borrow());
                     self.status.send_modify(|s| {

@@ -292,6 +292,9 @@ impl<L: CommittedLog> Applier<L> {
                     self.marker_checked_at = Instant::now();
                 }
                 self.check_influxd(with_marker).await?;
+                if with_marker {
+                    self.watch_process().await?;
+                }
                 // Nothing left to apply and influxd answers: nothing is failing now.
                 self.made_progress();
                 self.check_floor().await?;

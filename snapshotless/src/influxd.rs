@@ -210,6 +210,23 @@ impl Influxd {
         Ok(shard_disk_bytes(&self.debug_vars().await?))
     }
 
+    /// When the influxd process started (`SHOW DIAGNOSTICS`, a small answer): tells a
+    /// restarted influxd from the same one. `None` if the answer does not say.
+    pub async fn started(&self) -> Result<Option<String>, Unavailable> {
+        let r = self.query("SHOW DIAGNOSTICS", "", "", "").await?;
+        let v: serde_json::Value = serde_json::from_slice(&r.body).unwrap_or_default();
+        let system = v["results"][0]["series"]
+            .as_array()
+            .and_then(|all| all.iter().find(|s| s["name"] == "system"));
+        Ok(system.and_then(|s| {
+            let column = s["columns"]
+                .as_array()?
+                .iter()
+                .position(|c| c == "started")?;
+            s["values"][0][column].as_str().map(str::to_owned)
+        }))
+    }
+
     /// influxd's statistics (`/debug/vars`): its process, and each shard's engine.
     pub async fn debug_vars(
         &self,

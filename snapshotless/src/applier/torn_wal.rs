@@ -32,55 +32,35 @@ const CHECK_EVERY: Duration = Duration::from_secs(10);
 /// applier sees (`resume.rs`).
 const IGNORED: [&str; 2] = ["_internal", marker::DATABASE];
 
-/// What influxd's statistics say about its process and its WAL.
-#[derive(Debug, PartialEq, Eq)]
-pub(crate) struct WalState {
-    /// When the process started.
-    pub started: Option<String>,
-    /// Shards with a WAL whose cache this process has not snapshotted yet.
-    pub unsnapshotted: usize,
-}
-
-impl WalState {
-    pub(crate) fn from_vars(vars: &Map<String, Value>) -> WalState {
-        let of = |name: &str, id: &Value| {
-            vars.values()
-                .find(|v| v["name"] == name && &v["tags"]["id"] == id)
-                .cloned()
-        };
-        let unsnapshotted = vars
-            .values()
-            .filter(|v| v["name"] == "tsm1_wal")
-            .filter(|v| !IGNORED.iter().any(|db| v["tags"]["database"] == *db))
-            .filter(|v| {
-                let bytes = |f: &str| v["values"][f].as_u64().unwrap_or(0);
-                bytes("currentSegmentDiskBytes") + bytes("oldSegmentsDiskBytes") > 0
-            })
-            .filter(|wal| {
-                let snapshots = of("tsm1_cache", &wal["tags"]["id"])
-                    .and_then(|c| c["values"]["snapshotCount"].as_u64())
-                    .unwrap_or(0);
-                snapshots == 0
-            })
-            .count();
-        WalState {
-            started: vars
-                .get("system")
-                .and_then(|s| s["started"].as_str())
-                .map(str::to_owned),
-            unsnapshotted,
-        }
-    }
+/// Shards with a WAL whose cache this influxd process has not snapshotted yet, by its
+/// statistics (`/debug/vars`).
+pub(crate) fn unsnapshotted(vars: &Map<String, Value>) -> usize {
+    let snapshots = |id: &Value| {
+        vars.values()
+            .find(|v| v["name"] == "tsm1_cache" && &v["tags"]["id"] == id)
+            .and_then(|c| c["values"]["snapshotCount"].as_u64())
+            .unwrap_or(0)
+    };
+    vars.values()
+        .filter(|v| v["name"] == "tsm1_wal")
+        .filter(|v| !IGNORED.iter().any(|db| v["tags"]["database"] == *db))
+        .filter(|v| {
+            let bytes = |f: &str| v["values"][f].as_u64().unwrap_or(0);
+            bytes("currentSegmentDiskBytes") + bytes("oldSegmentsDiskBytes") > 0
+        })
+        .filter(|wal| snapshots(&wal["tags"]["id"]) == 0)
+        .count()
 }
 
 impl<L: CommittedLog> Applier<L> {
     /// influxd may have torn a write: from the next entry on, replay after each of its
     /// restarts until a later process has snapshotted everything.
     pub(super) async fn note_torn_write(&mut self, why: &Interrupt) {
-        // A process that answers is the one that failed; one that does not was last seen.
-        let process = match self.influxd.debug_vars().await {
-            Ok(vars) => WalState::from_vars(&vars).started,
-            Err(_) => self.influxd_process.clone(),
+        // A process that answers is the one that failed or a later one (recorded as the one
+        // that tore it, the floor only stays longer); one that does not was last seen.
+        let process = match self.influxd.started().await {
+            Ok(Some(started)) => Some(started),
+            _ => self.influxd_process.clone(),
         };
         let from = match &self.floor {
             Some(f) => f.from,
@@ -99,13 +79,23 @@ impl<L: CommittedLog> Applier<L> {
     /// Whether influxd restarted since the applier last looked (at a start of the gateway,
     /// as far as it knows, yes).
     pub(super) async fn influxd_restarted(&mut self) -> bool {
-        let started = match self.influxd.debug_vars().await {
-            Ok(vars) => WalState::from_vars(&vars).started,
-            Err(_) => None,
-        };
+        let started = self.influxd.started().await.ok().flatten();
         let restarted = started.is_none() || started != self.influxd_process;
         self.influxd_process = started;
         restarted
+    }
+
+    /// Keeps the process the applier last saw current while idle, so that a write torn later
+    /// is put on the right one; a restart while a floor is set means a replay.
+    pub(super) async fn watch_process(&mut self) -> Result<(), Interrupt> {
+        let started = self.influxd.started().await?;
+        if started.is_some() && started != self.influxd_process {
+            if self.floor.is_some() {
+                return Err(Interrupt::Restarted);
+            }
+            self.influxd_process = started;
+        }
+        Ok(())
     }
 
     /// Where a resume must start, given influxd's marker: no later than the floor when
@@ -149,15 +139,17 @@ impl<L: CommittedLog> Applier<L> {
         if !self.floor_saved {
             self.set_floor(Some(floor.clone()));
         }
+        let Ok(Some(started)) = self.influxd.started().await else {
+            return Ok(());
+        };
+        if Some(&started) != self.influxd_process.as_ref() {
+            return Err(Interrupt::Restarted);
+        }
         let Ok(vars) = self.influxd.debug_vars().await else {
             return Ok(());
         };
-        let state = WalState::from_vars(&vars);
-        if state.started.is_some() && state.started != self.influxd_process {
-            return Err(Interrupt::Restarted);
-        }
-        let later_process = state.started.is_some() && state.started != floor.process;
-        if later_process && floor.process.is_some() && state.unsnapshotted == 0 {
+        let later_process = floor.process.as_ref().is_some_and(|p| *p != started);
+        if later_process && unsnapshotted(&vars) == 0 {
             tracing::info!(
                 from = floor.from,
                 "influxd has snapshotted every shard since it restarted: the replay floor is cleared"
@@ -203,31 +195,21 @@ mod tests {
     }
 
     fn vars(shards: &[[(String, Value); 2]]) -> Map<String, Value> {
-        let mut m: Map<String, Value> = shards.iter().flatten().cloned().collect();
-        m.insert("system".into(), json!({"started": "2026-11-26T18:55:58Z"}));
-        m
+        shards.iter().flatten().cloned().collect()
     }
 
     #[test]
     fn a_shard_with_a_wal_and_no_snapshot_holds_the_floor() {
-        let state = WalState::from_vars(&vars(&[
+        let held = vars(&[
             shard(1, "db", 4096, 0),
             shard(2, "db", 0, 0),
             shard(3, "db", 100, 2),
             shard(4, "_internal", 100, 0),
             shard(5, "_gateway", 100, 0),
-        ]));
-        assert_eq!(state.started.as_deref(), Some("2026-11-26T18:55:58Z"));
-        assert_eq!(state.unsnapshotted, 1);
-        let clear = WalState::from_vars(&vars(&[shard(1, "db", 4096, 1), shard(2, "db", 0, 0)]));
-        assert_eq!(clear.unsnapshotted, 0);
-        // Statistics missing: nothing known, nothing counted; `started` decides.
-        assert_eq!(
-            WalState::from_vars(&Map::new()),
-            WalState {
-                started: None,
-                unsnapshotted: 0
-            }
-        );
+        ]);
+        assert_eq!(unsnapshotted(&held), 1);
+        let clear = vars(&[shard(1, "db", 4096, 1), shard(2, "db", 0, 0)]);
+        assert_eq!(unsnapshotted(&clear), 0);
+        assert_eq!(unsnapshotted(&Map::new()), 0);
     }
 }

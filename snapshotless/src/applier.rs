@@ -106,8 +106,10 @@ pub struct Applier<L: CommittedLog> {
     floor: Option<ReplayFloor>,
     floor_saved: bool,
     floor_checked_at: Instant,
-    /// When the influxd process the applier last looked at started (`/debug/vars`).
+    /// When the influxd process the applier last looked at started (`SHOW DIAGNOSTICS`).
     influxd_process: Option<String>,
+    /// The last interruption came from a request that writes nothing (an idle check).
+    interrupted_reading: bool,
 }
 
 /// How often a rebuild logs its progress.
@@ -149,6 +151,7 @@ impl<L: CommittedLog> Applier<L> {
             floor_saved: true,
             floor_checked_at: now,
             influxd_process: None,
+            interrupted_reading: false,
         };
         (applier, status_rx)
     }
@@ -194,7 +197,8 @@ impl<L: CommittedLog> Applier<L> {
             }
             let why = self.apply_loop().await;
             self.status.send_modify(|s| s.resumes += 1);
-            if why.may_tear_wal() {
+            let reading = std::mem::take(&mut self.interrupted_reading);
+            if why.may_tear_wal() && !reading {
                 self.note_torn_write(&why).await;
             }
             if let Interrupt::Trimmed { next } = why {
@@ -291,9 +295,17 @@ impl<L: CommittedLog> Applier<L> {
                 if with_marker {
                     self.marker_checked_at = Instant::now();
                 }
-                self.check_influxd(with_marker).await?;
-                if with_marker {
-                    self.watch_process().await?;
+                // Reads only: influxd dying under one of them tore nothing of ours.
+                let read = async {
+                    self.check_influxd(with_marker).await?;
+                    if with_marker {
+                        self.watch_process().await?;
+                    }
+                    Ok(())
+                };
+                if let Err(why) = read.await {
+                    self.interrupted_reading = true;
+                    return Err(why);
                 }
                 // Nothing left to apply and influxd answers: nothing is failing now.
                 self.made_progress();

@@ -235,9 +235,16 @@ fn influxd_killed_right_after_the_first_write_into_a_new_shard_keeps_it() {
             for db in [new_db.as_str(), "weeks"] {
                 kills += 1;
                 let ts = kills * WEEK_NS;
-                c.node(1)
-                    .api()
-                    .write_ok(&format!("db={db}"), &format!("m,kill={kills} v=1i {ts}"));
+                // Right after a restart influxd may still be replayed to (503, safe to
+                // retry) if the kill could have torn a write.
+                let api = c.node(1).api();
+                wait_until("the write acknowledged", CONVERGE, || {
+                    match api.write(&format!("db={db}"), &format!("m,kill={kills} v=1i {ts}")) {
+                        Ok(r) if r.status == 204 => Ok(()),
+                        Ok(r) => Err(format!("{} {}", r.status, r.body)),
+                        Err(e) => Err(e.to_string()),
+                    }
+                });
                 if marker_past {
                     let applied = status(&c, 1)["applier"]["applied"].as_u64().unwrap();
                     wait_until("node 1's marker past the point", CONVERGE, || {

@@ -17,6 +17,7 @@ mod decode;
 mod resume;
 mod seeding;
 mod torn_wal;
+mod wal_watch;
 
 pub use seeding::{SeedReport, Seeder};
 
@@ -108,6 +109,8 @@ pub struct Applier<L: CommittedLog> {
     floor_checked_at: Instant,
     /// When the influxd process the applier last looked at started (`SHOW DIAGNOSTICS`).
     influxd_process: Option<String>,
+    /// What was seen of that process's WAL (`applier/wal_watch.rs`).
+    wal_watch: wal_watch::WalWatch,
     /// The last interruption came from a request that writes nothing (an idle check).
     interrupted_reading: bool,
 }
@@ -151,6 +154,7 @@ impl<L: CommittedLog> Applier<L> {
             floor_saved: true,
             floor_checked_at: now,
             influxd_process: None,
+            wal_watch: wal_watch::WalWatch::default(),
             interrupted_reading: false,
         };
         (applier, status_rx)
@@ -414,6 +418,9 @@ impl<L: CommittedLog> Applier<L> {
         let r = classify(self.influxd.query(&q.q, &q.db, &q.rp, &q.params).await?)?;
         if let Some(queries) = &self.queries {
             queries.applied(e.index, q, &r);
+        }
+        if r.status.is_success() && wal_watch::removes_points(&q.q) {
+            self.note_removal(e.index).await;
         }
         // The marker goes right after every state change, before its outcome is handed out:
         // a replay then never starts before a schema change that later entries depend on,

@@ -115,14 +115,26 @@ impl LogReadError {
 }
 
 /// Where the applier replays from after influxd restarts, while influxd's write-ahead log may
-/// hold a write torn half-way (`applier/torn_wal.rs`).
+/// hold a write torn half-way (`applier/torn_wal.rs`), or points deleted since that its next
+/// start would bring back (`applier/wal_watch.rs`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct ReplayFloor {
-    /// The first entry influxd may have taken after the torn write.
+    /// The first entry to apply again.
     pub from: u64,
-    /// When the influxd process that tore it started (its `/debug/vars` `started`), if known:
-    /// only a later process can have moved everything into its data files.
+    /// When the influxd process that tore a write started (its `SHOW DIAGNOSTICS` `started`),
+    /// if known: only a later process can have moved everything into its data files.
     pub process: Option<String>,
+    /// influxd may have torn a write (a floor stored before this field existed was set for
+    /// that alone).
+    #[serde(default = "yes")]
+    pub torn: bool,
+    /// Points were deleted while influxd's WAL may still hold them.
+    #[serde(default)]
+    pub removals: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 /// The applier's view of the log: committed entries to read, and a place to remember how far
@@ -173,6 +185,8 @@ impl CommittedLog for HybridLog {
                 Some(ReplayFloor {
                     from: 1,
                     process: None,
+                    torn: true,
+                    removals: true,
                 })
             }
         }
@@ -253,9 +267,21 @@ mod tests {
         let floor = ReplayFloor {
             from: 9,
             process: Some("2026-11-26T18:55:58Z".into()),
+            torn: false,
+            removals: true,
         };
         log.save_replay_floor(Some(&floor)).unwrap();
         assert_eq!(log.load_replay_floor(), Some(floor));
+        // As stored before it said why: for a torn write.
+        let mut batch = LogBatch::new();
+        put_bytes(
+            &mut batch,
+            MetaKey::ReplayFloor,
+            r#"{"from":3,"process":null}"#,
+        );
+        log.commit(batch, true).unwrap();
+        let old = log.load_replay_floor().unwrap();
+        assert!(old.torn && !old.removals, "{old:?}");
         log.save_replay_floor(None).unwrap();
         assert_eq!(log.load_replay_floor(), None);
     }

@@ -95,6 +95,19 @@ impl Influxd {
         self.start_again();
     }
 
+    /// Kills it and starts it again with `settings` in its environment (`INFLUXDB_...`
+    /// variables, which override its configuration file), for this start and the later ones.
+    pub fn restart_with_env(&mut self, settings: &[(&str, &str)]) {
+        self.kill();
+        let log = self.process.log_path().to_owned();
+        let mut process = self.config.process(log).unwrap_or_else(|e| panic!("{e}"));
+        for (key, value) in settings {
+            process = process.env(key, value);
+        }
+        self.process = process;
+        self.start_again();
+    }
+
     /// Deletes data, meta and wal: as if the disk under influxd had been replaced.
     /// The process must be stopped.
     pub fn wipe(&mut self) {

@@ -283,3 +283,62 @@ fn influxd_killed_right_after_the_first_write_into_a_new_shard_keeps_it() {
     }
     c.wait_converged("weeks", "m", (kills / 2) as usize, CONVERGE);
 }
+
+/// influxd 1.6 keeps the WAL segment it reopened at start after snapshotting it, when nothing
+/// was written to that shard since (influxdata/influxdb#14229); a `DELETE` then writes nothing
+/// to the WAL, and its next start replays the deleted points. The applier replays the log from
+/// the `DELETE` after that start.
+#[test]
+fn points_deleted_after_influxd_snapshots_a_reopened_wal_stay_deleted() {
+    // Snapshot a shard's cache 2 s after its last write, not 10 minutes.
+    const COLD: [(&str, &str); 1] = [("INFLUXDB_DATA_CACHE_SNAPSHOT_WRITE_COLD_DURATION", "2s")];
+    let mut c = Cluster::start(3);
+    c.create_database(1, "db");
+    c.node(1)
+        .api()
+        .write_ok("db=db&precision=s", "m v=1 1\nm v=2 2\nm v=3 3");
+    c.wait_converged("db", "m", 3, CONVERGE);
+    let victim = 2;
+    // Killed with the points in its WAL, which it reopens at start; nothing is written to
+    // that shard afterwards.
+    c.node_mut(victim).influxd.restart_with_env(&COLD);
+    c.wait_ready(&[victim], CONVERGE);
+    wait_until("influxd to snapshot the reopened WAL", CONVERGE, || {
+        let vars = c.node(victim).influx().get("/debug/vars").unwrap().json();
+        let snapshots = vars
+            .as_object()
+            .into_iter()
+            .flat_map(|m| m.values())
+            .filter(|v| v["name"] == "tsm1_engine" && v["tags"]["database"] == "db")
+            .filter_map(|v| v["values"]["cacheCompactions"].as_u64())
+            .sum::<u64>();
+        if snapshots > 0 {
+            Ok(())
+        } else {
+            Err("no cache snapshot of db yet")
+        }
+    });
+    let r = c
+        .node(3)
+        .api()
+        .query(
+            "db",
+            "DELETE FROM m WHERE time >= 1500000000 AND time < 2500000000",
+        )
+        .unwrap();
+    assert_eq!(r.status, 200, "DELETE: {}", r.body);
+    c.wait_converged("db", "m", 2, CONVERGE);
+    let floor = wait_until("a replay floor at the DELETE on node 2", CONVERGE, || {
+        let s = status(&c, victim);
+        s["applier"]["replay_floor"]
+            .as_u64()
+            .ok_or_else(|| s["applier"].clone())
+    });
+    assert!(floor > 1, "replay floor {floor}");
+    // The start that replays the old segment, and one after it.
+    for _ in 0..2 {
+        c.node_mut(victim).influxd.restart();
+        c.wait_ready(&[victim], CONVERGE);
+        c.wait_converged("db", "m", 2, CONVERGE);
+    }
+}

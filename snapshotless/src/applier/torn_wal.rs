@@ -11,46 +11,24 @@
 //! So from the first such write the applier keeps a replay floor, persisted with the log:
 //! each time influxd has restarted it replays the log from there, which puts back whatever a
 //! gap took (points carry their timestamps, so rewriting the others changes nothing). The
-//! floor goes once a later influxd process has snapshotted every shard it holds a WAL for
-//! (a snapshot moves the cache to the data files and deletes the segments, gap and all), as
-//! its statistics show. A seed, which replaces influxd's data, clears it too.
+//! floor goes once every shard of a later influxd process is settled (`wal_watch.rs`: its
+//! WAL empty, or snapshotted after a write, which deletes the segments, gap and all) and the
+//! replay is through. A seed, which replaces influxd's data, clears it too.
+//!
+//! The same floor serves points deleted while influxd's WAL may still hold them, which its
+//! next start would bring back (`wal_watch.rs`): a replay from the `DELETE` deletes them again.
+//! That part goes once no shard's WAL can bring anything back and the replay is through.
 
 use std::time::{Duration, Instant};
 
-use serde_json::{Map, Value};
-
+use super::wal_watch::WalReading;
 use super::Applier;
 use crate::log::{CommittedLog, ReplayFloor};
-use crate::marker::{self, Marker};
+use crate::marker::Marker;
 use crate::outcome::Interrupt;
 
 /// How often, while a floor is set, influxd's statistics are read to see whether it can go.
 const CHECK_EVERY: Duration = Duration::from_secs(10);
-
-/// Databases left out of the check: `_internal` is influxd's own, and the marker's database
-/// is written every second, so it rarely snapshots; a gap there loses the marker, which the
-/// applier sees (`resume.rs`).
-const IGNORED: [&str; 2] = ["_internal", marker::DATABASE];
-
-/// Shards with a WAL whose cache this influxd process has not snapshotted yet, by its
-/// statistics (`/debug/vars`).
-pub(crate) fn unsnapshotted(vars: &Map<String, Value>) -> usize {
-    let snapshots = |id: &Value| {
-        vars.values()
-            .find(|v| v["name"] == "tsm1_cache" && &v["tags"]["id"] == id)
-            .and_then(|c| c["values"]["snapshotCount"].as_u64())
-            .unwrap_or(0)
-    };
-    vars.values()
-        .filter(|v| v["name"] == "tsm1_wal")
-        .filter(|v| !IGNORED.iter().any(|db| v["tags"]["database"] == *db))
-        .filter(|v| {
-            let bytes = |f: &str| v["values"][f].as_u64().unwrap_or(0);
-            bytes("currentSegmentDiskBytes") + bytes("oldSegmentsDiskBytes") > 0
-        })
-        .filter(|wal| snapshots(&wal["tags"]["id"]) == 0)
-        .count()
-}
 
 impl<L: CommittedLog> Applier<L> {
     /// influxd may have torn a write: from the next entry on, replay after each of its
@@ -62,18 +40,59 @@ impl<L: CommittedLog> Applier<L> {
             Ok(Some(started)) => Some(started),
             _ => self.influxd_process.clone(),
         };
-        let from = match &self.floor {
-            Some(f) => f.from,
+        let (from, removals) = match &self.floor {
+            Some(f) => (f.from, f.removals),
             None => {
                 tracing::warn!(
                     from = self.pos + 1,
                     %why,
                     "influxd may have torn a write in its WAL; the log will be replayed from here after each restart of influxd until it has snapshotted its shards"
                 );
-                self.pos + 1
+                (self.pos + 1, false)
             }
         };
-        self.set_floor(Some(ReplayFloor { from, process }));
+        self.set_floor(Some(ReplayFloor {
+            from,
+            process,
+            torn: true,
+            removals,
+        }));
+    }
+
+    /// Entry `index` deleted points: if influxd's WAL may still hold some that its cache does
+    /// not (or its statistics cannot be read), replay from here after its next restart.
+    pub(super) async fn note_removal(&mut self, index: u64) {
+        let may_resurrect = self.read_wal().await.map_or(1, |r| r.may_resurrect);
+        if may_resurrect == 0 {
+            return;
+        }
+        let floor = match self.floor.clone() {
+            Some(f) if f.removals && f.from <= index => return,
+            Some(f) => ReplayFloor {
+                from: f.from.min(index),
+                removals: true,
+                ..f
+            },
+            None => ReplayFloor {
+                from: index,
+                process: self.influxd_process.clone(),
+                torn: false,
+                removals: true,
+            },
+        };
+        tracing::warn!(
+            index,
+            shards = may_resurrect,
+            "points deleted while influxd's WAL may still hold them (influxdata/influxdb#14229): the log will be replayed from this entry after influxd's next restart"
+        );
+        self.set_floor(Some(floor));
+    }
+
+    /// influxd's statistics, judged with what was seen of the same process before.
+    async fn read_wal(&mut self) -> Option<WalReading> {
+        let started = self.influxd.started().await.ok().flatten()?;
+        let vars = self.influxd.debug_vars().await.ok()?;
+        Some(self.wal_watch.observe(&started, &vars))
     }
 
     /// Whether influxd restarted since the applier last looked (at a start of the gateway,
@@ -127,7 +146,7 @@ impl<L: CommittedLog> Applier<L> {
     }
 
     /// While a floor is set, now and then: influxd restarted under the applier (replay), or
-    /// a later process has snapshotted every shard (the floor goes).
+    /// what the floor is for is over (it goes).
     pub(super) async fn check_floor(&mut self) -> Result<(), Interrupt> {
         let Some(floor) = self.floor.clone() else {
             return Ok(());
@@ -145,16 +164,29 @@ impl<L: CommittedLog> Applier<L> {
         if Some(&started) != self.influxd_process.as_ref() {
             return Err(Interrupt::Restarted);
         }
-        let Ok(vars) = self.influxd.debug_vars().await else {
+        // A replay from the floor must be through before the floor goes: influxd's marker
+        // is past it, so a resume would not apply those entries again.
+        if self.status.borrow().rebuilding.is_some() {
+            return Ok(());
+        }
+        let Some(wal) = self.read_wal().await else {
             return Ok(());
         };
         let later_process = floor.process.as_ref().is_some_and(|p| *p != started);
-        if later_process && unsnapshotted(&vars) == 0 {
+        let torn = floor.torn && !(later_process && wal.unsettled == 0);
+        let removals = floor.removals && wal.may_resurrect > 0;
+        if !torn && !removals {
             tracing::info!(
                 from = floor.from,
-                "influxd has snapshotted every shard since it restarted: the replay floor is cleared"
+                "influxd's WAL holds nothing from before the replay floor any more: the floor is cleared"
             );
             self.set_floor(None);
+        } else if (torn, removals) != (floor.torn, floor.removals) {
+            self.set_floor(Some(ReplayFloor {
+                torn,
+                removals,
+                ..floor
+            }));
         }
         Ok(())
     }
@@ -170,46 +202,5 @@ impl<L: CommittedLog> Applier<L> {
         let from = floor.as_ref().map(|f| f.from);
         self.floor = floor;
         self.status.send_modify(|s| s.replay_floor = from);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use serde_json::json;
-
-    use super::*;
-
-    fn shard(id: u64, db: &str, wal_bytes: u64, snapshots: u64) -> [(String, Value); 2] {
-        [
-            (
-                format!("tsm1_wal:/d/{db}/autogen/{id}:{id}"),
-                json!({"name": "tsm1_wal", "tags": {"database": db, "id": id.to_string()},
-                    "values": {"currentSegmentDiskBytes": wal_bytes, "oldSegmentsDiskBytes": 0}}),
-            ),
-            (
-                format!("tsm1_cache:/d/{db}/autogen/{id}:{id}"),
-                json!({"name": "tsm1_cache", "tags": {"database": db, "id": id.to_string()},
-                    "values": {"snapshotCount": snapshots}}),
-            ),
-        ]
-    }
-
-    fn vars(shards: &[[(String, Value); 2]]) -> Map<String, Value> {
-        shards.iter().flatten().cloned().collect()
-    }
-
-    #[test]
-    fn a_shard_with_a_wal_and_no_snapshot_holds_the_floor() {
-        let held = vars(&[
-            shard(1, "db", 4096, 0),
-            shard(2, "db", 0, 0),
-            shard(3, "db", 100, 2),
-            shard(4, "_internal", 100, 0),
-            shard(5, "_gateway", 100, 0),
-        ]);
-        assert_eq!(unsnapshotted(&held), 1);
-        let clear = vars(&[shard(1, "db", 4096, 1), shard(2, "db", 0, 0)]);
-        assert_eq!(unsnapshotted(&clear), 0);
-        assert_eq!(unsnapshotted(&Map::new()), 0);
     }
 }

@@ -10,8 +10,9 @@
 //! goes at the first snapshot after a write.
 //!
 //! A shard is **settled** in the current influxd process once its WAL is empty, or once it has
-//! been seen written to and has snapshotted since: whatever its WAL held at the start is gone
-//! then. The statistics are counters of the process, so what was seen is kept per process.
+//! been seen written to and has completed a snapshot since: that snapshot rolled the segment
+//! and deleted it, with whatever it held from before the start. The statistics are counters of
+//! the process, so what was seen is kept per process.
 
 use std::collections::HashMap;
 
@@ -72,9 +73,10 @@ pub(crate) struct WalWatch {
 /// One reading of the statistics, judged with what was seen before.
 #[derive(Debug)]
 pub(crate) struct WalReading {
-    /// Shards whose WAL may hold points from before this process started.
+    /// Shards not settled: their WAL may hold points written before this process started
+    /// (behind a gap a torn write left, `torn_wal.rs`).
     pub unsettled: usize,
-    /// Of those, the ones whose cache no longer holds them: a `DELETE` of such points now
+    /// Of those, the ones whose cache no longer holds those points: a `DELETE` of them now
     /// writes nothing to the WAL, and influxd's next start brings them back.
     pub may_resurrect: usize,
 }
@@ -94,18 +96,16 @@ impl WalWatch {
             if s.wal_writes > 0 {
                 self.written_at.entry(s.id.clone()).or_insert(s.snapshots);
             }
-            // Written to before its first snapshot, or snapshotted since it was seen written
-            // to: that snapshot rolled the segment and deleted it.
-            let settled = s.wal_bytes == 0
-                || self
-                    .written_at
-                    .get(&s.id)
-                    .is_some_and(|&at| at == 0 || s.snapshots > at);
-            if !settled {
-                reading.unsettled += 1;
-                if s.snapshots > 0 || s.snapshotting {
-                    reading.may_resurrect += 1;
-                }
+            let written_at = self.written_at.get(&s.id).copied();
+            if s.wal_bytes == 0 || written_at.is_some_and(|at| s.snapshots > at) {
+                continue;
+            }
+            reading.unsettled += 1;
+            // Not snapshotted yet, the cache holds everything the WAL does; once snapshotted
+            // without a write before, it no longer does. (Snapshotted after a write seen
+            // before it, the shard is settled.)
+            if s.snapshots > 0 || s.snapshotting {
+                reading.may_resurrect += 1;
             }
         }
         reading
@@ -183,9 +183,14 @@ mod tests {
     }
 
     #[test]
-    fn a_shard_written_to_before_its_first_snapshot_is_settled() {
+    fn a_shard_written_to_is_settled_by_its_next_snapshot() {
         let mut w = WalWatch::default();
-        w.observe("p1", &vars(&[s(1, 500, 3, 0)]));
+        // Its first snapshot will delete the segment: nothing to bring back, but what it
+        // held before the start is still there until then.
+        let r = w.observe("p1", &vars(&[s(1, 500, 3, 0)]));
+        assert_eq!((r.unsettled, r.may_resurrect), (1, 0));
+        let r = w.observe("p1", &vars(&[s(1, 500, 3, 0)]));
+        assert_eq!((r.unsettled, r.may_resurrect), (1, 0));
         let r = w.observe("p1", &vars(&[s(1, 800, 9, 4)]));
         assert_eq!((r.unsettled, r.may_resurrect), (0, 0));
         // Another process: seen afresh. Snapshotted before it was seen: not known.

@@ -101,22 +101,32 @@ const CORPUS: &[&str] = &[
     "m f\\\\=\"s \\\" ,=\" 1",
     "m,t\\\\=x v=1 1",
     "m v=1-1 1",
+    "m v=1.e5 1",
+    "m v=-.5 1",
+    "m v=1E+5 1",
+    "m v=1e-400 1",
+    "m v=00001i 1",
+    "m v=1i5 1",
+    "m v=1.5i 1",
+    "m,t=a\tb v=1 1",
+    "m\tx v=1 1",
+    "m v=1 \t1",
+    "m v=1 1\t",
+    "m v=1 -",
+    "m,b=1,a=2,b=3 v=1 1",
+    "m v=\"a\",w=1 1",
+    "m,t=a v=1,w=\"x\"y\" 1",
 ];
 
 /// Where ingest knowingly differs from influxd 1.6, always by refusing what influxd would take
 /// (safe: nothing misread enters the log), except for CRLF, which it takes as a line ending:
-/// - floats without a digit on one side of the point (`.5`, `5.`), the parser's rule;
-/// - a string value not followed by a separator (`"a""b"`, `"a"123`): influxd glues what
-///   follows onto the value.
+/// a string value not followed by a separator (`"a""b"`, `"a"123`): influxd glues what
+/// follows onto the value.
 fn known_difference(line: &str) -> bool {
     let b = line.as_bytes();
     if line.ends_with('\r') {
         return true;
     }
-    let bare_point = b
-        .windows(2)
-        .any(|w| (w[0] == b'=' && w[1] == b'.') || (w[0] == b'.' && matches!(w[1], b' ' | b',')))
-        || line.ends_with('.');
     let mut glued = false;
     let mut i = 0;
     while i + 1 < b.len() {
@@ -130,7 +140,7 @@ fn known_difference(line: &str) -> bool {
         }
         i += 1;
     }
-    bare_point || glued
+    glued
 }
 
 /// Whether influxd's answer to a one-line write says the line did not parse (storage-level

@@ -260,11 +260,10 @@ fn cases() -> Vec<(&'static str, Vec<TimeSeries>, Expect)> {
             Refused,
         ),
         (
-            // ingest takes a tab for a separator, as later line protocol does; influxd 1.x
-            // keeps it in the value.
+            // influxd 1.x keeps a tab in a value, and ingest reads line protocol as it does.
             "a tab in a value",
             vec![series(&[("__name__", "m"), ("k", "a\tb")], &[(1.0, t)])],
-            Refused,
+            Same,
         ),
         (
             "a newline in a value",

@@ -1,6 +1,6 @@
 //! Ingest: a line protocol body in, a deterministic batch out.
 //!
-//! Every line is parsed (InfluxData's `influxdb-line-protocol` crate) before it may enter the
+//! Every line is checked against influxd 1.x's own grammar (`line.rs`) before it may enter the
 //! log, so malformed input never does. A valid line is kept exactly as the client wrote it,
 //! except for its timestamp: that is rewritten in nanoseconds, and a line without one gets the
 //! receiving node's clock (truncated to the request's precision, as influxd does). The batch
@@ -15,12 +15,10 @@
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+mod line;
 pub mod prom;
-mod shape;
 
-use influxdb_line_protocol::{parse_lines, split_lines, Error as LpError, FieldValue};
-
-pub use shape::MISREAD_ESCAPE;
+pub use line::MISREAD_ESCAPE;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Precision {
@@ -146,7 +144,7 @@ pub fn ingest(body: &[u8], precision: Precision, now_ns: i64) -> Batch {
 
 /// The lines of a body, as influxd cuts them: at newlines, except inside a quoted string
 /// value. A stretch without any `"` cannot hold a quoted newline, so it is cut with `memchr`;
-/// only lines with quotes go through the parser's own (much slower) quote-aware splitter.
+/// only lines with quotes go through influxd's quote-aware rule.
 fn lines(text: &str) -> impl Iterator<Item = &str> {
     let mut rest = text;
     std::iter::from_fn(move || {
@@ -157,7 +155,7 @@ fn lines(text: &str) -> impl Iterator<Item = &str> {
         let line = if memchr::memchr(b'"', &rest.as_bytes()[..end]).is_none() {
             &rest[..end]
         } else {
-            split_lines(rest).next().unwrap_or(rest)
+            &rest[..line::line_len(rest.as_bytes())]
         };
         rest = rest.get(line.len() + 1..).unwrap_or("");
         Some(line)
@@ -171,48 +169,17 @@ fn ingest_line(
     batch: &mut Batch,
     errors: &mut String,
 ) {
-    // influxd skips blank lines and `#` comments; the crate does too, but the line's text
-    // is needed below, so decide here which lines are points.
+    // influxd skips blank lines and `#` comments.
     let line = line.strip_suffix('\r').unwrap_or(line);
     let trimmed = line.trim_start_matches([' ', '\t']).trim_end_matches(' ');
     if trimmed.is_empty() || trimmed.starts_with('#') {
         return;
     }
-    if let Some(reason) = shape::check(trimmed) {
-        return reject(errors, trimmed, reason);
-    }
-    let parsed = match parse_lines(trimmed).next() {
-        Some(Ok(p)) => p,
-        Some(Err(e)) => return reject(errors, trimmed, reason(&e, trimmed)),
-        None => return,
+    let scanned = match line::scan(trimmed.as_bytes()) {
+        Ok(scanned) => scanned,
+        Err(reason) => return reject(errors, trimmed, &reason),
     };
-    // The crate accepts a few things influxd 1.x refuses: a repeated tag key, a field set
-    // ending in a comma, unsigned integers (1.x is built without them) and floats that
-    // overflow to infinity.
-    if let Some(tags) = &parsed.series.tag_set {
-        let mut keys: Vec<&str> = tags.iter().map(|(k, _)| k.as_str()).collect();
-        keys.sort_unstable();
-        if keys.windows(2).any(|w| w[0] == w[1]) {
-            return reject(errors, trimmed, "duplicate tags");
-        }
-    }
-    let fields_end = match parsed.timestamp {
-        Some(_) => without_timestamp(trimmed),
-        None => trimmed,
-    };
-    if fields_end.ends_with(',') {
-        return reject(errors, trimmed, "invalid field format");
-    }
-    for (_, value) in &parsed.field_set {
-        match value {
-            FieldValue::U64(_) => return reject(errors, trimmed, "invalid number"),
-            FieldValue::F64(f) if !f.is_finite() => {
-                return reject(errors, trimmed, "invalid number")
-            }
-            _ => {}
-        }
-    }
-    let (body, ts) = match parsed.timestamp {
+    let ts = match scanned.timestamp {
         Some(t) => {
             let Some(ns) = t
                 .checked_mul(precision.nanos())
@@ -220,11 +187,14 @@ fn ingest_line(
             else {
                 return reject(errors, trimmed, &format!("time outside range {t}"));
             };
-            (without_timestamp(trimmed), ns)
+            ns
         }
-        None => (trimmed, stamp),
+        None => stamp,
     };
-    batch.lines.extend_from_slice(body.as_bytes());
+    // The fields end at a space or at the end of the line, a character boundary.
+    batch
+        .lines
+        .extend_from_slice(&trimmed.as_bytes()[..scanned.fields_end]);
     batch.lines.push(b' ');
     let mut buf = itoa::Buffer::new();
     batch.lines.extend_from_slice(buf.format(ts).as_bytes());
@@ -232,37 +202,11 @@ fn ingest_line(
     batch.points += 1;
 }
 
-/// The line up to its timestamp. The parser found one, so the line ends with spaces and the
-/// (possibly negative) integer: the last space-separated token, which cannot be inside a
-/// quoted string.
-fn without_timestamp(line: &str) -> &str {
-    let digits = line.trim_end_matches(|c: char| c.is_ascii_digit());
-    let sign = digits.strip_suffix('-').unwrap_or(digits);
-    sign.trim_end_matches(' ')
-}
-
 fn reject(errors: &mut String, line: &str, reason: &str) {
     if !errors.is_empty() {
         errors.push('\n');
     }
     let _ = write!(errors, "unable to parse '{line}': {reason}");
-}
-
-/// influxd 1.x's words for what went wrong, as close as the crate's errors allow.
-fn reason(e: &LpError, line: &str) -> &'static str {
-    match e {
-        LpError::MeasurementValueInvalid => "missing measurement",
-        LpError::TagSetMalformed => "missing tag value",
-        LpError::DuplicateTag { .. } => "duplicate tags",
-        LpError::IntegerValueInvalid { .. }
-        | LpError::UIntegerValueInvalid { .. }
-        | LpError::FloatValueInvalid { .. } => "invalid number",
-        LpError::TimestampValueInvalid { .. } => "bad timestamp",
-        // influxd tells a line with nothing after the measurement from one whose field
-        // section is not `key=value`.
-        _ if !line.contains(' ') => "missing fields",
-        _ => "invalid field format",
-    }
 }
 
 #[cfg(test)]
@@ -350,10 +294,10 @@ line" 10"#,
         assert_eq!(lines[0], "unable to parse 'bad line': invalid field format");
         assert_eq!(lines[1], "unable to parse 'bad': missing fields");
         assert_eq!(lines[2], "unable to parse 'm v=1u 2': invalid number");
-        assert_eq!(lines[3], "unable to parse 'm v=1e999 3': invalid number");
+        assert_eq!(lines[3], "unable to parse 'm v=1e999 3': invalid float");
         assert_eq!(
             lines[4],
-            "unable to parse 'm v=1 99999999999999999999': bad timestamp"
+            "unable to parse 'm v=1 99999999999999999999': strconv.ParseInt: parsing \"99999999999999999999\": value out of range"
         );
         assert!(
             lines[5].ends_with("time outside range 9223372036854775807"),

@@ -31,7 +31,7 @@ use rocksdb::{
 use crate::error::LogError;
 use crate::format::{
     decode_trim_point, encode_trim_point, entry_key, meta_key, meta_name, Values, CF_ENTRIES,
-    CF_STATE, FORMAT_V2, KEY_CONF_STATE, KEY_FORMAT, KEY_HARD_STATE, KEY_TRIM_POINT,
+    CF_STATE, KEY_CONF_STATE, KEY_FORMAT, KEY_HARD_STATE, KEY_TRIM_POINT,
 };
 use crate::limit::SizeLimit;
 use crate::trim::TrimPoint;
@@ -89,6 +89,12 @@ impl DiskTier {
             source: e,
         })?;
         let values = check_format(&db, path, fresh)?;
+        if values == Values::Zstd {
+            // Entries are compressed already: compressing their blocks again on every flush
+            // would only cost CPU.
+            db.set_options_cf(entries_cf(&db), &[("compression", "kNoCompression")])
+                .map_err(|e| LogError::from_rocksdb(path, e))?;
+        }
         let disk = DiskTier {
             shared: Arc::new(Handle {
                 db: RwLock::new(Some(Arc::new(db))),
@@ -509,7 +515,7 @@ fn check_format(db: &DB, path: &Path, fresh: bool) -> Result<Values, LogError> {
     let io = |e| LogError::from_rocksdb(path, e);
     if fresh {
         let mut batch = WriteBatch::default();
-        batch.put_cf(state_cf(db), KEY_FORMAT, FORMAT_V2);
+        batch.put_cf(state_cf(db), KEY_FORMAT, Values::NEW.marker());
         let mut opts = WriteOptions::default();
         opts.set_sync(true);
         db.write_opt(batch, &opts).map_err(io)?;
@@ -572,7 +578,8 @@ fn options(fresh: bool) -> (Options, Vec<ColumnFamilyDescriptor>) {
     db_opts.set_log_level(rocksdb::LogLevel::Fatal);
 
     let mut entries_opts = Options::default();
-    // Line protocol compresses several times over; LZ4 costs little on the flush path.
+    // Line protocol compresses several times over; LZ4 costs little on the flush path. (Logs
+    // whose entries are zstd-compressed turn this off once open.)
     entries_opts.set_compression_type(DBCompressionType::Lz4);
     // Keys are appended in order and never rewritten, so flushed files never overlap:
     // compacting each one as soon as it lands lets RocksDB move it down a level without

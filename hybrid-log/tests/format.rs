@@ -1,7 +1,7 @@
-//! How entries are stored: large ones compressed (and read back exactly), a damaged
-//! compressed entry refused with an error naming the directory, and a log written in the
-//! first format (plain values) still readable and appendable; metadata values put, deleted
-//! and listed by prefix.
+//! How entries are stored: large ones compressed with zstd (and read back exactly), a damaged
+//! compressed entry refused with an error naming the directory, and logs written in the
+//! first format (plain values) and the second (LZ4) still readable and appendable, each in
+//! its own format; metadata values put, deleted and listed by prefix.
 
 use hybrid_log::{HybridLog, LogBatch};
 use prost::Message as _;
@@ -87,6 +87,10 @@ fn large_entries_are_stored_compressed_and_read_back_exactly() {
         assert_eq!(got.len(), 2);
     }
     let stored = raw_value(dir.path(), 5);
+    assert_eq!(
+        stored[0], 2,
+        "new logs store entries zstd-compressed (tag 2)"
+    );
     assert!(
         stored.len() * 3 < written[4].encoded_len(),
         "a 64 KiB line protocol entry takes {} bytes on disk",
@@ -161,6 +165,44 @@ fn a_log_in_the_first_format_opens_reads_and_appends() {
     }
     // It stays in its format: the new entries are plain too.
     assert_eq!(raw_value(dir.path(), 7), more[1].encode_to_vec());
+    let log = HybridLog::open(dir.path(), 0).unwrap();
+    let all: Vec<Entry> = first.into_iter().chain(more).collect();
+    assert_eq!(read_all(&log), all);
+}
+
+#[test]
+fn a_log_in_the_second_format_keeps_lz4() {
+    let dir = tempfile::tempdir().unwrap();
+    let first: Vec<Entry> = (1..=5).map(|i| entry(i, 4096)).collect();
+    {
+        // What the second format wrote: tag 1, the plain length, an LZ4 block.
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        let db = rocksdb::DB::open_cf(&opts, dir.path(), ["entries", "state"]).unwrap();
+        let state = db.cf_handle("state").unwrap();
+        db.put_cf(state, b"format", b"hybrid-log v2").unwrap();
+        let hs = HardState {
+            term: 1,
+            vote: 1,
+            commit: 5,
+        };
+        db.put_cf(state, b"hard_state", hs.encode_to_vec()).unwrap();
+        let entries = db.cf_handle("entries").unwrap();
+        for e in &first {
+            let mut v = vec![1u8];
+            v.extend(lz4_flex::block::compress_prepend_size(&e.encode_to_vec()));
+            db.put_cf(entries, e.index.to_be_bytes(), v).unwrap();
+        }
+    }
+    let more: Vec<Entry> = (6..=8).map(|i| entry(i, 4096)).collect();
+    {
+        let log = HybridLog::open(dir.path(), 0).unwrap();
+        assert_eq!(read_all(&log), first);
+        append(&log, more.clone());
+    }
+    // An older build can still open it: new entries are LZ4 too.
+    assert_eq!(raw_value(dir.path(), 7)[0], 1);
     let log = HybridLog::open(dir.path(), 0).unwrap();
     let all: Vec<Entry> = first.into_iter().chain(more).collect();
     assert_eq!(read_all(&log), all);

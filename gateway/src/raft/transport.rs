@@ -454,7 +454,12 @@ impl Lane {
         // forwarded proposal, which Raft does not resend, and losing it would leave its client
         // waiting for the write timeout. (Raft ignores a message it receives twice, and a
         // proposal that lands twice writes the same points twice.)
-        let mut retry: Option<Batch> = None;
+        //
+        // The first batch is empty and goes out at once: a node that just started makes
+        // itself known to every peer, which wakes their lanes to it out of any reconnect
+        // backoff (see `peer_is_back`). Otherwise a restarted node waits for the leader's next
+        // attempt, up to MAX_BACKOFF, before its catch-up can begin.
+        let mut retry: Option<Batch> = Some(Batch::default());
         loop {
             let batch = match retry.take() {
                 Some(b) => b,

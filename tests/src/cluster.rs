@@ -118,6 +118,8 @@ pub struct Cluster {
     pub dir: tempfile::TempDir,
     pub tls: Option<ClusterTls>,
     pub slot: Slot,
+    /// The gateway binary every node runs.
+    pub binary: PathBuf,
 }
 
 /// TLS in a test cluster: a CA of its own, a certificate it signs for each node (its IP and
@@ -167,6 +169,12 @@ impl Cluster {
         Self::start_full(n, extra, None, None, &mut |_, _| Vec::new())
     }
 
+    /// As [`Cluster::start_with`], every node running `binary` (another build of the
+    /// gateway, for a benchmark that compares two builds in one run).
+    pub fn start_with_binary(n: u64, extra: &[&str], binary: &Path) -> Cluster {
+        Self::start_built(n, extra, None, None, &mut |_, _| Vec::new(), binary.into())
+    }
+
     /// As [`Cluster::start_with`], calling `prepare` with each node's id and directory before
     /// anything of that node starts; the file systems it mounts there (on `gateway/` or
     /// `influxd/`) are unmounted once the cluster's processes are gone.
@@ -210,6 +218,17 @@ impl Cluster {
         secured: Option<Secured>,
         prepare: &mut dyn FnMut(u64, &Path) -> Vec<harness::Tmpfs>,
     ) -> Cluster {
+        Self::start_built(n, extra, admin, secured, prepare, gateway_binary())
+    }
+
+    fn start_built(
+        n: u64,
+        extra: &[&str],
+        admin: Option<(&str, &str)>,
+        secured: Option<Secured>,
+        prepare: &mut dyn FnMut(u64, &Path) -> Vec<harness::Tmpfs>,
+        binary: PathBuf,
+    ) -> Cluster {
         let slot = Slot::acquire();
         let dir = tempfile::Builder::new()
             .prefix("gateway-cluster-")
@@ -227,7 +246,8 @@ impl Cluster {
             .map(|id| {
                 mounts.extend(prepare(id, &dir.path().join(format!("node{id}"))));
                 let peers = Peers::Initial(members.clone());
-                Self::new_node(&slot, dir.path(), id, admin, peers, extra, tls.as_ref())
+                let tls = tls.as_ref();
+                Self::new_node(&slot, dir.path(), &binary, id, admin, peers, extra, tls)
             })
             .collect();
         for node in &mut nodes {
@@ -239,6 +259,7 @@ impl Cluster {
             dir,
             tls,
             slot,
+            binary,
         };
         c.wait_for_leader(Duration::from_secs(30));
         let ids: Vec<u64> = c.nodes.iter().map(|n| n.id).collect();
@@ -247,9 +268,11 @@ impl Cluster {
     }
 
     /// Node `id` with its influxd running and its gateway not started yet.
+    #[allow(clippy::too_many_arguments)]
     fn new_node(
         slot: &Slot,
         dir: &Path,
+        binary: &Path,
         id: u64,
         admin: Option<(&str, &str)>,
         peers: Peers,
@@ -285,7 +308,7 @@ impl Cluster {
             .collect(),
         };
         let process = node
-            .process(&gateway_binary(), node_dir.join("gateway.log"))
+            .process(binary, node_dir.join("gateway.log"))
             .env("RUST_LOG", "info,raft=warn");
         Node {
             id,
@@ -309,6 +332,7 @@ impl Cluster {
         let mut node = Self::new_node(
             &self.slot,
             self.dir.path(),
+            &self.binary,
             id,
             None,
             Peers::Join,

@@ -1,7 +1,9 @@
 //! Cluster benchmarks with real processes, each figure next to a baseline measured in the same
 //! run on the same influxd processes. One JSON object per line on stdout, progress on stderr.
 //!
-//!   cargo run --release -p tests --bin cluster-bench -- throughput [--quick]
+//!   cargo run --release -p tests --bin cluster-bench -- throughput [--quick] [--baseline BIN]
+//!   cargo run --release -p tests --bin cluster-bench -- telegraf [--quick] [--baseline BIN]
+//!   cargo run --release -p tests --bin cluster-bench -- batch-size [--quick]
 //!   cargo run --release -p tests --bin cluster-bench -- catchup [--quick]
 //!   cargo run --release -p tests --bin cluster-bench -- seed [--quick]
 //!   cargo run --release -p tests --bin cluster-bench -- tls [--quick]
@@ -9,14 +11,27 @@
 //! throughput: sustained points/s with 5,000-point batches and 4, 8 and 16 clients through the
 //! 3-node cluster, against a fan-out baseline (each batch written to all three influxd, as
 //! influxdb-relay does) and one influxd alone; latency of 100-point batches; gateway CPU
-//! seconds per million points; gateway RSS.
+//! seconds per million points; gateway RSS. With `--baseline BIN`, a second cluster running
+//! the gateway binary BIN (another build) goes through the same phases in the same run, and
+//! every figure is printed for both builds.
+//!
+//! telegraf: 50 clients (`--clients`) each sending 500-point batches of many series, as
+//! Telegraf does (hosts x measurements x instances: cpu per core, mem, disk, diskio, net,
+//! system, processes, swap), through the cluster and fanned out to the three influxd (and
+//! through the `--baseline` build's cluster): points/s, p50/p99 of each write, gateway CPU per
+//! point, and the log's bytes per point once its directory settled.
+//!
+//! batch-size: how fast one influxd ingests the same points sent one request after another
+//! (as the applier sends them) in requests of 500 to 100,000 points, with its CPU per point.
 //!
 //! tls: 8 clients, each on its own kept-alive connection, through a cluster with HTTPS on the
 //! API and mutual TLS between peers, against the same through a plain-text cluster; clusters
 //! of each kind are started in turn, twice. Points/s, and p50/p99 of 100-point batches.
 //!
-//! catchup: one node is down while N points are written, then restarted: the rate at which it
-//! replays them into its influxd, against writing the same points straight into one influxd.
+//! catchup: one node is down while N Telegraf-like points are written, then restarted: the rate
+//! at which it replays them into its influxd, against writing the same points straight into one
+//! influxd in 5,000-point requests (and, as the ceiling, in 75,000-point ones). With
+//! `--baseline BIN`, the same on a cluster of that build.
 //!
 //! seed: the bounded log, on two clusters one after the other, each filled with N Telegraf-like
 //! points. On one the log is kept forever and seeding is off, on the other entries are trimmed
@@ -29,6 +44,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
@@ -50,10 +66,28 @@ enum What {
         /// Shorter phases, for a smoke run.
         #[arg(long)]
         quick: bool,
+        /// Another build's gateway binary, measured in the same run.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+    },
+    Telegraf {
+        #[arg(long)]
+        quick: bool,
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+        #[arg(long, default_value_t = 50)]
+        clients: usize,
+    },
+    BatchSize {
+        #[arg(long)]
+        quick: bool,
     },
     Catchup {
         #[arg(long)]
         quick: bool,
+        /// Another build's gateway binary, whose catch-up is measured in the same run.
+        #[arg(long)]
+        baseline: Option<PathBuf>,
     },
     /// Throughput and latency with TLS on both links (HTTPS API, mutual-TLS peers) against
     /// plain text, clusters of each kind started in turn, twice.
@@ -85,8 +119,14 @@ const WRITERS: usize = 4;
 
 fn main() {
     match Args::parse().what {
-        What::Throughput { quick } => throughput(quick),
-        What::Catchup { quick } => catchup(quick),
+        What::Throughput { quick, baseline } => throughput(quick, baseline.as_deref()),
+        What::Telegraf {
+            quick,
+            baseline,
+            clients,
+        } => telegraf(quick, baseline.as_deref(), clients),
+        What::BatchSize { quick } => batch_size(quick),
+        What::Catchup { quick, baseline } => catchup(quick, baseline.as_deref()),
         What::Tls { quick } => tls(quick),
         What::Seed {
             quick,
@@ -301,40 +341,87 @@ fn latencies(n: usize, write: impl Fn(u64)) -> (f64, f64) {
     (quantile(&ms, 0.5), quantile(&ms, 0.99))
 }
 
-fn throughput(quick: bool) {
+/// What a timed phase of writes through one cluster measured.
+struct Phase {
+    points_per_s: f64,
+    /// CPU seconds per million points, summed over the three processes of a kind.
+    gateway_cpu: f64,
+    influxd_cpu: f64,
+}
+
+/// `clients` writers sending `BATCH`-point batches through `c`'s gateways for `secs`; the CPU
+/// counted includes the other replicas finishing what was written.
+fn cluster_phase(c: &Cluster, clients: usize, secs: f64, offset: u64) -> Phase {
+    let apis: Vec<Http> = c.nodes.iter().map(|n| n.api()).collect();
+    let (pids, influxds) = (gateway_pids(c), influxd_pids(c));
+    let (gw_before, influxd_before) = (total_cpu(&pids), total_cpu(&influxds));
+    let counted = AtomicU64::new(0);
+    let points_per_s = sustained(clients, secs, BATCH, |client, base| {
+        let api = &apis[client % apis.len()];
+        ok(
+            api.write("db=bench", &batch(offset + base, BATCH)),
+            "cluster write",
+        );
+        counted.fetch_add(BATCH as u64, Ordering::Relaxed);
+    });
+    wait_applied(c);
+    let mpoints = counted.load(Ordering::Relaxed) as f64 / 1e6;
+    Phase {
+        points_per_s,
+        gateway_cpu: (total_cpu(&pids) - gw_before) / mpoints,
+        influxd_cpu: (total_cpu(&influxds) - influxd_before) / mpoints,
+    }
+}
+
+/// A cluster for the benchmarks: this build's gateway, or the baseline binary given.
+fn bench_cluster(binary: Option<&Path>) -> Cluster {
+    let flags = ["--memory-budget", MEMORY_BUDGET];
+    let c = match binary {
+        Some(bin) => Cluster::start_with_binary(3, &flags, bin),
+        None => Cluster::start_with(3, &flags),
+    };
+    c.create_database(1, "bench");
+    c
+}
+
+fn cluster_latency(c: &Cluster, n: usize, off: u64) -> (f64, f64) {
+    let apis: Vec<Http> = c.nodes.iter().map(|n| n.api()).collect();
+    latencies(n, |base| {
+        let api = &apis[(base / SMALL_BATCH as u64) as usize % apis.len()];
+        ok(
+            api.write("db=bench", &batch(off + base, SMALL_BATCH)),
+            "cluster write",
+        )
+    })
+}
+
+fn throughput(quick: bool, baseline: Option<&Path>) {
     let secs = if quick { 4.0 } else { 20.0 };
     eprintln!("starting a 3-node cluster (release build)...");
-    let c = Cluster::start_with(3, &["--memory-budget", MEMORY_BUDGET]);
-    c.create_database(1, "bench");
+    let c = bench_cluster(None);
+    let base = baseline.map(|bin| {
+        eprintln!(
+            "starting a 3-node cluster of the baseline build {}...",
+            bin.display()
+        );
+        bench_cluster(Some(bin))
+    });
     let influx: Vec<Http> = c.nodes.iter().map(|n| n.influx()).collect();
     for h in &influx {
         create_direct(h, "fanout");
     }
     create_direct(&influx[0], "single");
-    let apis: Vec<Http> = c.nodes.iter().map(|n| n.api()).collect();
-    let pids = gateway_pids(&c);
     let influxds = influxd_pids(&c);
 
     for clients in [4, 8, 16] {
         // Different timestamp ranges per phase keep every phase writing new points.
         let offset = clients as u64 * 1_000_000_000_000;
         eprintln!("{clients} clients: cluster...");
-        let (gw_before, influxd_before) = (total_cpu(&pids), total_cpu(&influxds));
-        let counted = AtomicU64::new(0);
-        let cluster = sustained(clients, secs, BATCH, |client, base| {
-            let api = &apis[client % apis.len()];
-            ok(
-                api.write("db=bench", &batch(offset + base, BATCH)),
-                "cluster write",
-            );
-            counted.fetch_add(BATCH as u64, Ordering::Relaxed);
+        let cluster = cluster_phase(&c, clients, secs, offset);
+        let baseline = base.as_ref().map(|b| {
+            eprintln!("{clients} clients: the baseline build's cluster...");
+            cluster_phase(b, clients, secs, offset)
         });
-        // Let the other replicas finish applying before the baseline uses their influxd;
-        // their CPU counts, the points were written in the timed phase.
-        wait_applied(&c);
-        let mpoints = counted.load(Ordering::Relaxed) as f64 / 1e6;
-        let gateway_cpu = (total_cpu(&pids) - gw_before) / mpoints;
-        let cluster_influxd_cpu = (total_cpu(&influxds) - influxd_before) / mpoints;
 
         eprintln!("{clients} clients: fan-out to three influxd...");
         let influxd_before = total_cpu(&influxds);
@@ -358,30 +445,31 @@ fn throughput(quick: bool) {
                 "single write",
             )
         });
-        emit(json!({
+        let mut line = json!({
             "bench": "throughput", "batch": BATCH, "clients": clients,
-            "cluster_points_per_s": cluster.round(),
+            "cluster_points_per_s": cluster.points_per_s.round(),
             "fanout_points_per_s": fanout.round(),
             "single_points_per_s": single.round(),
-            "cluster_vs_fanout": (cluster / fanout * 100.0).round() / 100.0,
-            // CPU seconds per million points, summed over the three processes of a kind.
-            "gateway_cpu_s_per_million_points": round2(gateway_cpu),
-            "cluster_influxd_cpu_s_per_million_points": round2(cluster_influxd_cpu),
+            "cluster_vs_fanout": round2(cluster.points_per_s / fanout),
+            "gateway_cpu_s_per_million_points": round2(cluster.gateway_cpu),
+            "cluster_influxd_cpu_s_per_million_points": round2(cluster.influxd_cpu),
             "fanout_influxd_cpu_s_per_million_points": round2(fanout_influxd_cpu),
-            "gateway_cpu_vs_influxd_cpu": round2(gateway_cpu / fanout_influxd_cpu),
-        }));
+            "gateway_cpu_vs_influxd_cpu": round2(cluster.gateway_cpu / fanout_influxd_cpu),
+        });
+        if let Some(b) = baseline {
+            line["baseline_points_per_s"] = json!(b.points_per_s.round());
+            line["baseline_vs_fanout"] = json!(round2(b.points_per_s / fanout));
+            line["baseline_gateway_cpu_s_per_million_points"] = json!(round2(b.gateway_cpu));
+            line["baseline_influxd_cpu_s_per_million_points"] = json!(round2(b.influxd_cpu));
+            line["gateway_cpu_vs_baseline"] = json!(round2(cluster.gateway_cpu / b.gateway_cpu));
+        }
+        emit(line);
     }
 
     eprintln!("latency of {SMALL_BATCH}-point batches...");
     let n = if quick { 300 } else { 2000 };
     let off = 900_000_000_000_000;
-    let (c50, c99) = latencies(n, |base| {
-        let api = &apis[(base / SMALL_BATCH as u64) as usize % apis.len()];
-        ok(
-            api.write("db=bench", &batch(off + base, SMALL_BATCH)),
-            "cluster write",
-        )
-    });
+    let (c50, c99) = cluster_latency(&c, n, off);
     let (f50, f99) = latencies(n, |base| {
         let body = batch(off + base, SMALL_BATCH);
         std::thread::scope(|s| {
@@ -391,24 +479,324 @@ fn throughput(quick: bool) {
             }
         });
     });
-    emit(json!({
+    let mut line = json!({
         "bench": "latency", "batch": SMALL_BATCH, "writes": n,
-        "cluster_p50_ms": (c50 * 100.0).round() / 100.0,
-        "cluster_p99_ms": (c99 * 100.0).round() / 100.0,
-        "fanout_p50_ms": (f50 * 100.0).round() / 100.0,
-        "fanout_p99_ms": (f99 * 100.0).round() / 100.0,
-        "p99_over_fanout_ms": ((c99 - f99) * 100.0).round() / 100.0,
-    }));
-    let rss: Vec<f64> = pids
-        .iter()
-        .map(|&p| (rss_mib(p) * 10.0).round() / 10.0)
-        .collect();
+        "cluster_p50_ms": round2(c50),
+        "cluster_p99_ms": round2(c99),
+        "fanout_p50_ms": round2(f50),
+        "fanout_p99_ms": round2(f99),
+        "p99_over_fanout_ms": round2(c99 - f99),
+    });
+    if let Some(b) = &base {
+        let (b50, b99) = cluster_latency(b, n, off);
+        line["baseline_p50_ms"] = json!(round2(b50));
+        line["baseline_p99_ms"] = json!(round2(b99));
+        line["baseline_p99_over_fanout_ms"] = json!(round2(b99 - f99));
+    }
+    emit(line);
+    let rss = |c: &Cluster| -> Vec<f64> {
+        gateway_pids(c)
+            .iter()
+            .map(|&p| (rss_mib(p) * 10.0).round() / 10.0)
+            .collect()
+    };
     emit(json!({
         "bench": "memory",
-        "gateway_rss_mib": rss,
+        "gateway_rss_mib": rss(&c),
+        "baseline_gateway_rss_mib": base.as_ref().map(rss),
         "memory_budget": MEMORY_BUDGET,
         "limit_mib": 64 + 100,
     }));
+}
+
+/// Telegraf's batch size: `metric_batch_size` defaults to 1,000; 500 is common too.
+const TELEGRAF_BATCH: usize = 500;
+/// Hosts reporting, each with [`SERIES_PER_HOST`] series: 10,000 series.
+const TELEGRAF_HOSTS: u64 = 500;
+const SERIES_PER_HOST: u64 = 20;
+const TELEGRAF_CPUS: u64 = 8;
+
+/// Points `[base, base + n)` of a fleet running Telegraf's default inputs: point `p` is series
+/// `p % (hosts x SERIES_PER_HOST)` at interval `p / (hosts x SERIES_PER_HOST)`, so every point
+/// is distinct. Per host: `cpu` for each core and the total, `mem`, `disk` for three mounts,
+/// `diskio` and `net` for two devices, `system`, `processes` and `swap`, with their usual
+/// fields; counters grow from one interval to the next, gauges are pseudo-random.
+fn telegraf_fleet_batch(base: u64, n: usize) -> String {
+    let series = TELEGRAF_HOSTS * SERIES_PER_HOST;
+    let mut s = String::with_capacity(n * 260);
+    for p in base..base + n as u64 {
+        let (host, k) = (p % series / SERIES_PER_HOST, p % SERIES_PER_HOST);
+        let interval = p / series;
+        let ts = 1_600_000_000_000_000_000 + interval * INTERVAL_NS;
+        let x = splitmix64(p);
+        let r = |shift: u32, m: u64| (x >> shift) % m;
+        let count = |rate: u64| interval * rate + r(7, rate.max(1));
+        let _ = write!(
+            s,
+            "{},host=web{host:03},dc=eu-{}",
+            measurement(k),
+            host % 3 + 1
+        );
+        let _ = match k {
+            0..=8 => {
+                let cpu = if k == TELEGRAF_CPUS {
+                    "cpu-total".to_owned()
+                } else {
+                    format!("cpu{k}")
+                };
+                let (user, system, iowait) = (r(0, 6_000), r(16, 2_000), r(32, 500));
+                writeln!(
+                    s,
+                    ",cpu={cpu} usage_user={},usage_system={},usage_idle={},usage_iowait={},usage_irq=0,usage_softirq={},usage_steal=0,usage_nice={},usage_guest=0,usage_guest_nice=0 {ts}",
+                    Percent(user),
+                    Percent(system),
+                    Percent(10_000 - user - system - iowait),
+                    Percent(iowait),
+                    Percent(r(40, 100)),
+                    Percent(r(48, 50)),
+                )
+            }
+            9 => writeln!(
+                s,
+                " total=16777216000i,available={}i,used={}i,free={}i,cached={}i,buffered={}i,available_percent={},used_percent={} {ts}",
+                8_000_000_000 + r(0, 4_000_000_000),
+                4_000_000_000 + r(8, 4_000_000_000),
+                r(16, 2_000_000_000),
+                r(24, 6_000_000_000),
+                r(32, 500_000_000),
+                Percent(r(40, 10_000)),
+                Percent(r(48, 10_000)),
+            ),
+            10..=12 => writeln!(
+                s,
+                ",path={},device=sda{},fstype=ext4,mode=rw total=107374182400i,free={}i,used={}i,used_percent={},inodes_total=6553600i,inodes_free={}i,inodes_used={}i {ts}",
+                ["/", "/var", "/home"][(k - 10) as usize],
+                k - 9,
+                r(0, 50_000_000_000),
+                50_000_000_000 + r(8, 50_000_000_000),
+                Percent(r(16, 10_000)),
+                r(24, 6_000_000),
+                r(32, 600_000),
+            ),
+            13 | 14 => writeln!(
+                s,
+                ",name=nvme{}n1 reads={}i,writes={}i,read_bytes={}i,write_bytes={}i,read_time={}i,write_time={}i,io_time={}i,iops_in_progress={}i {ts}",
+                k - 13,
+                count(40),
+                count(120),
+                count(40 * 4096),
+                count(120 * 4096),
+                count(20),
+                count(90),
+                count(100),
+                r(56, 4),
+            ),
+            15 | 16 => writeln!(
+                s,
+                ",interface=eth{} bytes_sent={}i,bytes_recv={}i,packets_sent={}i,packets_recv={}i,err_in=0i,err_out=0i,drop_in={}i,drop_out=0i {ts}",
+                k - 15,
+                count(1_500_000),
+                count(3_000_000),
+                count(2_000),
+                count(3_500),
+                r(50, 3),
+            ),
+            17 => writeln!(
+                s,
+                " load1={},load5={},load15={},n_cpus={TELEGRAF_CPUS}i,n_users={}i,uptime={}i {ts}",
+                Percent(r(0, 800)),
+                Percent(r(12, 600)),
+                Percent(r(24, 400)),
+                r(36, 4),
+                1_000_000 + interval * 10,
+            ),
+            18 => writeln!(
+                s,
+                " blocked={}i,running={}i,sleeping={}i,stopped=0i,total={}i,zombies=0i,total_threads={}i {ts}",
+                r(0, 3),
+                r(8, 9),
+                200 + r(16, 100),
+                210 + r(24, 100),
+                900 + r(32, 400),
+            ),
+            _ => writeln!(
+                s,
+                " total=4294967296i,used={}i,free={}i,used_percent={},in={}i,out={}i {ts}",
+                r(0, 1_000_000_000),
+                3_000_000_000 + r(8, 1_000_000_000),
+                Percent(r(16, 3_000)),
+                count(5),
+                count(9),
+            ),
+        };
+    }
+    s
+}
+
+fn measurement(k: u64) -> &'static str {
+    match k {
+        0..=8 => "cpu",
+        9 => "mem",
+        10..=12 => "disk",
+        13 | 14 => "diskio",
+        15 | 16 => "net",
+        17 => "system",
+        18 => "processes",
+        _ => "swap",
+    }
+}
+
+/// A timed phase of `clients` writers sending Telegraf fleet batches through `write`.
+struct Latencies {
+    points_per_s: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    line_protocol_bytes: u64,
+}
+
+fn telegraf_phase(
+    clients: usize,
+    secs: f64,
+    offset: u64,
+    write: impl Fn(usize, &str) + Send + Sync,
+) -> Latencies {
+    let (ms, bytes) = (std::sync::Mutex::new(Vec::new()), AtomicU64::new(0));
+    let points_per_s = sustained(clients, secs, TELEGRAF_BATCH, |client, base| {
+        let body = telegraf_fleet_batch(offset + base, TELEGRAF_BATCH);
+        bytes.fetch_add(body.len() as u64, Ordering::Relaxed);
+        let start = Instant::now();
+        write(client, &body);
+        let took = start.elapsed().as_secs_f64() * 1e3;
+        ms.lock().unwrap().push(took);
+    });
+    let mut ms = ms.into_inner().unwrap();
+    ms.sort_by(f64::total_cmp);
+    Latencies {
+        points_per_s,
+        p50_ms: quantile(&ms, 0.5),
+        p99_ms: quantile(&ms, 0.99),
+        line_protocol_bytes: bytes.into_inner(),
+    }
+}
+
+fn telegraf(quick: bool, baseline: Option<&Path>, clients: usize) {
+    let secs = if quick { 4.0 } else { 20.0 };
+    let mut clusters = vec![("cluster", None)];
+    if let Some(bin) = baseline {
+        clusters.push(("baseline", Some(bin)));
+    }
+    let mut fanout_done = false;
+    for (name, bin) in clusters {
+        eprintln!("starting the {name} 3-node cluster...");
+        let c = bench_cluster(bin);
+        let apis: Vec<Http> = c.nodes.iter().map(|n| n.api()).collect();
+        let (pids, influxds) = (gateway_pids(&c), influxd_pids(&c));
+        eprintln!("{name}: {clients} Telegraf clients, {TELEGRAF_BATCH}-point batches...");
+        let (gw0, ix0) = (total_cpu(&pids), total_cpu(&influxds));
+        let m = telegraf_phase(clients, secs, 0, |client, body| {
+            ok(apis[client % apis.len()].write("db=bench", body), "write")
+        });
+        let points = m.points_per_s * secs;
+        wait_applied(&c);
+        let (gw, ix) = (total_cpu(&pids) - gw0, total_cpu(&influxds) - ix0);
+        let logs = wait_log_settled(&c);
+        let dir = log_field(&logs, "dir_bytes");
+        let per_point: Vec<f64> = dir.iter().map(|&b| round2(b as f64 / points)).collect();
+        emit(json!({
+            "bench": "telegraf", "gateway": name, "clients": clients, "batch": TELEGRAF_BATCH,
+            "series": TELEGRAF_HOSTS * SERIES_PER_HOST,
+            "points_per_s": m.points_per_s.round(),
+            "p50_ms": round2(m.p50_ms), "p99_ms": round2(m.p99_ms),
+            "gateway_cpu_s_per_million_points": round2(gw / points * 1e6),
+            "influxd_cpu_s_per_million_points": round2(ix / points * 1e6),
+            "line_protocol_bytes_per_point": round2(m.line_protocol_bytes as f64 / points),
+            "log_dir_bytes_per_point": per_point,
+        }));
+        if !fanout_done {
+            fanout_done = true;
+            let influx: Vec<Http> = c.nodes.iter().map(|n| n.influx()).collect();
+            for h in &influx {
+                create_direct(h, "fanout");
+            }
+            eprintln!("fan-out: {clients} Telegraf clients to three influxd...");
+            let ix0 = total_cpu(&influxds);
+            let f = telegraf_phase(clients, secs, 0, |_, body| {
+                std::thread::scope(|s| {
+                    for h in &influx {
+                        s.spawn(move || ok(h.write("db=fanout", body), "fan-out write"));
+                    }
+                });
+            });
+            let points = f.points_per_s * secs;
+            emit(json!({
+                "bench": "telegraf", "gateway": "fan-out", "clients": clients,
+                "batch": TELEGRAF_BATCH,
+                "points_per_s": f.points_per_s.round(),
+                "p50_ms": round2(f.p50_ms), "p99_ms": round2(f.p99_ms),
+                "influxd_cpu_s_per_million_points":
+                    round2((total_cpu(&influxds) - ix0) / points * 1e6),
+            }));
+        }
+    }
+}
+
+/// influxd's ingest rate against request size, one request after another.
+fn batch_size(quick: bool) {
+    let total: usize = if quick { 200_000 } else { 1_000_000 };
+    let slot = tests::cluster::Slot::acquire();
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let influxd = tests::Influxd::start(&format!("{}:18086", slot.ip(1)), dir.path());
+    let http = influxd.http();
+    let pid = influxd.pid().expect("influxd runs");
+    create_direct(&http, "bench");
+    // Every series exists before the timed rounds, as it does for a node catching up.
+    for base in (0..2_000u64).step_by(BATCH) {
+        ok(
+            http.write("db=bench", &telegraf_batch(base, 2_000)),
+            "write",
+        );
+    }
+    let sizes = [500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000];
+    // Up the sizes, then down: whatever drifts during the run (compactions, the cache's
+    // snapshots) weighs on both ends alike.
+    let order = sizes.iter().chain(sizes.iter().rev()).copied();
+    let mut rates: BTreeMap<usize, Vec<(f64, f64)>> = BTreeMap::new();
+    for (round, size) in order.enumerate() {
+        // New points every round: a later interval of the same series.
+        let offset = (round as u64 + 1) * 100_000_000;
+        let bodies: Vec<String> = (0..total as u64)
+            .step_by(size)
+            .map(|b| telegraf_batch(offset + b, size.min(total - b as usize)))
+            .collect();
+        let cpu0 = cpu_seconds(pid);
+        let start = Instant::now();
+        for body in &bodies {
+            ok(http.write("db=bench", body), "write");
+        }
+        let took = start.elapsed().as_secs_f64();
+        let cpu = (cpu_seconds(pid) - cpu0) / total as f64 * 1e6;
+        eprintln!("{size}-point requests: {:.0} points/s", total as f64 / took);
+        rates
+            .entry(size)
+            .or_default()
+            .push((total as f64 / took, cpu));
+    }
+    let best = rates
+        .values()
+        .map(|r| r.iter().map(|x| x.0).sum::<f64>() / r.len() as f64)
+        .fold(0.0, f64::max);
+    for (size, r) in rates {
+        let mean = |f: fn(&(f64, f64)) -> f64| r.iter().map(f).sum::<f64>() / r.len() as f64;
+        let rate = mean(|x| x.0);
+        emit(json!({
+            "bench": "batch_size", "points_per_request": size,
+            "bytes_per_request": telegraf_batch(0, size).len(),
+            "points_per_s": rate.round(),
+            "runs_points_per_s": r.iter().map(|x| x.0.round()).collect::<Vec<_>>(),
+            "vs_fastest": round2(rate / best),
+            "influxd_cpu_s_per_million_points": round2(mean(|x| x.1)),
+        }));
+    }
 }
 
 fn tls(quick: bool) {
@@ -500,11 +888,67 @@ fn wait_applied(c: &Cluster) {
     );
 }
 
-fn catchup(quick: bool) {
+fn catchup(quick: bool, baseline: Option<&Path>) {
     let total: usize = if quick { 200_000 } else { 1_000_000 };
-    eprintln!("starting a 3-node cluster (release build)...");
-    let mut c = Cluster::start_with(3, &["--memory-budget", MEMORY_BUDGET]);
-    c.create_database(1, "bench");
+    let mut builds = vec![("cluster", None)];
+    if let Some(bin) = baseline {
+        builds.push(("baseline", Some(bin)));
+    }
+    let (mut direct, mut direct_large) = (None, None);
+    let mut runs = Vec::new();
+    for (name, bin) in builds {
+        eprintln!("starting the {name} 3-node cluster...");
+        let mut c = bench_cluster(bin);
+        let (replay, replicated_at, down) = catch_up_once(&mut c, total);
+        runs.push((name, replay, replicated_at));
+        if direct.is_none() {
+            eprintln!("the same points straight into one influxd...");
+            let influx = c.node(down).influx();
+            create_direct(&influx, "direct");
+            // Made before the clock starts: the baseline is influxd's time alone.
+            let bodies: Vec<String> = (0..total as u64)
+                .step_by(BATCH)
+                .map(|base| telegraf_batch(base, BATCH))
+                .collect();
+            let start = Instant::now();
+            for body in &bodies {
+                ok(influx.write("db=direct", body), "direct write");
+            }
+            direct = Some(start.elapsed().as_secs_f64());
+            // The same, in requests as large as the applier's (8 MiB, about 75,000 points),
+            // into another database.
+            create_direct(&influx, "direct_large");
+            let large = 75_000;
+            let bodies: Vec<String> = (0..total as u64)
+                .step_by(large)
+                .map(|base| telegraf_batch(base, large.min(total - base as usize)))
+                .collect();
+            let start = Instant::now();
+            for body in &bodies {
+                ok(influx.write("db=direct_large", body), "direct write");
+            }
+            direct_large = Some(start.elapsed().as_secs_f64());
+        }
+    }
+    let direct = direct.expect("measured with the first cluster");
+    let direct_large = direct_large.expect("measured with the first cluster");
+    for (name, replay, replicated_at) in runs {
+        emit(json!({
+            "bench": "catchup", "gateway": name, "points": total, "batch": BATCH,
+            "catchup_seconds": round2(replay),
+            "replicated_after_seconds": round2(replicated_at),
+            "catchup_points_per_s": (total as f64 / replay).round(),
+            "direct_points_per_s": (total as f64 / direct).round(),
+            "catchup_vs_direct": round2(direct / replay),
+            // influxd's own best, one request after another: the ceiling of a replay.
+            "direct_75000_point_requests_points_per_s": (total as f64 / direct_large).round(),
+        }));
+    }
+}
+
+/// A follower is down while `total` points are written through the others, then restarted:
+/// how long until it applied them all, when its log had them all, and which node it was.
+fn catch_up_once(c: &mut Cluster, total: usize) -> (f64, f64, u64) {
     let leader = c.wait_for_leader(Duration::from_secs(30));
     let down = (1..=3).find(|&id| id != leader).unwrap();
     let up: Vec<u64> = (1..=3).filter(|&id| id != down).collect();
@@ -512,7 +956,7 @@ fn catchup(quick: bool) {
     eprintln!("node {down} down; writing {total} points through the others...");
     c.node_mut(down).gateway.kill();
     let apis: Vec<Http> = up.iter().map(|&id| c.node(id).api()).collect();
-    write_all(&apis, "bench", total as u64, WRITERS, batch);
+    write_all(&apis, "bench", total as u64, WRITERS, telegraf_batch);
 
     eprintln!("restarting node {down}; measuring its catch-up...");
     let target = c.health(leader).unwrap()["committed"].as_u64().unwrap();
@@ -521,12 +965,20 @@ fn catchup(quick: bool) {
     // Follow the node's log and its applier: when the last entry reached its disk, and when
     // its influxd had everything.
     let mut replicated_at = None;
+    let (mut answered_at, mut applying_at, mut applied_before) = (None, None, None);
     loop {
         let h = c.health(down).unwrap_or_default();
         let (committed, applied) = (
             h["committed"].as_u64().unwrap_or(0),
             h["applied"].as_u64().unwrap_or(0),
         );
+        if answered_at.is_none() && h.get("applied").is_some() {
+            answered_at = Some(start.elapsed().as_secs_f64());
+            applied_before = Some(applied);
+        }
+        if applying_at.is_none() && applied_before.is_some_and(|a| applied > a) {
+            applying_at = Some(start.elapsed().as_secs_f64());
+        }
         if replicated_at.is_none() && committed >= target {
             replicated_at = Some(start.elapsed().as_secs_f64());
         }
@@ -540,26 +992,14 @@ fn catchup(quick: bool) {
         std::thread::sleep(Duration::from_millis(20));
     }
     let replay = start.elapsed().as_secs_f64();
-
-    eprintln!("baseline: the same points straight into one influxd...");
-    let direct = c.node(down).influx();
-    create_direct(&direct, "direct");
-    let start = Instant::now();
-    for base in (0..total as u64).step_by(BATCH) {
-        ok(
-            direct.write("db=direct", &batch(base, BATCH)),
-            "direct write",
-        );
-    }
-    let baseline = start.elapsed().as_secs_f64();
-    emit(json!({
-        "bench": "catchup", "points": total, "batch": BATCH,
-        "catchup_seconds": (replay * 100.0).round() / 100.0,
-        "replicated_after_seconds": (replicated_at.unwrap_or(replay) * 100.0).round() / 100.0,
-        "catchup_points_per_s": (total as f64 / replay).round(),
-        "direct_points_per_s": (total as f64 / baseline).round(),
-        "catchup_vs_direct": ((baseline / replay) * 100.0).round() / 100.0,
-    }));
+    let requests = status(c, down)["applier"]["requests"].as_u64().unwrap_or(0);
+    eprintln!(
+        "node {down} applied them in {requests} influxd requests; it answered after {:.2} s \
+         and applied its first entry after {:.2} s",
+        answered_at.unwrap_or(replay),
+        applying_at.unwrap_or(replay)
+    );
+    (replay, replicated_at.unwrap_or(replay), down)
 }
 
 /// How one cluster of `seed` bounds its log, and so how a node whose influxd was wiped gets

@@ -25,7 +25,6 @@ use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
 use raft::prelude::Entry;
 use tokio::sync::watch;
 
@@ -33,7 +32,7 @@ use self::backoff::Backoff;
 use self::decode::{At, Item, Op};
 use crate::entry::{Origin, Query, Write};
 use crate::idempotency::{KeyTable, Verdict};
-use crate::influxd::{Influxd, Response};
+use crate::influxd::{Chunks, Influxd, Response};
 use crate::log::{CommittedLog, ReplayFloor};
 use crate::marker::{self, Marker, Written};
 use crate::outcome::{classify, AppliedQueries, Interrupt, Outcome, OutcomeSink};
@@ -393,7 +392,12 @@ impl<L: CommittedLog> Applier<L> {
     }
 
     /// Sends a write; a 4xx comes back as a response, anything else interrupts.
-    async fn send_write(&self, db: &str, rp: &str, lines: Bytes) -> Result<Response, Interrupt> {
+    async fn send_write(
+        &self,
+        db: &str,
+        rp: &str,
+        lines: impl Into<Chunks>,
+    ) -> Result<Response, Interrupt> {
         self.status.send_modify(|s| s.requests += 1);
         classify(self.influxd.write(db, rp, lines).await?)
     }

@@ -1,9 +1,14 @@
 //! HTTP client for the local influxd: the only way the applier touches the state machine.
 
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
-use http_body_util::{BodyExt, Full};
+use bytes::{Bytes, BytesMut};
+use http_body_util::BodyExt;
+use hyper::body::{Frame, SizeHint};
 use hyper::header::{HeaderValue, AUTHORIZATION, CONTENT_TYPE};
 use hyper::{Method, Request, StatusCode};
 use hyper_util::client::legacy::{connect::HttpConnector, Client};
@@ -50,9 +55,77 @@ pub struct Unavailable {
     pub reason: String,
 }
 
+/// A request body sent as the pieces it is made of: the applier's coalesced writes are many
+/// entries' lines, megabytes in all, and copying them into one buffer first (and faulting in
+/// its fresh pages) cost more than anything else the applier does.
+#[derive(Debug, Default)]
+pub struct Chunks {
+    pieces: VecDeque<Bytes>,
+    len: u64,
+}
+
+impl Chunks {
+    pub fn push(&mut self, piece: Bytes) {
+        if !piece.is_empty() {
+            self.len += piece.len() as u64;
+            self.pieces.push_back(piece);
+        }
+    }
+
+    pub fn len(&self) -> u64 {
+        self.len
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+
+    /// The whole body in one buffer (a copy).
+    pub fn to_bytes(&self) -> Bytes {
+        let mut all = BytesMut::with_capacity(self.len as usize);
+        for piece in &self.pieces {
+            all.extend_from_slice(piece);
+        }
+        all.freeze()
+    }
+}
+
+impl From<Bytes> for Chunks {
+    fn from(piece: Bytes) -> Chunks {
+        let mut chunks = Chunks::default();
+        chunks.push(piece);
+        chunks
+    }
+}
+
+impl hyper::body::Body for Chunks {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        let piece = self.pieces.pop_front();
+        if let Some(p) = &piece {
+            self.len -= p.len() as u64;
+        }
+        Poll::Ready(piece.map(|p| Ok(Frame::data(p))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.pieces.is_empty()
+    }
+
+    /// Exact, so the request carries a Content-Length rather than chunked encoding.
+    fn size_hint(&self) -> SizeHint {
+        SizeHint::with_exact(self.len)
+    }
+}
+
 #[derive(Clone)]
 pub struct Influxd {
-    client: Client<HttpConnector, Full<Bytes>>,
+    client: Client<HttpConnector, Chunks>,
     base: String,
     timeout: Duration,
     /// Basic credentials for an influxd with authentication enabled (an admin user).
@@ -91,7 +164,7 @@ impl Influxd {
     /// One request within `timeout`, its whole body read.
     async fn exchange(
         &self,
-        req: Request<Full<Bytes>>,
+        req: Request<Chunks>,
         timeout: Duration,
     ) -> Result<(hyper::http::response::Parts, Bytes), Unavailable> {
         let call = async {
@@ -113,7 +186,7 @@ impl Influxd {
             .map_err(|_| self.unavailable(format!("no answer within {timeout:?}")))?
     }
 
-    async fn send(&self, req: Request<Full<Bytes>>) -> Result<Response, Unavailable> {
+    async fn send(&self, req: Request<Chunks>) -> Result<Response, Unavailable> {
         let (parts, body) = self.exchange(req, self.timeout).await?;
         Ok(Response {
             status: parts.status,
@@ -133,7 +206,12 @@ impl Influxd {
     }
 
     /// POST /write with nanosecond line protocol.
-    pub async fn write(&self, db: &str, rp: &str, lines: Bytes) -> Result<Response, Unavailable> {
+    pub async fn write(
+        &self,
+        db: &str,
+        rp: &str,
+        lines: impl Into<Chunks>,
+    ) -> Result<Response, Unavailable> {
         let query = {
             let mut q = form_urlencoded::Serializer::new(String::new());
             q.append_pair("db", db);
@@ -146,7 +224,7 @@ impl Influxd {
         let req = self
             .request(Method::POST, &format!("/write?{query}"))
             .header(CONTENT_TYPE, "text/plain; charset=utf-8")
-            .body(Full::new(lines))
+            .body(lines.into())
             .expect("valid request");
         self.send(req).await
     }
@@ -176,7 +254,7 @@ impl Influxd {
         let req = self
             .request(Method::POST, "/query")
             .header(CONTENT_TYPE, "application/x-www-form-urlencoded")
-            .body(Full::new(Bytes::from(form)))
+            .body(Chunks::from(Bytes::from(form)))
             .expect("valid request");
         self.send(req).await
     }
@@ -185,7 +263,7 @@ impl Influxd {
     pub async fn ping(&self) -> Result<String, Unavailable> {
         let req = self
             .request(Method::GET, "/ping")
-            .body(Full::new(Bytes::new()))
+            .body(Chunks::from(Bytes::new()))
             .expect("valid request");
         let (parts, _) = self
             .exchange(req, self.timeout.min(Duration::from_secs(5)))
@@ -233,7 +311,7 @@ impl Influxd {
     ) -> Result<serde_json::Map<String, serde_json::Value>, Unavailable> {
         let req = self
             .request(Method::GET, "/debug/vars")
-            .body(Full::new(Bytes::new()))
+            .body(Chunks::from(Bytes::new()))
             .expect("valid request");
         let (parts, body) = self.exchange(req, self.timeout).await?;
         if !parts.status.is_success() {

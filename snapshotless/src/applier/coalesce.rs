@@ -4,10 +4,11 @@
 
 use std::iter::Peekable;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 
 use super::decode::{At, Item, Op};
 use crate::entry::Write;
+use crate::influxd::Chunks;
 
 /// `first` and the writes that directly follow it in `items` to the same db/rp, as long as
 /// their lines stay within `max_bytes` together (`first` alone may exceed it) and `admits`
@@ -41,17 +42,17 @@ pub(super) fn gather(
     group
 }
 
-/// The lines of a group as one request body; each entry's lines end with a newline.
-pub(super) fn body(group: &[(At, Write)]) -> Bytes {
-    let total: usize = group.iter().map(|(_, w)| w.lines.len() + 1).sum();
-    let mut body = BytesMut::with_capacity(total);
+/// The lines of a group as one request body, each entry's lines a piece of it (not copied);
+/// each entry's lines end with a newline.
+pub(super) fn body(group: &[(At, Write)]) -> Chunks {
+    let mut body = Chunks::default();
     for (_, w) in group {
-        body.extend_from_slice(&w.lines);
+        body.push(w.lines.clone());
         if !w.lines.ends_with(b"\n") {
-            body.extend_from_slice(b"\n");
+            body.push(Bytes::from_static(b"\n"));
         }
     }
-    body.freeze()
+    body
 }
 
 #[cfg(test)]
@@ -144,6 +145,6 @@ mod tests {
     #[test]
     fn every_entry_ends_its_own_line() {
         let (group, _) = gathered(vec![write(1, "a", "m v=1"), write(2, "a", "m v=2\n")], 100);
-        assert_eq!(body(&group), "m v=1\nm v=2\n");
+        assert_eq!(body(&group).to_bytes(), "m v=1\nm v=2\n");
     }
 }

@@ -23,6 +23,7 @@ use parking_lot::RwLock;
 
 use prost::Message as _;
 use raft::prelude::{ConfState, Entry, HardState};
+use rayon::iter::{IntoParallelRefIterator, ParallelIterator};
 use rocksdb::{
     BlockBasedOptions, ChecksumType, ColumnFamily, ColumnFamilyDescriptor, CompactOptions,
     DBCompressionType, Direction, IteratorMode, Options, WriteBatch, WriteOptions, DB,
@@ -456,13 +457,29 @@ pub struct Batch<'a> {
     values: Values,
 }
 
+/// Below this many bytes of entries to zstd-compress, a batch is encoded on the calling
+/// thread: handing work to other threads costs more than it saves.
+const PARALLEL_ENCODE_MIN: usize = 64 << 10;
+
 impl Batch<'_> {
-    pub fn put_entry(&self, batch: &mut WriteBatch, e: &Entry) {
-        batch.put_cf(
-            entries_cf(self.db),
-            entry_key(e.index),
-            self.values.encode(e),
-        );
+    /// Puts `entries`, compressing them on every core when there is much to compress: the
+    /// append waits for the compression before its sync, and a single core compresses zstd
+    /// at about 600 MB/s.
+    pub fn put_entries(&self, batch: &mut WriteBatch, entries: &[Entry]) {
+        let values = self.values;
+        let (heavy, bytes) = entries
+            .iter()
+            .filter(|e| values.compresses_slowly(e))
+            .fold((0, 0), |(n, b), e| (n + 1, b + e.data.len()));
+        let encoded: Vec<Vec<u8>> = if bytes >= PARALLEL_ENCODE_MIN && heavy > 1 {
+            entries.par_iter().map(|e| values.encode(e)).collect()
+        } else {
+            entries.iter().map(|e| values.encode(e)).collect()
+        };
+        let cf = entries_cf(self.db);
+        for (e, value) in entries.iter().zip(encoded) {
+            batch.put_cf(cf, entry_key(e.index), value);
+        }
     }
 
     pub fn put_trim_point(&self, batch: &mut WriteBatch, point: TrimPoint) {

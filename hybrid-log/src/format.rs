@@ -26,7 +26,7 @@ const META_PREFIX: &str = "meta/";
 /// Written once when a log is created; a directory without it is not ours.
 /// v1: an entry's value is its prost encoding. v2: a tag byte, then the prost encoding,
 /// LZ4-compressed when that makes it smaller. v3 (what new logs use): the same, compressed
-/// with zstd (see [`Values`]). A log keeps the format it was created in, so that the build
+/// with zstd, or LZ4 below [`ZSTD_MIN`] (see [`Values`]). A log keeps the format it was created in, so that the build
 /// that created it can still open it.
 pub const FORMAT_V1: &[u8] = b"hybrid-log v1";
 pub const FORMAT_V2: &[u8] = b"hybrid-log v2";
@@ -39,6 +39,12 @@ const TAG_ZSTD: u8 = 2;
 /// Entries smaller than this are stored as they are: compression gains little on a few
 /// hundred bytes, and RocksDB's block compression still applies to them on flush.
 const COMPRESS_MIN: usize = 512;
+
+/// Entries smaller than this are compressed with LZ4 in a zstd log: zstd's gain grows with
+/// the entry (more repeats to entropy-code), its fixed cost per call does not, and LZ4 keeps
+/// the appends of many small entries as fast as they were. The bulk of a log's bytes are
+/// large entries (a Telegraf flush of 500 points is 70-100 KiB of line protocol).
+const ZSTD_MIN: usize = 16 << 10;
 
 /// zstd's fastest regular level. On line protocol it stores about half of what LZ4 does
 /// (points of one batch share their measurement, tag and field names), at a compression speed
@@ -101,14 +107,13 @@ impl Values {
             return plain;
         }
         if plain.len() >= COMPRESS_MIN {
-            let out = match self {
-                Values::Lz4 => {
-                    let mut out = Vec::with_capacity(1 + 4 + plain.len() / 2);
-                    out.push(TAG_LZ4);
-                    out.extend_from_slice(&lz4_flex::block::compress_prepend_size(&plain));
-                    Some(out)
-                }
-                _ => zstd_compress(&plain),
+            let out = if self == Values::Zstd && plain.len() >= ZSTD_MIN {
+                zstd_compress(&plain)
+            } else {
+                let mut out = Vec::with_capacity(1 + 4 + plain.len() / 2);
+                out.push(TAG_LZ4);
+                out.extend_from_slice(&lz4_flex::block::compress_prepend_size(&plain));
+                Some(out)
             };
             if let Some(out) = out.filter(|out| out.len() < plain.len()) {
                 return out;
@@ -118,6 +123,12 @@ impl Values {
         out.push(TAG_PLAIN);
         out.extend_from_slice(&plain);
         out
+    }
+
+    /// Whether `e` goes through zstd, several times slower than LZ4 (sizes are close enough
+    /// to the encoded ones for this).
+    pub fn compresses_slowly(self, e: &Entry) -> bool {
+        self == Values::Zstd && e.data.len() >= ZSTD_MIN
     }
 
     /// The entry a stored value holds, or what is wrong with it.

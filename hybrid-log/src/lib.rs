@@ -272,9 +272,7 @@ impl HybridLog {
                 // A conflicting, shorter append: the old suffix beyond it must go too.
                 disk.delete_entries(wb, new_last + 1, last_index + 1);
             }
-            for e in &batch.entries {
-                disk.put_entry(wb, e);
-            }
+            disk.put_entries(wb, &batch.entries);
             if let Some(hs) = &batch.hard_state {
                 disk.put_hard_state(wb, hs);
             }

@@ -72,7 +72,7 @@ fn raw_value(path: &std::path::Path, index: u64) -> Vec<u8> {
 #[test]
 fn large_entries_are_stored_compressed_and_read_back_exactly() {
     let dir = tempfile::tempdir().unwrap();
-    let written: Vec<Entry> = (1..=20).map(|i| entry(i, 64 << 10)).collect();
+    let mut written: Vec<Entry> = (1..=20).map(|i| entry(i, 64 << 10)).collect();
     {
         let log = HybridLog::open(dir.path(), 0).unwrap();
         append(&log, written[..10].to_vec());
@@ -87,26 +87,36 @@ fn large_entries_are_stored_compressed_and_read_back_exactly() {
         assert_eq!(got.len(), 2);
     }
     let stored = raw_value(dir.path(), 5);
-    assert_eq!(
-        stored[0], 2,
-        "new logs store entries zstd-compressed (tag 2)"
-    );
+    assert_eq!(stored[0], 2, "large entries are zstd-compressed (tag 2)");
+    {
+        let log = HybridLog::open(dir.path(), 0).unwrap();
+        append(&log, vec![entry(21, 4096)]);
+    }
+    assert_eq!(raw_value(dir.path(), 21)[0], 1, "small ones LZ4 (tag 1)");
+    written.push(entry(21, 4096));
     assert!(
         stored.len() * 3 < written[4].encoded_len(),
         "a 64 KiB line protocol entry takes {} bytes on disk",
         stored.len()
     );
     let log = HybridLog::open(dir.path(), 0).unwrap();
-    assert_eq!(log.last_index(), 20);
+    assert_eq!(log.last_index(), 21);
     assert_eq!(read_all(&log), written);
 }
 
 #[test]
 fn a_damaged_compressed_entry_is_refused_naming_the_directory() {
+    // 4 KiB entries are stored LZ4-compressed, 64 KiB ones zstd-compressed.
+    for size in [4096, 64 << 10] {
+        damaged_entry_is_refused(size);
+    }
+}
+
+fn damaged_entry_is_refused(size: usize) {
     let dir = tempfile::tempdir().unwrap();
     {
         let log = HybridLog::open(dir.path(), 0).unwrap();
-        append(&log, (1..=3).map(|i| entry(i, 4096)).collect());
+        append(&log, (1..=3).map(|i| entry(i, size)).collect());
     }
     {
         let db = rocksdb::DB::open_cf(

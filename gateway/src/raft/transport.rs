@@ -468,6 +468,9 @@ impl Lane {
                     None => return,
                 },
             };
+            // Registered before the attempt, so that a peer coming back while it fails still
+            // cuts the backoff short (`notify_waiters` wakes only futures that exist).
+            let peer_is_back = self.peer_is_back.notified();
             let conn = match self.connect().await {
                 Ok(c) => {
                     self.stats.connects.fetch_add(1, Relaxed);
@@ -483,7 +486,7 @@ impl Lane {
                     let _ = self.inbox.try_send(Input::Unreachable(self.to));
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
-                        _ = self.peer_is_back.notified() => {}
+                        _ = peer_is_back => {}
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
                     continue;

@@ -700,8 +700,12 @@ fn telegraf(quick: bool, baseline: Option<&Path>, clients: usize) {
         wait_applied(&c);
         let (gw, ix) = (total_cpu(&pids) - gw0, total_cpu(&influxds) - ix0);
         let logs = wait_log_settled(&c);
-        let dir = log_field(&logs, "dir_bytes");
-        let per_point: Vec<f64> = dir.iter().map(|&b| round2(b as f64 / points)).collect();
+        let per_point = |field: &str| -> Vec<f64> {
+            log_field(&logs, field)
+                .iter()
+                .map(|&b| round2(b as f64 / points))
+                .collect()
+        };
         emit(json!({
             "bench": "telegraf", "gateway": name, "clients": clients, "batch": TELEGRAF_BATCH,
             "series": TELEGRAF_HOSTS * SERIES_PER_HOST,
@@ -710,7 +714,8 @@ fn telegraf(quick: bool, baseline: Option<&Path>, clients: usize) {
             "gateway_cpu_s_per_million_points": round2(gw / points * 1e6),
             "influxd_cpu_s_per_million_points": round2(ix / points * 1e6),
             "line_protocol_bytes_per_point": round2(m.line_protocol_bytes as f64 / points),
-            "log_dir_bytes_per_point": per_point,
+            "log_dir_bytes_per_point": per_point("dir_bytes"),
+            "log_flushed_bytes_per_point": per_point("disk_bytes"),
         }));
         if !fanout_done {
             fanout_done = true;
@@ -993,6 +998,20 @@ fn catch_up_once(c: &mut Cluster, total: usize) -> (f64, f64, u64) {
     }
     let replay = start.elapsed().as_secs_f64();
     let requests = status(c, down)["applier"]["requests"].as_u64().unwrap_or(0);
+    // What the log keeps per point, once RocksDB has flushed: on disk (table files) and in
+    // the whole directory (its WAL too, which is capped).
+    let logs = wait_log_settled(c);
+    let per_point = |field: &str| -> Vec<f64> {
+        log_field(&logs, field)
+            .iter()
+            .map(|&b| round2(b as f64 / total as f64))
+            .collect()
+    };
+    eprintln!(
+        "log bytes per point: flushed {:?}, whole directory {:?}",
+        per_point("disk_bytes"),
+        per_point("dir_bytes")
+    );
     eprintln!(
         "node {down} applied them in {requests} influxd requests; it answered after {:.2} s \
          and applied its first entry after {:.2} s",

@@ -2,6 +2,7 @@
 //! run on the same influxd processes. One JSON object per line on stdout, progress on stderr.
 //!
 //!   cargo run --release -p tests --bin cluster-bench -- throughput [--quick] [--baseline BIN]
+//!   cargo run --release -p tests --bin cluster-bench -- latency [--quick] [--baseline BIN]
 //!   cargo run --release -p tests --bin cluster-bench -- telegraf [--quick] [--baseline BIN]
 //!   cargo run --release -p tests --bin cluster-bench -- batch-size [--quick]
 //!   cargo run --release -p tests --bin cluster-bench -- catchup [--quick]
@@ -91,6 +92,15 @@ enum What {
     },
     /// Throughput and latency with TLS on both links (HTTPS API, mutual-TLS peers) against
     /// plain text, clusters of each kind started in turn, twice.
+    /// p50/p99 of 100-point writes through the cluster, fanned out to three influxd, and
+    /// through the `--baseline` build's cluster, one write of each in turn, so that whatever
+    /// else the machine does weighs on all alike.
+    Latency {
+        #[arg(long)]
+        quick: bool,
+        #[arg(long)]
+        baseline: Option<PathBuf>,
+    },
     Tls {
         #[arg(long)]
         quick: bool,
@@ -127,6 +137,7 @@ fn main() {
         } => telegraf(quick, baseline.as_deref(), clients),
         What::BatchSize { quick } => batch_size(quick),
         What::Catchup { quick, baseline } => catchup(quick, baseline.as_deref()),
+        What::Latency { quick, baseline } => latency(quick, baseline.as_deref()),
         What::Tls { quick } => tls(quick),
         What::Seed {
             quick,
@@ -506,6 +517,75 @@ fn throughput(quick: bool, baseline: Option<&Path>) {
         "baseline_gateway_rss_mib": base.as_ref().map(rss),
         "memory_budget": MEMORY_BUDGET,
         "limit_mib": 64 + 100,
+    }));
+}
+
+fn latency(quick: bool, baseline: Option<&Path>) {
+    let n = if quick { 300 } else { 3000 };
+    eprintln!("starting a 3-node cluster (release build)...");
+    let c = bench_cluster(None);
+    let base = baseline.map(|bin| {
+        eprintln!(
+            "starting a 3-node cluster of the baseline build {}...",
+            bin.display()
+        );
+        bench_cluster(Some(bin))
+    });
+    let influx: Vec<Http> = c.nodes.iter().map(|n| n.influx()).collect();
+    for h in &influx {
+        create_direct(h, "fanout");
+    }
+    let apis = |c: &Cluster| -> Vec<Http> { c.nodes.iter().map(|n| n.api()).collect() };
+    let (ours, theirs) = (apis(&c), base.as_ref().map(apis).unwrap_or_default());
+    eprintln!("{n} writes of {SMALL_BATCH} points to each, in turn...");
+    let mut ms: [Vec<f64>; 3] = Default::default();
+    let timed = |f: &dyn Fn()| {
+        let start = Instant::now();
+        f();
+        start.elapsed().as_secs_f64() * 1e3
+    };
+    for i in 0..n {
+        let body = batch(900_000_000_000_000 + (i * SMALL_BATCH) as u64, SMALL_BATCH);
+        ms[0].push(timed(&|| {
+            ok(
+                ours[i % ours.len()].write("db=bench", &body),
+                "cluster write",
+            )
+        }));
+        ms[1].push(timed(&|| {
+            std::thread::scope(|s| {
+                for h in &influx {
+                    let body = &body;
+                    s.spawn(move || ok(h.write("db=fanout", body), "fan-out write"));
+                }
+            })
+        }));
+        if !theirs.is_empty() {
+            ms[2].push(timed(&|| {
+                ok(
+                    theirs[i % theirs.len()].write("db=bench", &body),
+                    "baseline write",
+                )
+            }));
+        }
+    }
+    let q = |v: &mut Vec<f64>, p: f64| {
+        v.sort_by(f64::total_cmp);
+        if v.is_empty() {
+            f64::NAN
+        } else {
+            round2(quantile(v, p))
+        }
+    };
+    let [mut cl, mut fan, mut bl] = ms;
+    let (c99, f99, b99) = (q(&mut cl, 0.99), q(&mut fan, 0.99), q(&mut bl, 0.99));
+    emit(json!({
+        "bench": "latency_interleaved", "batch": SMALL_BATCH, "writes": n,
+        "cluster_p50_ms": q(&mut cl, 0.5), "cluster_p99_ms": c99,
+        "fanout_p50_ms": q(&mut fan, 0.5), "fanout_p99_ms": f99,
+        "baseline_p50_ms": q(&mut bl, 0.5), "baseline_p99_ms": b99,
+        "p99_over_fanout_ms": round2(c99 - f99),
+        "baseline_p99_over_fanout_ms": round2(b99 - f99),
     }));
 }
 

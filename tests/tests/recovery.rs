@@ -299,6 +299,18 @@ fn points_deleted_after_influxd_snapshots_a_reopened_wal_stay_deleted() {
         .write_ok("db=db&precision=s", "m v=1 1\nm v=2 2\nm v=3 3");
     c.wait_converged("db", "m", 3, CONVERGE);
     let victim = 2;
+    // Its marker past the write first: a resume from before it would write the points again,
+    // and the snapshot after that write deletes the reopened segment (nothing to bring back).
+    wait_until("node 2's marker to cover the write", CONVERGE, || {
+        let s = status(&c, victim);
+        match (
+            s["applier"]["marker"].as_u64(),
+            s["applier"]["applied"].as_u64(),
+        ) {
+            (Some(m), Some(a)) if m == a => Ok(()),
+            _ => Err(s["applier"].clone()),
+        }
+    });
     // Killed with the points in its WAL, which it reopens at start; nothing is written to
     // that shard afterwards.
     c.node_mut(victim).influxd.restart_with_env(&COLD);

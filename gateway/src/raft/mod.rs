@@ -95,6 +95,7 @@ pub fn start(
         tokio::runtime::Handle::current(),
     );
     tokio::spawn(transport.clone().serve(peers));
+    transport.greet();
 
     let (commit_tx, commits) = watch::channel(0);
     let (status_tx, status_rx) = watch::channel(RaftStatus::default());

@@ -192,6 +192,17 @@ impl Transport {
         Ok(out.into_inner())
     }
 
+    /// Starts the lanes to every peer in the address book, each of which says hello at once.
+    /// Lanes otherwise start with the first message to their peer, and a restarted follower
+    /// has none to send until the leader reaches it: meanwhile the leader's lanes to it may
+    /// sleep in their reconnect backoff, which only a connection from it cuts short.
+    pub fn greet(&self) {
+        let mut lanes = self.lanes.lock();
+        for id in self.book.all().into_keys().filter(|&id| id != self.me.id) {
+            self.lanes_for(&mut lanes, id);
+        }
+    }
+
     /// Queues messages for their peers without blocking. Returns the peers that could not
     /// take a message, for `RawNode::report_unreachable`.
     pub fn send(&self, msgs: Vec<Message>) -> Vec<u64> {
@@ -446,7 +457,7 @@ struct Connection {
 }
 
 impl Lane {
-    /// Connects lazily, sends batches, reconnects with backoff. Ends when the transport drops
+    /// Connects, sends batches, reconnects with backoff. Ends when the transport drops
     /// the queue's sender (peer removed or moved).
     async fn run(self, mut rx: mpsc::Receiver<Message>) {
         let mut backoff = Duration::from_millis(20);
@@ -456,7 +467,7 @@ impl Lane {
         // proposal that lands twice writes the same points twice.)
         //
         // The first batch is empty and goes out at once: a node that just started makes
-        // itself known to every peer, which wakes their lanes to it out of any reconnect
+        // itself known to every peer (`Transport::greet`), which wakes their lanes to it out of any reconnect
         // backoff (see `peer_is_back`). Otherwise a restarted node waits for the leader's next
         // attempt, up to MAX_BACKOFF, before its catch-up can begin.
         let mut retry: Option<Batch> = Some(Batch::default());
@@ -637,4 +648,67 @@ async fn read_frame<M: prost::Message + Default>(
 
 fn invalid(msg: impl Into<String>) -> std::io::Error {
     std::io::Error::new(std::io::ErrorKind::InvalidData, msg.into())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use hybrid_log::HybridLog;
+
+    use super::*;
+
+    /// A node that just started has no message for anyone until the leader reaches it, but
+    /// its lanes open at once and say hello: that is what wakes the leader's lanes to it out
+    /// of their reconnect backoff.
+    #[tokio::test]
+    async fn greet_says_hello_to_every_peer_before_any_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let log = HybridLog::open(dir.path(), 1 << 20).unwrap();
+        let mut peers = Vec::new();
+        for _ in 0..2 {
+            peers.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+        }
+        let addrs: BTreeMap<u64, String> = [(1, "127.0.0.1:1".to_owned())]
+            .into_iter()
+            .chain(
+                peers
+                    .iter()
+                    .zip(2..)
+                    .map(|(l, id)| (id, l.local_addr().unwrap().to_string())),
+            )
+            .collect();
+        let book = AddressBook::load(&log, &addrs);
+        let (inbox, _inbox_rx) = std::sync::mpsc::sync_channel(16);
+        let (side, _side_rx) = mpsc::channel(1);
+        let me = Identity {
+            id: 1,
+            advertise: "127.0.0.1:1".to_owned(),
+            cluster: ClusterId::load(&log),
+            security: Arc::new(PeerSecurity::Plaintext),
+        };
+        let transport = Transport::new(
+            me,
+            book,
+            Progress::default(),
+            inbox,
+            side,
+            tokio::runtime::Handle::current(),
+        );
+        transport.greet();
+        for listener in &peers {
+            // Both lanes, control and bulk, connect and send their hello, then an empty batch.
+            for _ in 0..2 {
+                let (tcp, _) = tokio::time::timeout(Duration::from_secs(10), listener.accept())
+                    .await
+                    .expect("no connection from a greeting node within 10 s")
+                    .unwrap();
+                let mut frames = FramedRead::new(Box::new(tcp) as PeerStream, codec());
+                let hello: Hello = read_frame(&mut frames).await.unwrap();
+                assert_eq!((hello.from, hello.side), (1, 0));
+                let batch: Batch = read_frame(&mut frames).await.unwrap();
+                assert!(batch.msgs.is_empty(), "{:?}", batch.msgs);
+            }
+        }
+    }
 }

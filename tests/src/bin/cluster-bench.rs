@@ -272,6 +272,17 @@ fn sustained(
     points_per_write: usize,
     write: impl Fn(usize, u64) + Send + Sync,
 ) -> f64 {
+    let (points, took) = sustained_counted(clients, secs, points_per_write, write);
+    points / took
+}
+
+/// As [`sustained`]: the points written and the seconds it took.
+fn sustained_counted(
+    clients: usize,
+    secs: f64,
+    points_per_write: usize,
+    write: impl Fn(usize, u64) + Send + Sync,
+) -> (f64, f64) {
     let next = AtomicU64::new(0);
     let written = AtomicU64::new(0);
     let deadline = Instant::now() + Duration::from_secs_f64(secs);
@@ -288,7 +299,10 @@ fn sustained(
             });
         }
     });
-    written.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
+    (
+        written.load(Ordering::Relaxed) as f64,
+        start.elapsed().as_secs_f64(),
+    )
 }
 
 fn ok(r: Result<tests::http::Response, HttpError>, what: &str) {
@@ -352,12 +366,36 @@ fn latencies(n: usize, write: impl Fn(u64)) -> (f64, f64) {
     (quantile(&ms, 0.5), quantile(&ms, 0.99))
 }
 
-/// What a timed phase of writes through one cluster measured.
+/// What timed writes through one cluster (or fanned out) measured, over one or more slices.
+#[derive(Default)]
 struct Phase {
-    points_per_s: f64,
-    /// CPU seconds per million points, summed over the three processes of a kind.
-    gateway_cpu: f64,
-    influxd_cpu: f64,
+    points: f64,
+    secs: f64,
+    /// CPU seconds, summed over the three processes of a kind.
+    gateway_cpu_s: f64,
+    influxd_cpu_s: f64,
+}
+
+impl Phase {
+    fn add(&mut self, slice: Phase) {
+        self.points += slice.points;
+        self.secs += slice.secs;
+        self.gateway_cpu_s += slice.gateway_cpu_s;
+        self.influxd_cpu_s += slice.influxd_cpu_s;
+    }
+
+    fn points_per_s(&self) -> f64 {
+        self.points / self.secs
+    }
+
+    /// CPU seconds per million points.
+    fn gateway_cpu(&self) -> f64 {
+        self.gateway_cpu_s / (self.points / 1e6)
+    }
+
+    fn influxd_cpu(&self) -> f64 {
+        self.influxd_cpu_s / (self.points / 1e6)
+    }
 }
 
 /// `clients` writers sending `BATCH`-point batches through `c`'s gateways for `secs`; the CPU
@@ -366,21 +404,46 @@ fn cluster_phase(c: &Cluster, clients: usize, secs: f64, offset: u64) -> Phase {
     let apis: Vec<Http> = c.nodes.iter().map(|n| n.api()).collect();
     let (pids, influxds) = (gateway_pids(c), influxd_pids(c));
     let (gw_before, influxd_before) = (total_cpu(&pids), total_cpu(&influxds));
-    let counted = AtomicU64::new(0);
-    let points_per_s = sustained(clients, secs, BATCH, |client, base| {
+    let (points, secs) = sustained_counted(clients, secs, BATCH, |client, base| {
         let api = &apis[client % apis.len()];
         ok(
             api.write("db=bench", &batch(offset + base, BATCH)),
             "cluster write",
         );
-        counted.fetch_add(BATCH as u64, Ordering::Relaxed);
     });
     wait_applied(c);
-    let mpoints = counted.load(Ordering::Relaxed) as f64 / 1e6;
     Phase {
-        points_per_s,
-        gateway_cpu: (total_cpu(&pids) - gw_before) / mpoints,
-        influxd_cpu: (total_cpu(&influxds) - influxd_before) / mpoints,
+        points,
+        secs,
+        gateway_cpu_s: total_cpu(&pids) - gw_before,
+        influxd_cpu_s: total_cpu(&influxds) - influxd_before,
+    }
+}
+
+/// `clients` writers sending each `BATCH`-point batch to all of `influx` (as influxdb-relay
+/// does) for `secs`.
+fn fanout_phase(
+    influx: &[Http],
+    influxds: &[u32],
+    clients: usize,
+    secs: f64,
+    offset: u64,
+) -> Phase {
+    let influxd_before = total_cpu(influxds);
+    let (points, secs) = sustained_counted(clients, secs, BATCH, |_, base| {
+        let body = batch(offset + base, BATCH);
+        std::thread::scope(|s| {
+            for h in influx {
+                let body = &body;
+                s.spawn(move || ok(h.write("db=fanout", body), "fan-out write"));
+            }
+        });
+    });
+    Phase {
+        points,
+        secs,
+        gateway_cpu_s: 0.0,
+        influxd_cpu_s: total_cpu(influxds) - influxd_before,
     }
 }
 
@@ -406,6 +469,11 @@ fn cluster_latency(c: &Cluster, n: usize, off: u64) -> (f64, f64) {
     })
 }
 
+/// A throughput phase runs in this many slices, the cluster's, the baseline's and fan-out's
+/// in turn. influxd compacts what was just written while the next slice writes: in one long
+/// phase after another, whatever went later met the compactions of all that went before.
+const SLICES: u64 = 4;
+
 fn throughput(quick: bool, baseline: Option<&Path>) {
     let secs = if quick { 4.0 } else { 20.0 };
     eprintln!("starting a 3-node cluster (release build)...");
@@ -427,28 +495,23 @@ fn throughput(quick: bool, baseline: Option<&Path>) {
     for clients in [4, 8, 16] {
         // Different timestamp ranges per phase keep every phase writing new points.
         let offset = clients as u64 * 1_000_000_000_000;
-        eprintln!("{clients} clients: cluster...");
-        let cluster = cluster_phase(&c, clients, secs, offset);
-        let baseline = base.as_ref().map(|b| {
-            eprintln!("{clients} clients: the baseline build's cluster...");
-            cluster_phase(b, clients, secs, offset)
-        });
-
-        eprintln!("{clients} clients: fan-out to three influxd...");
-        let influxd_before = total_cpu(&influxds);
-        let fanout_points = AtomicU64::new(0);
-        let fanout = sustained(clients, secs, BATCH, |_, base| {
-            let body = batch(offset + base, BATCH);
-            std::thread::scope(|s| {
-                for h in &influx {
-                    let body = &body;
-                    s.spawn(move || ok(h.write("db=fanout", body), "fan-out write"));
-                }
-            });
-            fanout_points.fetch_add(BATCH as u64, Ordering::Relaxed);
-        });
-        let fanout_influxd_cpu = (total_cpu(&influxds) - influxd_before)
-            / (fanout_points.load(Ordering::Relaxed) as f64 / 1e6);
+        let (mut cluster, mut fanout) = (Phase::default(), Phase::default());
+        let mut baseline = base.as_ref().map(|_| Phase::default());
+        for slice in 0..SLICES {
+            let offset = offset + slice * 100_000_000_000;
+            let part = format!("slice {} of {SLICES}", slice + 1);
+            let secs = secs / SLICES as f64;
+            eprintln!("{clients} clients: cluster ({part})...");
+            cluster.add(cluster_phase(&c, clients, secs, offset));
+            if let (Some(b), Some(phase)) = (&base, baseline.as_mut()) {
+                eprintln!("{clients} clients: the baseline build's cluster ({part})...");
+                phase.add(cluster_phase(b, clients, secs, offset));
+            }
+            eprintln!("{clients} clients: fan-out to three influxd ({part})...");
+            fanout.add(fanout_phase(&influx, &influxds, clients, secs, offset));
+        }
+        let fanout_influxd_cpu = fanout.influxd_cpu();
+        let fanout = fanout.points_per_s();
         eprintln!("{clients} clients: one influxd alone...");
         let single = sustained(clients, secs, BATCH, |_, base| {
             ok(
@@ -458,21 +521,22 @@ fn throughput(quick: bool, baseline: Option<&Path>) {
         });
         let mut line = json!({
             "bench": "throughput", "batch": BATCH, "clients": clients,
-            "cluster_points_per_s": cluster.points_per_s.round(),
+            "cluster_points_per_s": cluster.points_per_s().round(),
             "fanout_points_per_s": fanout.round(),
             "single_points_per_s": single.round(),
-            "cluster_vs_fanout": round2(cluster.points_per_s / fanout),
-            "gateway_cpu_s_per_million_points": round2(cluster.gateway_cpu),
-            "cluster_influxd_cpu_s_per_million_points": round2(cluster.influxd_cpu),
+            "cluster_vs_fanout": round2(cluster.points_per_s() / fanout),
+            "gateway_cpu_s_per_million_points": round2(cluster.gateway_cpu()),
+            "cluster_influxd_cpu_s_per_million_points": round2(cluster.influxd_cpu()),
             "fanout_influxd_cpu_s_per_million_points": round2(fanout_influxd_cpu),
-            "gateway_cpu_vs_influxd_cpu": round2(cluster.gateway_cpu / fanout_influxd_cpu),
+            "gateway_cpu_vs_influxd_cpu": round2(cluster.gateway_cpu() / fanout_influxd_cpu),
         });
         if let Some(b) = baseline {
-            line["baseline_points_per_s"] = json!(b.points_per_s.round());
-            line["baseline_vs_fanout"] = json!(round2(b.points_per_s / fanout));
-            line["baseline_gateway_cpu_s_per_million_points"] = json!(round2(b.gateway_cpu));
-            line["baseline_influxd_cpu_s_per_million_points"] = json!(round2(b.influxd_cpu));
-            line["gateway_cpu_vs_baseline"] = json!(round2(cluster.gateway_cpu / b.gateway_cpu));
+            line["baseline_points_per_s"] = json!(b.points_per_s().round());
+            line["baseline_vs_fanout"] = json!(round2(b.points_per_s() / fanout));
+            line["baseline_gateway_cpu_s_per_million_points"] = json!(round2(b.gateway_cpu()));
+            line["baseline_influxd_cpu_s_per_million_points"] = json!(round2(b.influxd_cpu()));
+            line["gateway_cpu_vs_baseline"] =
+                json!(round2(cluster.gateway_cpu() / b.gateway_cpu()));
         }
         emit(line);
     }

@@ -198,6 +198,12 @@ pub struct Config {
     /// even within the window. Each takes a few hundred bytes in memory and on disk.
     #[arg(long, default_value_t = 100_000)]
     pub idempotency_max_keys: u64,
+    /// Replicate large writes zstd-compressed, compressed once by the node that received
+    /// them, while every member reads such entries (`false`: this node neither compresses nor
+    /// says it reads them, so the cluster replicates every write as it came; while any node
+    /// says `false`, a rollback to a build from before this setting stays possible).
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set)]
+    pub pack_entries: bool,
     /// Largest accepted request body, also after gzip decompression (influxd's default).
     #[arg(long, default_value = "25MB")]
     pub max_body_size: ByteSize,
@@ -801,6 +807,7 @@ mod tests {
         assert_eq!(c.admin_api, AdminApi::On);
         assert_eq!(c.idempotency_window, Duration::from_secs(600));
         assert_eq!(c.idempotency_max_keys, 100_000);
+        assert!(c.pack_entries);
     }
 
     #[test]

@@ -538,6 +538,12 @@ fn snapshot_counters(s: &Snapshot) -> Vec<MetricFamily> {
         t.dropped.load(Relaxed) as f64,
     );
     counter(
+        "gateway_peer_messages_held_back_total",
+        "Raft messages not sent because they carry a packed entry and their peer has not said \
+         it reads those (an older build): it stays behind until it does",
+        t.held_back.load(Relaxed) as f64,
+    );
+    counter(
         "gateway_peer_connects_total",
         "Peer connections established",
         t.connects.load(Relaxed) as f64,

@@ -10,12 +10,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use raft::prelude::ConfChange;
-use snapshotless::{ApplierStatus, Outcome};
+use snapshotless::{entry, ApplierStatus, Outcome};
 use tokio::sync::watch;
 use tokio::time::{sleep_until, timeout_at, Instant};
 
 use crate::log_disk::{DiskFull, LogDisk};
 use crate::pending::{Pending, Ticket};
+use crate::raft::packing::Packing;
 use crate::raft::{ProposeError, RaftHandle, RaftStatus, Refused};
 
 /// What a request waits for before it is answered.
@@ -89,6 +90,8 @@ pub struct Replicator {
     /// worth, so that an election (a leader killed, a heal) is a pause for clients, not an
     /// error each of them must retry.
     leader_wait: Duration,
+    /// Whether a large command is packed before it is proposed.
+    packing: Packing,
 }
 
 impl Replicator {
@@ -107,7 +110,13 @@ impl Replicator {
             disk,
             timeout: timeout.max(Duration::from_millis(1)),
             leader_wait,
+            packing: Packing::off(),
         }
+    }
+
+    /// Packs large commands while `packing` says the cluster reads them.
+    pub fn with_packing(self, packing: Packing) -> Replicator {
+        Replicator { packing, ..self }
     }
 
     pub fn raft(&self) -> RaftStatus {
@@ -120,6 +129,11 @@ impl Replicator {
 
     pub fn disk(&self) -> &LogDisk {
         &self.disk
+    }
+
+    /// Whether a large command proposed now is packed.
+    pub fn packs_now(&self) -> bool {
+        self.packing.now()
     }
 
     pub fn pending_requests(&self) -> usize {
@@ -185,6 +199,15 @@ impl Replicator {
         let _ = timeout_at(until, status.wait_for(|s| s.leader != 0 || !s.member)).await;
     }
 
+    /// `command` as it is proposed: packed if it is large and every member reads packed
+    /// entries. Compressed here, once, rather than by every node's log.
+    fn pack(&self, command: Vec<u8>) -> Vec<u8> {
+        if command.len() < entry::PACK_MIN || !self.packing.now() {
+            return command;
+        }
+        entry::pack(&command).unwrap_or(command)
+    }
+
     /// Proposes `command` and waits as asked; with [`Wait::Applied`], returns influxd's
     /// outcome for it. `what` names the request in messages ("write", "query").
     pub async fn replicate(
@@ -194,7 +217,7 @@ impl Replicator {
         wait: Wait,
         deadline: Instant,
     ) -> Result<Option<Outcome>, ReplicateError> {
-        let mut command = command;
+        let mut command = self.pack(command);
         let mut refusals = 0;
         let mut ticket = loop {
             self.await_leader(deadline).await;

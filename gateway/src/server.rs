@@ -146,7 +146,8 @@ pub async fn run(config: Config) -> Result<(), StartError> {
         disk,
         config.write_timeout,
         leader_wait,
-    );
+    )
+    .with_packing(raft.packing);
     let metrics = Arc::new(Metrics::new());
     if let Some(udp) = udp {
         tokio::spawn(udp.run(replicator.clone(), metrics.udp.clone()));

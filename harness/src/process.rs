@@ -48,8 +48,14 @@ impl Process {
     }
 
     pub fn env(mut self, key: &str, value: &str) -> Process {
-        self.env.push((key.into(), value.into()));
+        self.set_env(key, value);
         self
+    }
+
+    /// Sets (or replaces) an environment variable for the next start.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.retain(|(k, _)| k != key);
+        self.env.push((key.into(), value.into()));
     }
 
     /// Runs it through `prefix` (e.g. `ip netns exec NS`), which must exec the program in

@@ -32,7 +32,7 @@ use rocksdb::{
 use crate::error::LogError;
 use crate::format::{
     decode_trim_point, encode_trim_point, entry_key, meta_key, meta_name, Values, CF_ENTRIES,
-    CF_STATE, KEY_CONF_STATE, KEY_FORMAT, KEY_HARD_STATE, KEY_TRIM_POINT,
+    CF_STATE, FORMAT_V4, KEY_CONF_STATE, KEY_FORMAT, KEY_HARD_STATE, KEY_TRIM_POINT,
 };
 use crate::limit::SizeLimit;
 use crate::trim::TrimPoint;
@@ -50,6 +50,8 @@ struct Handle {
     db: RwLock<Option<Arc<DB>>>,
     path: PathBuf,
     values: Values,
+    /// The marker says v4: builds older than that refuse the log.
+    fenced: AtomicBool,
     /// A write failed: RocksDB refuses every later one until the database is reopened.
     failed: AtomicBool,
 }
@@ -89,7 +91,7 @@ impl DiskTier {
             path: path.to_path_buf(),
             source: e,
         })?;
-        let values = check_format(&db, path, fresh)?;
+        let (values, fenced) = check_format(&db, path, fresh)?;
         if values == Values::Zstd {
             // Entries are compressed already: compressing their blocks again on every flush
             // would only cost CPU.
@@ -101,6 +103,7 @@ impl DiskTier {
                 db: RwLock::new(Some(Arc::new(db))),
                 path: path.to_path_buf(),
                 values,
+                fenced: AtomicBool::new(fenced),
                 failed: AtomicBool::new(false),
             }),
         };
@@ -137,6 +140,21 @@ impl DiskTier {
 
     pub fn path(&self) -> &Path {
         &self.shared.path
+    }
+
+    /// Whether builds older than format v4 refuse this log.
+    pub fn fenced(&self) -> bool {
+        self.shared.fenced.load(Ordering::Acquire)
+    }
+
+    /// Whether this log can be fenced: its values carry the tags v4 reads them by.
+    pub fn can_fence(&self) -> bool {
+        self.shared.values.fenced_marker().is_some()
+    }
+
+    /// Records that a write holding the v4 marker is durable.
+    pub fn set_fenced(&self) {
+        self.shared.fenced.store(true, Ordering::Release);
     }
 
     /// The database as it is now; an error only after a reopen that could not open it.
@@ -482,6 +500,13 @@ impl Batch<'_> {
         }
     }
 
+    /// Writes the v4 marker, if this log's values allow it (see [`Values::fenced_marker`]).
+    pub fn put_fence(&self, batch: &mut WriteBatch) {
+        if let Some(marker) = self.values.fenced_marker() {
+            batch.put_cf(state_cf(self.db), KEY_FORMAT, marker);
+        }
+    }
+
     pub fn put_trim_point(&self, batch: &mut WriteBatch, point: TrimPoint) {
         batch.put_cf(state_cf(self.db), KEY_TRIM_POINT, encode_trim_point(point));
     }
@@ -526,9 +551,9 @@ fn state_cf(db: &DB) -> &ColumnFamily {
         .expect("opened with this column family")
 }
 
-/// Writes the format marker into a new log; takes the format of an existing one, and
-/// refuses a directory with no marker or an unknown one.
-fn check_format(db: &DB, path: &Path, fresh: bool) -> Result<Values, LogError> {
+/// Writes the format marker into a new log; takes the format of an existing one (and whether
+/// it is fenced), and refuses a directory with no marker or an unknown one.
+fn check_format(db: &DB, path: &Path, fresh: bool) -> Result<(Values, bool), LogError> {
     let io = |e| LogError::from_rocksdb(path, e);
     if fresh {
         let mut batch = WriteBatch::default();
@@ -545,12 +570,13 @@ fn check_format(db: &DB, path: &Path, fresh: bool) -> Result<Values, LogError> {
         .get_cf(state_cf(db), KEY_FORMAT)
         .map_err(io)?
         .ok_or_else(|| not_a_log("the RocksDB database has no hybrid-log format marker".into()))?;
-    Values::of_marker(&marker).ok_or_else(|| {
+    let values = Values::of_marker(&marker).ok_or_else(|| {
         not_a_log(format!(
             "unknown format {:?}",
             String::from_utf8_lossy(&marker)
         ))
-    })
+    })?;
+    Ok((values, marker == FORMAT_V4))
 }
 
 /// Bytes free for an unprivileged process on the file system that holds `path`.

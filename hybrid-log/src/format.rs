@@ -27,10 +27,13 @@ const META_PREFIX: &str = "meta/";
 /// v1: an entry's value is its prost encoding. v2: a tag byte, then the prost encoding,
 /// LZ4-compressed when that makes it smaller. v3 (what new logs use): the same, compressed
 /// with zstd, or LZ4 below [`ZSTD_MIN`] (see [`Values`]). A log keeps the format it was created in, so that the build
-/// that created it can still open it.
+/// that created it can still open it. v4: v3's values (a v2 log's read the same), in a log
+/// whose caller fenced it against builds older than v4's
+/// ([`crate::LogBatch::fence_older_builds`]): they do not know the marker, so they refuse it.
 pub const FORMAT_V1: &[u8] = b"hybrid-log v1";
 pub const FORMAT_V2: &[u8] = b"hybrid-log v2";
 pub const FORMAT_V3: &[u8] = b"hybrid-log v3";
+pub const FORMAT_V4: &[u8] = b"hybrid-log v4";
 
 const TAG_PLAIN: u8 = 0;
 const TAG_LZ4: u8 = 1;
@@ -81,13 +84,19 @@ impl Values {
     /// The encoding a format marker stands for; `None` for a marker we do not know.
     pub fn of_marker(marker: &[u8]) -> Option<Values> {
         match marker {
-            FORMAT_V3 => Some(Values::Zstd),
+            FORMAT_V4 | FORMAT_V3 => Some(Values::Zstd),
             // A log created by an earlier version keeps its format: every value in one
             // directory is stored the same way.
             FORMAT_V2 => Some(Values::Lz4),
             FORMAT_V1 => Some(Values::Plain),
             _ => None,
         }
+    }
+
+    /// The marker of a log in this encoding fenced against older builds; `None` for plain
+    /// values, whose entries carry no tag for v4 to read them by.
+    pub fn fenced_marker(self) -> Option<&'static [u8]> {
+        (self != Values::Plain).then_some(FORMAT_V4)
     }
 
     pub fn marker(self) -> &'static [u8] {
@@ -101,12 +110,13 @@ impl Values {
     /// An entry as stored. Compressing here rather than only in RocksDB's blocks means the
     /// WAL, which every synced append writes before it may be acknowledged, carries the
     /// compressed bytes: line protocol shrinks several times over.
+    /// Data that is a zstd frame already (the caller compressed it) is stored as it is.
     pub fn encode(self, e: &Entry) -> Vec<u8> {
         let plain = e.encode_to_vec();
         if self == Values::Plain {
             return plain;
         }
-        if plain.len() >= COMPRESS_MIN {
+        if plain.len() >= COMPRESS_MIN && !is_zstd_frame(&e.data) {
             let out = if self == Values::Zstd && plain.len() >= ZSTD_MIN {
                 zstd_compress(&plain)
             } else {
@@ -128,7 +138,7 @@ impl Values {
     /// Whether `e` goes through zstd, several times slower than LZ4 (sizes are close enough
     /// to the encoded ones for this).
     pub fn compresses_slowly(self, e: &Entry) -> bool {
-        self == Values::Zstd && e.data.len() >= ZSTD_MIN
+        self == Values::Zstd && e.data.len() >= ZSTD_MIN && !is_zstd_frame(&e.data)
     }
 
     /// The entry a stored value holds, or what is wrong with it.
@@ -144,6 +154,11 @@ impl Values {
         };
         decode(&plain)
     }
+}
+
+/// Whether `data` starts like a zstd frame: compressing it again would only cost CPU.
+fn is_zstd_frame(data: &[u8]) -> bool {
+    data.starts_with(&[0x28, 0xb5, 0x2f, 0xfd])
 }
 
 /// The tag, the plain length (so that decompression allocates once and can refuse a length

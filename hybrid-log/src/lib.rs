@@ -135,6 +135,7 @@ pub struct LogBatch {
     conf_state: Option<ConfState>,
     /// Metadata writes in order; `None` deletes the value.
     meta: Vec<(String, Option<Vec<u8>>)>,
+    fence: bool,
 }
 
 impl LogBatch {
@@ -176,8 +177,17 @@ impl LogBatch {
         self
     }
 
+    /// Fences the log against older builds, in the same atomic write: from then on its marker
+    /// is format v4, which builds from before v4 do not know and refuse to open. For a caller
+    /// whose entries from this batch on hold what those builds would misread. A log already
+    /// fenced, or in the first format (see [`HybridLog::can_fence`]), is left as it is.
+    pub fn fence_older_builds(&mut self) -> &mut Self {
+        self.fence = true;
+        self
+    }
+
     pub fn is_empty(&self) -> bool {
-        !self.touches_log() && self.meta.is_empty()
+        !self.touches_log() && self.meta.is_empty() && !self.fence
     }
 
     /// Whether the batch writes more than metadata.
@@ -267,7 +277,11 @@ impl HybridLog {
         // not held up by the fsync. They cannot observe a half-applied change: entries they
         // may read are committed ones, which no later append touches.
         let start = Instant::now();
+        let fence = batch.fence && !self.inner.disk.fenced() && self.inner.disk.can_fence();
         let written = self.inner.disk.write(sync, |disk, wb| {
+            if fence {
+                disk.put_fence(wb);
+            }
             if new_last < last_index {
                 // A conflicting, shorter append: the old suffix beyond it must go too.
                 disk.delete_entries(wb, new_last + 1, last_index + 1);
@@ -292,6 +306,9 @@ impl HybridLog {
         if sync {
             self.inner.stats.record_sync(start.elapsed());
         }
+        if fence {
+            self.inner.disk.set_fenced();
+        }
 
         let mut state = self.inner.state.write();
         if !batch.entries.is_empty() {
@@ -306,6 +323,18 @@ impl HybridLog {
             state.conf_state = cs;
         }
         Ok(())
+    }
+
+    /// Whether builds from before format v4 refuse this log
+    /// ([`LogBatch::fence_older_builds`]).
+    pub fn fenced(&self) -> bool {
+        self.inner.disk.fenced()
+    }
+
+    /// Whether this log can be fenced: all but logs in the first format (plain values, which
+    /// carry no tag for v4 to read them by).
+    pub fn can_fence(&self) -> bool {
+        self.inner.disk.can_fence()
     }
 
     /// Bytes free for this process on the file system that holds the log.

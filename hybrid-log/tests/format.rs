@@ -1,7 +1,8 @@
 //! How entries are stored: large ones compressed with zstd (and read back exactly), a damaged
 //! compressed entry refused with an error naming the directory, and logs written in the
 //! first format (plain values) and the second (LZ4) still readable and appendable, each in
-//! its own format; metadata values put, deleted and listed by prefix.
+//! its own format; metadata values put, deleted and listed by prefix; entries compressed by
+//! the caller stored as they are; a log fenced against older builds.
 
 use hybrid_log::{HybridLog, LogBatch};
 use prost::Message as _;
@@ -251,6 +252,122 @@ fn a_log_in_the_first_format_can_be_trimmed() {
         .entries(4, 6, None, GetEntriesContext::empty(false))
         .unwrap();
     assert_eq!(kept, vec![entry(4, 2048), entry(5, 2048)]);
+}
+
+fn marker(path: &std::path::Path) -> Vec<u8> {
+    let db = rocksdb::DB::open_cf_for_read_only(
+        &rocksdb::Options::default(),
+        path,
+        ["entries", "state"],
+        false,
+    )
+    .unwrap();
+    db.get_cf(db.cf_handle("state").unwrap(), b"format")
+        .unwrap()
+        .expect("a marker")
+}
+
+#[test]
+fn entries_the_caller_compressed_are_stored_as_they_are() {
+    let dir = tempfile::tempdir().unwrap();
+    let packed = Entry {
+        index: 1,
+        term: 1,
+        data: zstd::bulk::compress(&line_protocol(1, 4 << 20), 1).unwrap(),
+        ..Default::default()
+    };
+    assert!(packed.data.len() > 16 << 10);
+    {
+        let log = HybridLog::open(dir.path(), 0).unwrap();
+        append(&log, vec![packed.clone(), entry(2, 64 << 10)]);
+    }
+    let stored = raw_value(dir.path(), 1);
+    assert_eq!(stored[0], 0, "a zstd frame is not compressed again (tag 0)");
+    assert_eq!(&stored[1..], packed.encode_to_vec());
+    assert_eq!(raw_value(dir.path(), 2)[0], 2);
+    let log = HybridLog::open(dir.path(), 0).unwrap();
+    assert_eq!(read_all(&log)[0], packed);
+}
+
+/// The fence is the marker `hybrid-log v4`, written in the same batch as the entries that
+/// need it; a fenced log opens fenced and reads as before; a log in the second format (LZ4)
+/// can be fenced too, a log in the first (untagged values) cannot.
+#[test]
+fn a_fenced_log_carries_the_v4_marker_and_reads_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let first: Vec<Entry> = (1..=3).map(|i| entry(i, 64 << 10)).collect();
+    {
+        let log = HybridLog::open(dir.path(), 0).unwrap();
+        assert!(log.can_fence() && !log.fenced());
+        append(&log, first[..1].to_vec());
+        let mut b = LogBatch::new();
+        b.append(first[1..].to_vec()).fence_older_builds();
+        log.commit(b, true).unwrap();
+        assert!(log.fenced());
+    }
+    assert_eq!(marker(dir.path()), b"hybrid-log v4");
+    let log = HybridLog::open(dir.path(), 0).unwrap();
+    assert!(log.fenced());
+    assert_eq!(read_all(&log), first);
+
+    // Second format: fenced, then its LZ4 entries and the new ones read back.
+    let dir = tempfile::tempdir().unwrap();
+    let old: Vec<Entry> = (1..=2).map(|i| entry(i, 4096)).collect();
+    write_raw_log(dir.path(), b"hybrid-log v2", &old, |e| {
+        let mut v = vec![1u8];
+        v.extend(lz4_flex::block::compress_prepend_size(&e.encode_to_vec()));
+        v
+    });
+    {
+        let log = HybridLog::open(dir.path(), 0).unwrap();
+        let mut b = LogBatch::new();
+        b.append(vec![entry(3, 64 << 10)]).fence_older_builds();
+        log.commit(b, true).unwrap();
+    }
+    assert_eq!(marker(dir.path()), b"hybrid-log v4");
+    let log = HybridLog::open(dir.path(), 0).unwrap();
+    let all: Vec<Entry> = old.into_iter().chain([entry(3, 64 << 10)]).collect();
+    assert_eq!(read_all(&log), all);
+
+    // First format: left as it is.
+    let dir = tempfile::tempdir().unwrap();
+    write_raw_log(dir.path(), b"hybrid-log v1", &[entry(1, 2048)], |e| {
+        e.encode_to_vec()
+    });
+    {
+        let log = HybridLog::open(dir.path(), 0).unwrap();
+        assert!(!log.can_fence());
+        let mut b = LogBatch::new();
+        b.append(vec![entry(2, 2048)]).fence_older_builds();
+        log.commit(b, true).unwrap();
+        assert!(!log.fenced());
+    }
+    assert_eq!(marker(dir.path()), b"hybrid-log v1");
+}
+
+/// A log as an older build wrote it: the marker, committed HardState, values as `encode` makes them.
+fn write_raw_log(
+    path: &std::path::Path,
+    marker: &[u8],
+    entries: &[Entry],
+    encode: impl Fn(&Entry) -> Vec<u8>,
+) {
+    let mut opts = rocksdb::Options::default();
+    opts.create_if_missing(true);
+    opts.create_missing_column_families(true);
+    let db = rocksdb::DB::open_cf(&opts, path, ["entries", "state"]).unwrap();
+    let state = db.cf_handle("state").unwrap();
+    db.put_cf(state, b"format", marker).unwrap();
+    let hs = HardState {
+        term: 1,
+        vote: 1,
+        commit: entries.len() as u64,
+    };
+    db.put_cf(state, b"hard_state", hs.encode_to_vec()).unwrap();
+    let cf = db.cf_handle("entries").unwrap();
+    for e in entries {
+        db.put_cf(cf, e.index.to_be_bytes(), encode(e)).unwrap();
+    }
 }
 
 #[test]

@@ -75,6 +75,13 @@ impl Gateway {
         self.process.pid()
     }
 
+    /// Starts from `file` (`GATEWAY_CONFIG`: its settings are the flags' defaults) from the
+    /// next start on; the flags the cluster gave still win.
+    pub fn set_config_file(&mut self, file: &Path) {
+        self.process
+            .set_env("GATEWAY_CONFIG", file.to_str().expect("a UTF-8 path"));
+    }
+
     pub fn is_running(&mut self) -> bool {
         self.process.is_running()
     }

@@ -120,6 +120,10 @@ pub(super) fn status_document(node: &NodeView) -> serde_json::Value {
             "memory_hits": s.log.memory_hits,
             "memory_misses": s.log.memory_misses,
             "syncs": s.log.syncs,
+            // Large writes this node proposes now are packed (every member reads them), and
+            // builds older than packing refuse this log (it holds packed entries).
+            "packing": node.replicator.packs_now(),
+            "fenced": node.log.fenced(),
     });
     let mut doc = document(&s.raft, &s.applier, log, s.pending);
     doc["disk"] = s.disk.status();

@@ -8,6 +8,7 @@ pub mod bootstrap;
 mod handle;
 pub mod members;
 pub mod node;
+pub mod packing;
 pub mod progress;
 pub mod transport;
 pub mod trim;
@@ -30,6 +31,7 @@ pub use handle::{
 };
 use members::AddressBook;
 use node::{Node, NodeConfig, Wiring};
+use packing::Packing;
 use progress::Progress;
 use transport::{Identity, SideRequest, Transport, TransportStats};
 pub use trim::TrimPolicy;
@@ -48,6 +50,8 @@ pub struct Started {
     pub peers: Arc<TransportStats>,
     pub transport: Arc<Transport>,
     pub book: AddressBook,
+    /// Whether what this node proposes is packed now.
+    pub packing: Packing,
     /// Side channels peers opened (seeding); whoever serves them takes this.
     pub side: mpsc::Receiver<SideRequest>,
 }
@@ -86,10 +90,16 @@ pub fn start(
         security,
     };
     let (side_tx, side) = mpsc::channel(SIDE_QUEUE);
+    let packing = Packing::new(
+        config.node_id(),
+        config.pack_entries && log.can_fence(),
+        book.clone(),
+    );
     let transport = Transport::new(
         me,
         book.clone(),
         progress.clone(),
+        packing.clone(),
         inbox_tx.clone(),
         side_tx,
         tokio::runtime::Handle::current(),
@@ -126,6 +136,7 @@ pub fn start(
         peers: stats,
         transport,
         book,
+        packing,
         side,
     })
 }

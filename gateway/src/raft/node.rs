@@ -37,7 +37,7 @@ use raft::prelude::{
 use raft::{Config, ProgressState, RawNode, SnapshotStatus, StateRole};
 use raft_proto::ConfChangeI;
 use snapshotless::log::{put_u64, read_u64, MetaKey};
-use snapshotless::{Origin, Trim};
+use snapshotless::{entry, Origin, Trim};
 use tokio::sync::watch;
 
 use super::handle::{
@@ -291,7 +291,12 @@ impl Node {
         self.handle_committed(committed);
 
         let mut batch = LogBatch::new();
-        batch.append(rd.take_entries());
+        let entries = rd.take_entries();
+        if !self.log.fenced() && entries.iter().any(|e| entry::is_packed(&e.data)) {
+            // An older build must not open a log it would skip these entries of (packing.rs).
+            batch.fence_older_builds();
+        }
+        batch.append(entries);
         if let Some(hs) = rd.hs() {
             batch.set_hard_state(hs.clone());
         }

@@ -30,6 +30,7 @@ use futures::{SinkExt, StreamExt};
 use parking_lot::Mutex;
 use prost::Message as _;
 use raft::prelude::{Message, MessageType};
+use snapshotless::entry;
 use tokio::io::{AsyncReadExt, ReadHalf, WriteHalf};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tokio::sync::{mpsc, Notify};
@@ -38,6 +39,7 @@ use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use super::bootstrap::ClusterId;
 use super::handle::Input;
 use super::members::AddressBook;
+use super::packing::Packing;
 use super::progress::Progress;
 use crate::tls::{PeerSecurity, PeerStream};
 
@@ -76,6 +78,9 @@ struct Hello {
     /// What the side channel asks for: the log index a copy must cover.
     #[prost(uint64, tag = "5")]
     need: u64,
+    /// Whether the sender reads packed entries (packing.rs); older builds send nothing: 0.
+    #[prost(uint32, tag = "6")]
+    reads: u32,
 }
 
 /// What a peer connection can be opened for besides Raft messages.
@@ -118,6 +123,9 @@ pub struct TransportStats {
     pub rejected_tls: AtomicU64,
     /// ... or a missing, undecodable or foreign hello, or too many unproven at once.
     pub rejected_hello: AtomicU64,
+    /// Messages not sent because they carry a packed entry and their peer has not said it
+    /// reads those (an older build): it stays behind until it does.
+    pub held_back: AtomicU64,
     unproven: AtomicUsize,
 }
 
@@ -144,6 +152,7 @@ pub struct Transport {
     me: Identity,
     book: AddressBook,
     progress: Progress,
+    packing: Packing,
     inbox: SyncSender<Input>,
     lanes: Mutex<HashMap<u64, Lanes>>,
     runtime: tokio::runtime::Handle,
@@ -156,6 +165,7 @@ impl Transport {
         me: Identity,
         book: AddressBook,
         progress: Progress,
+        packing: Packing,
         inbox: SyncSender<Input>,
         side: mpsc::Sender<SideRequest>,
         runtime: tokio::runtime::Handle,
@@ -164,6 +174,7 @@ impl Transport {
             me,
             book,
             progress,
+            packing,
             inbox,
             lanes: Mutex::new(HashMap::new()),
             runtime,
@@ -221,6 +232,20 @@ impl Transport {
                 }
                 _ => &peer.control,
             };
+            if !self.packing.reads(to) {
+                if let Some(e) = m.entries.iter().find(|e| entry::is_packed(&e.data)) {
+                    self.stats.held_back.fetch_add(1, Relaxed);
+                    if self.packing.held_back(to) {
+                        tracing::warn!(
+                            peer = to,
+                            index = e.index,
+                            "holding back the log from this peer: it has not said it reads                              packed entries (an older build?); it stays behind until it runs                              this build or a later one"
+                        );
+                    }
+                    unreachable.push(to);
+                    continue;
+                }
+            }
             match lane.try_send(m) {
                 Ok(()) => {}
                 Err(_) => {
@@ -293,6 +318,7 @@ impl Transport {
             cluster: self.me.cluster.get(),
             side: 0,
             need: 0,
+            reads: self.packing.says(),
         }
     }
 
@@ -367,6 +393,7 @@ impl Transport {
         if let Some(lanes) = self.lanes.lock().get(&hello.from) {
             lanes.peer_is_back.notify_waiters();
         }
+        let _open = self.packing.connected(hello.from, hello.reads);
         loop {
             let batch: Batch = read_frame(&mut frames).await?;
             self.progress.record(hello.from, batch.applied);
@@ -656,19 +683,12 @@ mod tests {
 
     use hybrid_log::HybridLog;
 
+    use super::super::packing;
     use super::*;
 
-    /// A node that just started has no message for anyone until the leader reaches it, but
-    /// its lanes open at once and say hello: that is what wakes the leader's lanes to it out
-    /// of their reconnect backoff.
-    #[tokio::test]
-    async fn greet_says_hello_to_every_peer_before_any_message() {
-        let dir = tempfile::tempdir().unwrap();
-        let log = HybridLog::open(dir.path(), 1 << 20).unwrap();
-        let mut peers = Vec::new();
-        for _ in 0..2 {
-            peers.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
-        }
+    /// Node 1 with peers 2 and 3 listening on `peers`, packing on, its log in `dir`.
+    fn node_one(dir: &std::path::Path, peers: &[TcpListener]) -> (Arc<Transport>, Packing) {
+        let log = HybridLog::open(dir, 1 << 20).unwrap();
         let addrs: BTreeMap<u64, String> = [(1, "127.0.0.1:1".to_owned())]
             .into_iter()
             .chain(
@@ -679,22 +699,46 @@ mod tests {
             )
             .collect();
         let book = AddressBook::load(&log, &addrs);
-        let (inbox, _inbox_rx) = std::sync::mpsc::sync_channel(16);
-        let (side, _side_rx) = mpsc::channel(1);
+        let (inbox, inbox_rx) = std::sync::mpsc::sync_channel(16);
+        // Lanes report through the inbox; nothing reads it here.
+        std::mem::forget(inbox_rx);
+        let (side, side_rx) = mpsc::channel(1);
+        std::mem::forget(side_rx);
         let me = Identity {
             id: 1,
             advertise: "127.0.0.1:1".to_owned(),
             cluster: ClusterId::load(&log),
             security: Arc::new(PeerSecurity::Plaintext),
         };
+        let packing = Packing::new(1, true, book.clone());
         let transport = Transport::new(
             me,
             book,
             Progress::default(),
+            packing.clone(),
             inbox,
             side,
             tokio::runtime::Handle::current(),
         );
+        (transport, packing)
+    }
+
+    async fn listeners(n: usize) -> Vec<TcpListener> {
+        let mut peers = Vec::new();
+        for _ in 0..n {
+            peers.push(TcpListener::bind("127.0.0.1:0").await.unwrap());
+        }
+        peers
+    }
+
+    /// A node that just started has no message for anyone until the leader reaches it, but
+    /// its lanes open at once and say hello: that is what wakes the leader's lanes to it out
+    /// of their reconnect backoff.
+    #[tokio::test]
+    async fn greet_says_hello_to_every_peer_before_any_message() {
+        let dir = tempfile::tempdir().unwrap();
+        let peers = listeners(2).await;
+        let (transport, _) = node_one(dir.path(), &peers);
         transport.greet();
         for listener in &peers {
             // Both lanes, control and bulk, connect and send their hello, then an empty batch.
@@ -706,9 +750,47 @@ mod tests {
                 let mut frames = FramedRead::new(Box::new(tcp) as PeerStream, codec());
                 let hello: Hello = read_frame(&mut frames).await.unwrap();
                 assert_eq!((hello.from, hello.side), (1, 0));
+                assert_eq!(hello.reads, packing::READS_PACKED);
                 let batch: Batch = read_frame(&mut frames).await.unwrap();
                 assert!(batch.msgs.is_empty(), "{:?}", batch.msgs);
             }
         }
+    }
+
+    /// An append that carries a packed entry is held back from a peer that has not said it
+    /// reads them, and reported unreachable (Raft tries again later); anything else goes.
+    #[tokio::test]
+    async fn a_packed_entry_is_held_back_from_a_peer_that_does_not_read_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let peers = listeners(2).await;
+        let (transport, packing) = node_one(dir.path(), &peers);
+        let lines = "cpu,host=a usage=1 1\n".repeat(2_000);
+        let command = snapshotless::Command::write("db", "", lines.into()).encode();
+        let packed = entry::pack(&command).unwrap();
+        let append = |to: u64, data: Vec<u8>| Message {
+            msg_type: MessageType::MsgAppend.into(),
+            to,
+            from: 1,
+            entries: vec![raft::prelude::Entry {
+                index: 7,
+                data,
+                ..Default::default()
+            }],
+            ..Default::default()
+        };
+        assert_eq!(transport.send(vec![append(2, packed.clone())]), vec![2]);
+        assert_eq!(transport.stats.held_back.load(Relaxed), 1);
+        assert_eq!(
+            transport.send(vec![append(2, command.clone())]),
+            Vec::<u64>::new()
+        );
+        let _open = packing.connected(2, packing::READS_PACKED);
+        let old = packing.connected(3, 0);
+        assert_eq!(
+            transport.send(vec![append(2, packed.clone()), append(3, packed.clone())]),
+            vec![3]
+        );
+        drop(old);
+        assert_eq!(transport.stats.held_back.load(Relaxed), 2);
     }
 }

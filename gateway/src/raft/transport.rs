@@ -496,7 +496,10 @@ impl Lane {
         // The first batch is empty and goes out at once: a node that just started makes
         // itself known to every peer (`Transport::greet`), which wakes their lanes to it out of any reconnect
         // backoff (see `peer_is_back`). Otherwise a restarted node waits for the leader's next
-        // attempt, up to MAX_BACKOFF, before its catch-up can begin.
+        // attempt, up to MAX_BACKOFF, before its catch-up can begin. A lane whose connection
+        // was lost, or could not be made, redials with an empty batch too, until it is
+        // connected again: a restarted peer learns from the hello what this node reads
+        // (packing.rs), and a follower has nothing else to send another follower.
         let mut retry: Option<Batch> = Some(Batch::default());
         loop {
             let batch = match retry.take() {
@@ -520,13 +523,20 @@ impl Lane {
                     tracing::debug!(peer = self.to, lane = self.name, addr = %self.addr, error = %e, "cannot connect to peer");
                     // What queued up while the peer was away is stale by now; Raft resends
                     // from its own state once the peer answers again.
-                    while rx.try_recv().is_ok() {}
+                    loop {
+                        match rx.try_recv() {
+                            Ok(_) => {}
+                            Err(mpsc::error::TryRecvError::Empty) => break,
+                            Err(mpsc::error::TryRecvError::Disconnected) => return,
+                        }
+                    }
                     let _ = self.inbox.try_send(Input::Unreachable(self.to));
                     tokio::select! {
                         _ = tokio::time::sleep(backoff) => {}
                         _ = peer_is_back => {}
                     }
                     backoff = (backoff * 2).min(MAX_BACKOFF);
+                    retry = Some(Batch::default());
                     continue;
                 }
             };
@@ -535,7 +545,7 @@ impl Lane {
                 Err((e, unsent)) => {
                     tracing::debug!(peer = self.to, lane = self.name, error = %e, "peer connection lost");
                     let _ = self.inbox.try_send(Input::Unreachable(self.to));
-                    retry = unsent;
+                    retry = Some(unsent.unwrap_or_default());
                 }
             }
         }
@@ -753,6 +763,31 @@ mod tests {
                 assert_eq!(hello.reads, packing::READS_PACKED);
                 let batch: Batch = read_frame(&mut frames).await.unwrap();
                 assert!(batch.msgs.is_empty(), "{:?}", batch.msgs);
+            }
+        }
+    }
+
+    /// A lane whose connection is lost redials and says hello again with nothing to send:
+    /// how a restarted peer hears from a follower, which has no message for it, what this
+    /// node reads.
+    #[tokio::test]
+    async fn a_lost_connection_is_redialled_with_a_hello_and_nothing_else() {
+        let dir = tempfile::tempdir().unwrap();
+        let peers = listeners(1).await;
+        let (transport, _) = node_one(dir.path(), &peers);
+        transport.greet();
+        for round in 0..3 {
+            for _ in 0..2 {
+                let (tcp, _) = tokio::time::timeout(Duration::from_secs(10), peers[0].accept())
+                    .await
+                    .unwrap_or_else(|_| panic!("no connection within 10 s (round {round})"))
+                    .unwrap();
+                let mut frames = FramedRead::new(Box::new(tcp) as PeerStream, codec());
+                let hello: Hello = read_frame(&mut frames).await.unwrap();
+                assert_eq!(hello.from, 1);
+                let batch: Batch = read_frame(&mut frames).await.unwrap();
+                assert!(batch.msgs.is_empty(), "{:?}", batch.msgs);
+                // Dropped here: the peer "restarts".
             }
         }
     }

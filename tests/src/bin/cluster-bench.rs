@@ -10,9 +10,9 @@
 //!   cargo run --release -p tests --bin cluster-bench -- tls [--quick]
 //!
 //! throughput: sustained points/s with 5,000-point batches and 4, 8 and 16 clients through the
-//! 3-node cluster, against a fan-out baseline (each batch written to all three influxd, as
-//! influxdb-relay does) and one influxd alone; latency of 100-point batches; gateway CPU
-//! seconds per million points; gateway RSS. With `--baseline BIN`, a second cluster running
+//! 3-node cluster, against a fan-out baseline (each batch written to three influxd of its own,
+//! as influxdb-relay does) and one influxd alone; latency of 100-point batches; gateway CPU
+//! and influxd CPU seconds per million points, points per influxd request; gateway RSS. With `--baseline BIN`, a second cluster running
 //! the gateway binary BIN (another build) goes through the same phases in the same run, and
 //! every figure is printed for both builds.
 //!
@@ -374,6 +374,8 @@ struct Phase {
     /// CPU seconds, summed over the three processes of a kind.
     gateway_cpu_s: f64,
     influxd_cpu_s: f64,
+    /// Write requests the three influxd were sent.
+    influxd_requests: f64,
 }
 
 impl Phase {
@@ -382,6 +384,12 @@ impl Phase {
         self.secs += slice.secs;
         self.gateway_cpu_s += slice.gateway_cpu_s;
         self.influxd_cpu_s += slice.influxd_cpu_s;
+        self.influxd_requests += slice.influxd_requests;
+    }
+
+    /// Points per write request each influxd was sent (each holds every point).
+    fn points_per_request(&self) -> f64 {
+        3.0 * self.points / self.influxd_requests
     }
 
     fn points_per_s(&self) -> f64 {
@@ -404,6 +412,12 @@ fn cluster_phase(c: &Cluster, clients: usize, secs: f64, offset: u64) -> Phase {
     let apis: Vec<Http> = c.nodes.iter().map(|n| n.api()).collect();
     let (pids, influxds) = (gateway_pids(c), influxd_pids(c));
     let (gw_before, influxd_before) = (total_cpu(&pids), total_cpu(&influxds));
+    let requests = || -> f64 {
+        (1..=3)
+            .map(|id| status(c, id)["applier"]["requests"].as_f64().unwrap_or(0.0))
+            .sum()
+    };
+    let requests_before = requests();
     let (points, secs) = sustained_counted(clients, secs, BATCH, |client, base| {
         let api = &apis[client % apis.len()];
         ok(
@@ -417,6 +431,8 @@ fn cluster_phase(c: &Cluster, clients: usize, secs: f64, offset: u64) -> Phase {
         secs,
         gateway_cpu_s: total_cpu(&pids) - gw_before,
         influxd_cpu_s: total_cpu(&influxds) - influxd_before,
+        // The appliers' markers are requests too, one a second at most.
+        influxd_requests: requests() - requests_before,
     }
 }
 
@@ -444,6 +460,7 @@ fn fanout_phase(
         secs,
         gateway_cpu_s: 0.0,
         influxd_cpu_s: total_cpu(influxds) - influxd_before,
+        influxd_requests: influx.len() as f64 * points / BATCH as f64,
     }
 }
 
@@ -472,7 +489,37 @@ fn cluster_latency(c: &Cluster, n: usize, off: u64) -> (f64, f64) {
 /// A throughput phase runs in this many slices, the cluster's, the baseline's and fan-out's
 /// in turn. influxd compacts what was just written while the next slice writes: in one long
 /// phase after another, whatever went later met the compactions of all that went before.
+/// Each kind writes into influxd processes of its own (fan-out into three started for it):
+/// sharing them, one kind's slice would meet the other's compactions on the very processes it
+/// writes to, and which one met them would depend on the order of the slices.
 const SLICES: u64 = 4;
+
+/// Three influxd of their own for fan-out, each on its own loopback address.
+struct FanoutInfluxds {
+    influxds: Vec<tests::Influxd>,
+    _dir: tempfile::TempDir,
+    _slot: tests::cluster::Slot,
+}
+
+impl FanoutInfluxds {
+    fn start() -> FanoutInfluxds {
+        let slot = tests::cluster::Slot::acquire();
+        let dir = tempfile::tempdir().expect("a temporary directory");
+        let influxds = (1..=3)
+            .map(|id| {
+                tests::Influxd::start(
+                    &format!("{}:{}", slot.ip(id), tests::cluster::INFLUXD_PORT),
+                    &dir.path().join(format!("fanout{id}")),
+                )
+            })
+            .collect();
+        FanoutInfluxds {
+            influxds,
+            _dir: dir,
+            _slot: slot,
+        }
+    }
+}
 
 fn throughput(quick: bool, baseline: Option<&Path>) {
     let secs = if quick { 4.0 } else { 20.0 };
@@ -485,12 +532,14 @@ fn throughput(quick: bool, baseline: Option<&Path>) {
         );
         bench_cluster(Some(bin))
     });
-    let influx: Vec<Http> = c.nodes.iter().map(|n| n.influx()).collect();
+    eprintln!("starting three influxd for fan-out...");
+    let own = FanoutInfluxds::start();
+    let influx: Vec<Http> = own.influxds.iter().map(|i| i.http()).collect();
     for h in &influx {
         create_direct(h, "fanout");
     }
     create_direct(&influx[0], "single");
-    let influxds = influxd_pids(&c);
+    let influxds: Vec<u32> = own.influxds.iter().filter_map(|i| i.pid()).collect();
 
     for clients in [4, 8, 16] {
         // Different timestamp ranges per phase keep every phase writing new points.
@@ -529,6 +578,7 @@ fn throughput(quick: bool, baseline: Option<&Path>) {
             "cluster_influxd_cpu_s_per_million_points": round2(cluster.influxd_cpu()),
             "fanout_influxd_cpu_s_per_million_points": round2(fanout_influxd_cpu),
             "gateway_cpu_vs_influxd_cpu": round2(cluster.gateway_cpu() / fanout_influxd_cpu),
+            "cluster_points_per_influxd_request": cluster.points_per_request().round(),
         });
         if let Some(b) = baseline {
             line["baseline_points_per_s"] = json!(b.points_per_s().round());
@@ -537,6 +587,7 @@ fn throughput(quick: bool, baseline: Option<&Path>) {
             line["baseline_influxd_cpu_s_per_million_points"] = json!(round2(b.influxd_cpu()));
             line["gateway_cpu_vs_baseline"] =
                 json!(round2(cluster.gateway_cpu() / b.gateway_cpu()));
+            line["baseline_points_per_influxd_request"] = json!(b.points_per_request().round());
         }
         emit(line);
     }

@@ -12,7 +12,8 @@
 //! throughput: sustained points/s with 5,000-point batches and 4, 8 and 16 clients through the
 //! 3-node cluster, against a fan-out baseline (each batch written to three influxd of its own,
 //! as influxdb-relay does) and one influxd alone; latency of 100-point batches; gateway CPU
-//! and influxd CPU seconds per million points, points per influxd request; gateway RSS. With `--baseline BIN`, a second cluster running
+//! and influxd CPU seconds per million points, points per influxd request, the share of the
+//! machine's CPU left idle; gateway RSS. With `--baseline BIN`, a second cluster running
 //! the gateway binary BIN (another build) goes through the same phases in the same run, and
 //! every figure is printed for both builds.
 //!
@@ -313,6 +314,21 @@ fn ok(r: Result<tests::http::Response, HttpError>, what: &str) {
     }
 }
 
+/// Idle and I/O-wait time of all cores together, in seconds since boot (/proc/stat).
+fn idle_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let cpu: Vec<f64> = stat
+        .lines()
+        .next()
+        .unwrap_or_default()
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|v| v.parse().ok())
+        .collect();
+    // user nice system idle iowait ...
+    (cpu.get(3).copied().unwrap_or(0.0) + cpu.get(4).copied().unwrap_or(0.0)) / 100.0
+}
+
 /// Gateway CPU time (user + system) in seconds, from /proc.
 fn cpu_seconds(pid: u32) -> f64 {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
@@ -376,6 +392,8 @@ struct Phase {
     influxd_cpu_s: f64,
     /// Write requests the three influxd were sent.
     influxd_requests: f64,
+    /// The machine's idle and I/O-wait CPU seconds meanwhile (all cores).
+    idle_cpu_s: f64,
 }
 
 impl Phase {
@@ -385,6 +403,13 @@ impl Phase {
         self.gateway_cpu_s += slice.gateway_cpu_s;
         self.influxd_cpu_s += slice.influxd_cpu_s;
         self.influxd_requests += slice.influxd_requests;
+        self.idle_cpu_s += slice.idle_cpu_s;
+    }
+
+    /// The share of the machine's CPU time left idle.
+    fn idle_share(&self) -> f64 {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        self.idle_cpu_s / (self.secs * cores)
     }
 
     /// Points per write request each influxd was sent (each holds every point).
@@ -418,6 +443,7 @@ fn cluster_phase(c: &Cluster, clients: usize, secs: f64, offset: u64) -> Phase {
             .sum()
     };
     let requests_before = requests();
+    let idle_before = idle_seconds();
     let (points, secs) = sustained_counted(clients, secs, BATCH, |client, base| {
         let api = &apis[client % apis.len()];
         ok(
@@ -425,10 +451,12 @@ fn cluster_phase(c: &Cluster, clients: usize, secs: f64, offset: u64) -> Phase {
             "cluster write",
         );
     });
+    let idle_cpu_s = idle_seconds() - idle_before;
     wait_applied(c);
     Phase {
         points,
         secs,
+        idle_cpu_s,
         gateway_cpu_s: total_cpu(&pids) - gw_before,
         influxd_cpu_s: total_cpu(&influxds) - influxd_before,
         // The appliers' markers are requests too, one a second at most.
@@ -446,6 +474,7 @@ fn fanout_phase(
     offset: u64,
 ) -> Phase {
     let influxd_before = total_cpu(influxds);
+    let idle_before = idle_seconds();
     let (points, secs) = sustained_counted(clients, secs, BATCH, |_, base| {
         let body = batch(offset + base, BATCH);
         std::thread::scope(|s| {
@@ -458,6 +487,7 @@ fn fanout_phase(
     Phase {
         points,
         secs,
+        idle_cpu_s: idle_seconds() - idle_before,
         gateway_cpu_s: 0.0,
         influxd_cpu_s: total_cpu(influxds) - influxd_before,
         influxd_requests: influx.len() as f64 * points / BATCH as f64,
@@ -560,6 +590,7 @@ fn throughput(quick: bool, baseline: Option<&Path>) {
             fanout.add(fanout_phase(&influx, &influxds, clients, secs, offset));
         }
         let fanout_influxd_cpu = fanout.influxd_cpu();
+        let fanout_idle = fanout.idle_share();
         let fanout = fanout.points_per_s();
         eprintln!("{clients} clients: one influxd alone...");
         let single = sustained(clients, secs, BATCH, |_, base| {
@@ -579,6 +610,8 @@ fn throughput(quick: bool, baseline: Option<&Path>) {
             "fanout_influxd_cpu_s_per_million_points": round2(fanout_influxd_cpu),
             "gateway_cpu_vs_influxd_cpu": round2(cluster.gateway_cpu() / fanout_influxd_cpu),
             "cluster_points_per_influxd_request": cluster.points_per_request().round(),
+            "cluster_idle_share": round2(cluster.idle_share()),
+            "fanout_idle_share": round2(fanout_idle),
         });
         if let Some(b) = baseline {
             line["baseline_points_per_s"] = json!(b.points_per_s().round());
@@ -588,6 +621,7 @@ fn throughput(quick: bool, baseline: Option<&Path>) {
             line["gateway_cpu_vs_baseline"] =
                 json!(round2(cluster.gateway_cpu() / b.gateway_cpu()));
             line["baseline_points_per_influxd_request"] = json!(b.points_per_request().round());
+            line["baseline_idle_share"] = json!(round2(b.idle_share()));
         }
         emit(line);
     }

@@ -23,13 +23,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use hybrid_log::HybridLog;
+use raft::Storage as _;
 use serde::{Deserialize, Serialize};
 use snapshotless::idempotency::Export;
 use snapshotless::seed::{
     self, BoxFuture, Passwords, Progress as CopyProgress, Restored, SeedError, SeedReport, Seeder,
     Tools,
 };
-use snapshotless::{ApplierStatus, Influxd, KeyTable};
+use snapshotless::{entry, ApplierStatus, Influxd, KeyTable};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::{mpsc, watch, Semaphore};
 
@@ -340,11 +341,13 @@ impl Seeds {
         if self.ratio == 0 || from < self.parts.log.trim_point().index {
             return false;
         }
-        // What a replay moves is line protocol: the memory tier holds entries as they are,
-        // while the disk tier's figure is compressed (several times smaller).
+        // What a replay moves is line protocol: the memory tier holds entries as they are
+        // (a packed one compressed), the disk tier's figure is compressed, and the newest
+        // entries of the backlog say how large they are unpacked.
         let stats = self.parts.log.stats();
         let per_entry = (stats.memory_bytes / stats.memory_entries.max(1))
-            .max(stats.disk_bytes / stats.disk_entries.max(1));
+            .max(stats.disk_bytes / stats.disk_entries.max(1))
+            .max(self.line_bytes_per_entry(from, to));
         let backlog = per_entry.saturating_mul(to - from);
         if backlog < self.min_backlog {
             tracing::debug!(backlog_bytes = backlog, "backlog small enough to replay");
@@ -368,6 +371,23 @@ impl Seeds {
             }
         }
         false
+    }
+
+    /// The mean size, unpacked, of the newest entries (at most 64) of the backlog from
+    /// `from + 1` through `to`; 0 if they cannot be read.
+    fn line_bytes_per_entry(&self, from: u64, to: u64) -> u64 {
+        let lo = (from + 1).max((to + 1).saturating_sub(64));
+        match self
+            .parts
+            .log
+            .entries(lo, to + 1, None, raft::GetEntriesContext::empty(false))
+        {
+            Ok(entries) if !entries.is_empty() => {
+                let sum: u64 = entries.iter().map(|e| entry::plain_len(&e.data)).sum();
+                sum / entries.len() as u64
+            }
+            _ => 0,
+        }
     }
 
     /// What a copy of the influxd at `addr` would move, if it covers at least `to`... or

@@ -70,6 +70,28 @@ fn rocksdb_without_our_marker_is_refused() {
     assert_refused(dir.path(), "another program's RocksDB");
 }
 
+/// How a build meets a log of a later format (`hybrid-log v4` is how builds from before it
+/// meet a fenced log): refused, naming the format, before anything is read.
+#[test]
+fn a_format_this_build_does_not_know_is_refused_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut opts = rocksdb::Options::default();
+        opts.create_if_missing(true);
+        opts.create_missing_column_families(true);
+        let db = rocksdb::DB::open_cf(&opts, dir.path(), ["entries", "state"]).unwrap();
+        db.put_cf(db.cf_handle("state").unwrap(), b"format", b"hybrid-log v5")
+            .unwrap();
+    }
+    match HybridLog::open(dir.path(), 0) {
+        Ok(_) => panic!("a log of an unknown format opened"),
+        Err(e) => {
+            let msg = e.to_string();
+            assert!(msg.contains(r#"unknown format "hybrid-log v5""#), "{msg}");
+        }
+    }
+}
+
 #[test]
 fn garbled_manifest_is_refused() {
     let dir = tempfile::tempdir().unwrap();

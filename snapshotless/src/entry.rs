@@ -159,6 +159,18 @@ pub fn is_packed(data: &[u8]) -> bool {
     data.starts_with(&ZSTD_MAGIC)
 }
 
+/// How large an entry's command is unpacked, as its frame header says (`data`'s own length
+/// for a command that is not packed, or a header that does not say).
+pub fn plain_len(data: &[u8]) -> u64 {
+    if !is_packed(data) {
+        return data.len() as u64;
+    }
+    match zstd::zstd_safe::get_frame_content_size(data) {
+        Ok(Some(len)) => len,
+        _ => data.len() as u64,
+    }
+}
+
 /// `encoded` (a command's encoding) packed into one zstd frame that records its size, or
 /// `None` when packing would not make it smaller. Contexts are kept per thread: making one
 /// costs as much as compressing a small command.
@@ -348,6 +360,8 @@ mod tests {
         assert!(encoded.len() >= PACK_MIN);
         let packed = pack(&encoded).expect("line protocol compresses");
         assert!(is_packed(&packed));
+        assert_eq!(plain_len(&packed), encoded.len() as u64);
+        assert_eq!(plain_len(&encoded), encoded.len() as u64);
         assert!(
             packed.len() * 4 < encoded.len(),
             "{} of {}",

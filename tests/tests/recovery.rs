@@ -41,7 +41,16 @@ fn restarted_gateway_resumes_from_its_marker_without_replaying_the_log() {
     c.node_mut(2).gateway.kill();
     c.node_mut(2).gateway.start();
     c.wait_ready(&[2], CONVERGE);
-    let s = status(&c, 2);
+    // Ready (a leader known, influxd answering) may come before the applier has resumed;
+    // it reports a commit index only once it applies, after resuming.
+    let s = wait_until("node 2's applier to resume", CONVERGE, || {
+        let s = status(&c, 2);
+        if s["applier"]["committed"].as_u64() > Some(0) {
+            Ok(s)
+        } else {
+            Err(s["applier"].clone())
+        }
+    });
     assert_eq!(
         s["applier"]["resumed_from"].as_u64(),
         Some(marker),

@@ -314,6 +314,22 @@ fn ok(r: Result<tests::http::Response, HttpError>, what: &str) {
     }
 }
 
+/// Waits until the machine is quiet (at least 90% idle over a quarter of a second), at most
+/// 10 s: each slice then starts without the work the previous one left (influxd compacting
+/// what it was just sent), which would otherwise fall on whichever kind comes next.
+fn settle() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let window = Duration::from_millis(250);
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(10) {
+        let before = idle_seconds();
+        std::thread::sleep(window);
+        if idle_seconds() - before >= 0.9 * cores * window.as_secs_f64() {
+            return;
+        }
+    }
+}
+
 /// Idle and I/O-wait time of all cores together, in seconds since boot (/proc/stat).
 fn idle_seconds() -> f64 {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
@@ -521,7 +537,8 @@ fn cluster_latency(c: &Cluster, n: usize, off: u64) -> (f64, f64) {
 /// phase after another, whatever went later met the compactions of all that went before.
 /// Each kind writes into influxd processes of its own (fan-out into three started for it):
 /// sharing them, one kind's slice would meet the other's compactions on the very processes it
-/// writes to, and which one met them would depend on the order of the slices.
+/// writes to, and which one met them would depend on the order of the slices. Each slice
+/// starts on a quiet machine ([`settle`]), for the same reason across processes.
 const SLICES: u64 = 4;
 
 /// Three influxd of their own for fan-out, each on its own loopback address.
@@ -581,12 +598,15 @@ fn throughput(quick: bool, baseline: Option<&Path>) {
             let part = format!("slice {} of {SLICES}", slice + 1);
             let secs = secs / SLICES as f64;
             eprintln!("{clients} clients: cluster ({part})...");
+            settle();
             cluster.add(cluster_phase(&c, clients, secs, offset));
             if let (Some(b), Some(phase)) = (&base, baseline.as_mut()) {
                 eprintln!("{clients} clients: the baseline build's cluster ({part})...");
+                settle();
                 phase.add(cluster_phase(b, clients, secs, offset));
             }
             eprintln!("{clients} clients: fan-out to three influxd ({part})...");
+            settle();
             fanout.add(fanout_phase(&influx, &influxds, clients, secs, offset));
         }
         let fanout_influxd_cpu = fanout.influxd_cpu();

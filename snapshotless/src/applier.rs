@@ -14,6 +14,7 @@
 mod backoff;
 mod coalesce;
 mod decode;
+mod read_ahead;
 mod resume;
 mod seeding;
 mod torn_wal;
@@ -21,15 +22,15 @@ mod wal_watch;
 
 pub use seeding::{SeedReport, Seeder};
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use raft::prelude::Entry;
 use tokio::sync::watch;
 
 use self::backoff::Backoff;
 use self::decode::{At, Item, Op};
+use self::read_ahead::ReadAhead;
 use crate::entry::{Origin, Query, Write};
 use crate::idempotency::{KeyTable, Verdict};
 use crate::influxd::{Chunks, Influxd, Response};
@@ -78,7 +79,9 @@ impl Default for ApplierConfig {
 
 pub struct Applier<L: CommittedLog> {
     config: ApplierConfig,
-    log: L,
+    log: Arc<L>,
+    /// What comes after the applier's position, read and decoded.
+    ahead: Option<ReadAhead<L>>,
     influxd: Influxd,
     committed: watch::Receiver<u64>,
     sink: Arc<dyn OutcomeSink>,
@@ -133,7 +136,8 @@ impl<L: CommittedLog> Applier<L> {
         let now = Instant::now();
         let applier = Applier {
             config,
-            log,
+            log: Arc::new(log),
+            ahead: None,
             influxd,
             committed,
             sink,
@@ -255,6 +259,8 @@ impl<L: CommittedLog> Applier<L> {
 
     /// Applies what is committed, waits when there is nothing, until something interrupts.
     async fn apply_loop(&mut self) -> Interrupt {
+        // Whatever was read ahead before an interruption is for a position that may be gone.
+        self.ahead = None;
         self.pinged_at = Instant::now();
         self.marker_checked_at = Instant::now();
         loop {
@@ -318,47 +324,60 @@ impl<L: CommittedLog> Applier<L> {
         Ok(())
     }
 
+    /// Applies what is committed up to `committed`, a group of writes at a time, reading and
+    /// decoding the next group while influxd takes the current one.
     async fn apply_committed(&mut self, committed: u64) -> Result<(), Interrupt> {
-        let max_bytes = self.config.batch_bytes as u64;
-        let entries = match self.log.read(self.pos + 1, committed + 1, max_bytes) {
-            Ok(e) => e,
-            Err(e) if e.is_trimmed() => return Err(Interrupt::Trimmed { next: self.pos + 1 }),
-            Err(e) => {
-                // The log is on this node's own disk; if it cannot be read nothing can be
-                // applied, and skipping is never an option.
-                tracing::error!(error = %e, from = self.pos + 1, "cannot read committed entries");
-                tokio::time::sleep(Duration::from_secs(1)).await;
-                return Ok(());
-            }
+        let budget = self.config.batch_bytes;
+        let max_read = budget as u64;
+        let mut ahead = match self.ahead.take() {
+            Some(ahead) if ahead.first() == self.pos + 1 => ahead,
+            _ => ReadAhead::new(self.log.clone(), self.pos + 1),
         };
-        self.apply_entries(entries).await?;
-        self.marker_if_due().await
-    }
-
-    async fn apply_entries(&mut self, entries: Vec<Entry>) -> Result<(), Interrupt> {
-        let mut items = entries.into_iter().map(Item::decode).peekable();
-        while let Some(Item { at, op }) = items.next() {
+        ahead.fill(committed, budget, max_read);
+        if let Some(e) = ahead.take_failure() {
+            if e.is_trimmed() {
+                return Err(Interrupt::Trimmed { next: self.pos + 1 });
+            }
+            // The log is on this node's own disk; if it cannot be read nothing can be
+            // applied, and skipping is never an option.
+            tracing::error!(error = %e, from = self.pos + 1, "cannot read committed entries");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            return Ok(());
+        }
+        while let Some(Item { at, op }) = ahead.ready.pop_front() {
             match op {
                 Op::Skip => self.advance(&at, 0),
                 Op::Query(q) => self.apply_query(&at, &q).await?,
                 Op::Write(_) if self.answered_by_keys(&at) => {}
                 Op::Write(w) => {
-                    // Gather the following writes to the same db/rp into one influxd request;
-                    // not a keyed write the table may judge a retry, of this group or before.
-                    let keys = self.keys.clone();
-                    let mut grouped: HashSet<String> =
-                        at.keyed_by.iter().map(|k| k.key.clone()).collect();
-                    let admits = |next: &At| match &next.keyed_by {
-                        None => true,
-                        Some(k) => !keys.knows(&k.key) && grouped.insert(k.key.clone()),
-                    };
-                    let group =
-                        coalesce::gather((at, w), &mut items, self.config.batch_bytes, admits);
-                    self.apply_writes(&group).await?;
+                    let group = self.gather((at, w), &mut ahead.ready);
+                    if ahead.can_fill(committed) {
+                        let next = ahead.fill_blocking(committed, budget, max_read);
+                        let (sent, filled) = tokio::join!(self.apply_writes(&group), next);
+                        ahead = filled;
+                        sent?;
+                    } else {
+                        self.apply_writes(&group).await?;
+                    }
+                    self.marker_if_due().await?;
                 }
             }
         }
-        Ok(())
+        self.ahead = Some(ahead);
+        self.marker_if_due().await
+    }
+
+    /// `first` and the writes after it that can go to influxd in the same request: the same
+    /// database and retention policy, and not a keyed write the table may judge a retry, of
+    /// this group or before.
+    fn gather(&self, first: (At, Write), ready: &mut VecDeque<Item>) -> Vec<(At, Write)> {
+        let keys = &self.keys;
+        let mut grouped: HashSet<String> = first.0.keyed_by.iter().map(|k| k.key.clone()).collect();
+        let admits = |next: &At| match &next.keyed_by {
+            None => true,
+            Some(k) => !keys.knows(&k.key) && grouped.insert(k.key.clone()),
+        };
+        coalesce::gather(first, ready, self.config.batch_bytes, admits)
     }
 
     async fn apply_writes(&mut self, group: &[(At, Write)]) -> Result<(), Interrupt> {
@@ -398,8 +417,14 @@ impl<L: CommittedLog> Applier<L> {
         rp: &str,
         lines: impl Into<Chunks>,
     ) -> Result<Response, Interrupt> {
-        self.status.send_modify(|s| s.requests += 1);
-        classify(self.influxd.write(db, rp, lines).await?)
+        let start = Instant::now();
+        let answer = self.influxd.write(db, rp, lines).await;
+        let took = start.elapsed().as_secs_f64();
+        self.status.send_modify(|s| {
+            s.requests += 1;
+            s.write_seconds += took;
+        });
+        classify(answer?)
     }
 
     async fn apply_query(&mut self, e: &At, q: &Query) -> Result<(), Interrupt> {

@@ -2,7 +2,7 @@
 //! request, up to a byte bound. A node catching up sends a few large requests instead of one
 //! per entry; the bound keeps each within what influxd takes in one go.
 
-use std::iter::Peekable;
+use std::collections::VecDeque;
 
 use bytes::Bytes;
 
@@ -10,12 +10,12 @@ use super::decode::{At, Item, Op};
 use crate::entry::Write;
 use crate::influxd::Chunks;
 
-/// `first` and the writes that directly follow it in `items` to the same db/rp, as long as
-/// their lines stay within `max_bytes` together (`first` alone may exceed it) and `admits`
-/// each of them.
+/// `first` and the writes that directly follow it in `items` to the same db/rp, taken out of
+/// `items` as long as their lines stay within `max_bytes` together (`first` alone may exceed
+/// it) and `admits` each of them.
 pub(super) fn gather(
     first: (At, Write),
-    items: &mut Peekable<impl Iterator<Item = Item>>,
+    items: &mut VecDeque<Item>,
     max_bytes: usize,
     mut admits: impl FnMut(&At) -> bool,
 ) -> Vec<(At, Write)> {
@@ -31,11 +31,14 @@ pub(super) fn gather(
         }
         _ => false,
     };
-    while let Some(Item {
-        at,
-        op: Op::Write(next),
-    }) = items.next_if(|next| joins(next, bytes, &group))
-    {
+    while items.front().is_some_and(|next| joins(next, bytes, &group)) {
+        let Some(Item {
+            at,
+            op: Op::Write(next),
+        }) = items.pop_front()
+        else {
+            unreachable!("only a write joins a group");
+        };
         bytes += next.lines.len();
         group.push((at, next));
     }
@@ -92,16 +95,16 @@ mod tests {
         max_bytes: usize,
         admits: impl FnMut(&At) -> bool,
     ) -> (Vec<(At, Write)>, Option<u64>) {
-        let mut items = items.into_iter().peekable();
+        let mut items: VecDeque<Item> = items.into();
         let Some(Item {
             at,
             op: Op::Write(w),
-        }) = items.next()
+        }) = items.pop_front()
         else {
             panic!("the first item must be a write");
         };
         let group = gather((at, w), &mut items, max_bytes, admits);
-        (group, items.next().map(|i| i.at.index))
+        (group, items.pop_front().map(|i| i.at.index))
     }
 
     fn indexes(items: Vec<Item>, max_bytes: usize) -> (Vec<u64>, Option<u64>) {

@@ -478,6 +478,11 @@ fn snapshot_counters(s: &Snapshot) -> Vec<MetricFamily> {
         applier.requests as f64,
     );
     counter(
+        "gateway_apply_influxd_write_seconds_total",
+        "Seconds the applier spent waiting for influxd to answer writes",
+        applier.write_seconds,
+    );
+    counter(
         "gateway_log_memory_hits_total",
         "Log reads served from memory",
         log.memory_hits as f64,

@@ -27,6 +27,9 @@ pub struct ApplierStatus {
     /// Entries applied since start, and influxd requests made (coalescing makes fewer).
     pub entries_applied: u64,
     pub requests: u64,
+    /// Seconds spent waiting for influxd's answers to writes: against the wall clock of a
+    /// replay, how much of it was influxd's.
+    pub write_seconds: f64,
     /// Entries influxd rejected (4xx), the same way on every replica, and keyed writes
     /// refused for reusing a key.
     pub rejected: u64,

@@ -32,8 +32,8 @@
 //!
 //! catchup: one node is down while N Telegraf-like points are written, then restarted: the rate
 //! at which it replays them into its influxd, against writing the same points straight into one
-//! influxd in 5,000-point requests (and, as the ceiling, in 75,000-point ones). With
-//! `--baseline BIN`, the same on a cluster of that build.
+//! influxd in 5,000-point requests (and, as the ceiling, in 75,000-point ones), each started
+//! on a quiet machine. With `--baseline BIN`, the same on a cluster of that build.
 //!
 //! seed: the bounded log, on two clusters one after the other, each filled with N Telegraf-like
 //! points. On one the log is kept forever and seeding is off, on the other entries are trimmed
@@ -328,6 +328,7 @@ fn settle() {
             return;
         }
     }
+    eprintln!("the machine is still busy after 10 s; going on");
 }
 
 /// Idle and I/O-wait time of all cores together, in seconds since boot (/proc/stat).
@@ -1164,6 +1165,7 @@ fn catchup(quick: bool, baseline: Option<&Path>) {
                 .step_by(BATCH)
                 .map(|base| telegraf_batch(base, BATCH))
                 .collect();
+            settle();
             let start = Instant::now();
             for body in &bodies {
                 ok(influx.write("db=direct", body), "direct write");
@@ -1177,6 +1179,7 @@ fn catchup(quick: bool, baseline: Option<&Path>) {
                 .step_by(large)
                 .map(|base| telegraf_batch(base, large.min(total - base as usize)))
                 .collect();
+            settle();
             let start = Instant::now();
             for body in &bodies {
                 ok(influx.write("db=direct_large", body), "direct write");
@@ -1212,6 +1215,9 @@ fn catch_up_once(c: &mut Cluster, total: usize) -> (f64, f64, u64) {
     let apis: Vec<Http> = up.iter().map(|&id| c.node(id).api()).collect();
     write_all(&apis, "bench", total as u64, WRITERS, telegraf_batch);
 
+    // The replay starts on a quiet machine, as the direct writes it is compared with do: not
+    // with the other influxd still compacting the million points they were just sent.
+    settle();
     eprintln!("restarting node {down}; measuring its catch-up...");
     let target = c.health(leader).unwrap()["committed"].as_u64().unwrap();
     let start = Instant::now();
@@ -1246,7 +1252,9 @@ fn catch_up_once(c: &mut Cluster, total: usize) -> (f64, f64, u64) {
         std::thread::sleep(Duration::from_millis(20));
     }
     let replay = start.elapsed().as_secs_f64();
-    let requests = status(c, down)["applier"]["requests"].as_u64().unwrap_or(0);
+    let applier = &status(c, down)["applier"];
+    let requests = applier["requests"].as_u64().unwrap_or(0);
+    let waiting = applier["write_seconds"].as_f64().unwrap_or(0.0);
     // What the log keeps per point, once RocksDB has flushed: on disk (table files) and in
     // the whole directory (its WAL too, which is capped).
     let logs = wait_log_settled(c);
@@ -1263,7 +1271,8 @@ fn catch_up_once(c: &mut Cluster, total: usize) -> (f64, f64, u64) {
     );
     eprintln!(
         "node {down} applied them in {requests} influxd requests; it answered after {:.2} s \
-         and applied its first entry after {:.2} s",
+         and applied its first entry after {:.2} s; influxd answering writes {waiting:.2} s \
+         of {replay:.2} s",
         answered_at.unwrap_or(replay),
         applying_at.unwrap_or(replay)
     );

@@ -2,6 +2,7 @@
 //! run on the same influxd processes. One JSON object per line on stdout, progress on stderr.
 //!
 //!   cargo run --release -p tests --bin cluster-bench -- throughput [--quick] [--baseline BIN]
+//!       [--seconds S] [--clients 4,8,16]
 //!   cargo run --release -p tests --bin cluster-bench -- latency [--quick] [--baseline BIN]
 //!   cargo run --release -p tests --bin cluster-bench -- telegraf [--quick] [--baseline BIN]
 //!   cargo run --release -p tests --bin cluster-bench -- batch-size [--quick]
@@ -71,6 +72,13 @@ enum What {
         /// Another build's gateway binary, measured in the same run.
         #[arg(long)]
         baseline: Option<PathBuf>,
+        /// Seconds each kind writes at each client count, in slices of about 5 s (default
+        /// 20; 4 with --quick): longer runs steady the ratios.
+        #[arg(long)]
+        seconds: Option<f64>,
+        /// The client counts to measure.
+        #[arg(long, value_delimiter = ',', default_values_t = [4, 8, 16])]
+        clients: Vec<usize>,
     },
     Telegraf {
         #[arg(long)]
@@ -130,7 +138,17 @@ const WRITERS: usize = 4;
 
 fn main() {
     match Args::parse().what {
-        What::Throughput { quick, baseline } => throughput(quick, baseline.as_deref()),
+        What::Throughput {
+            quick,
+            baseline,
+            seconds,
+            clients,
+        } => throughput(
+            seconds.unwrap_or(if quick { 4.0 } else { 20.0 }),
+            &clients,
+            quick,
+            baseline.as_deref(),
+        ),
         What::Telegraf {
             quick,
             baseline,
@@ -533,7 +551,7 @@ fn cluster_latency(c: &Cluster, n: usize, off: u64) -> (f64, f64) {
     })
 }
 
-/// A throughput phase runs in this many slices, the cluster's, the baseline's and fan-out's
+/// A throughput phase runs in at least this many slices, the cluster's, the baseline's and fan-out's
 /// in turn. influxd compacts what was just written while the next slice writes: in one long
 /// phase after another, whatever went later met the compactions of all that went before.
 /// Each kind writes into influxd processes of its own (fan-out into three started for it):
@@ -569,8 +587,11 @@ impl FanoutInfluxds {
     }
 }
 
-fn throughput(quick: bool, baseline: Option<&Path>) {
-    let secs = if quick { 4.0 } else { 20.0 };
+fn throughput(secs: f64, client_counts: &[usize], quick: bool, baseline: Option<&Path>) {
+    // Slices of about 5 s, at least four: see SLICES.
+    let slices = ((secs / 5.0).round() as u64).max(SLICES);
+    // Each slice writes points of its own, 10^11 indexes apart; client counts 10^12 apart.
+    assert!(slices < 40, "--seconds: at most 195 s a phase");
     eprintln!("starting a 3-node cluster (release build)...");
     let c = bench_cluster(None);
     let base = baseline.map(|bin| {
@@ -589,15 +610,15 @@ fn throughput(quick: bool, baseline: Option<&Path>) {
     create_direct(&influx[0], "single");
     let influxds: Vec<u32> = own.influxds.iter().filter_map(|i| i.pid()).collect();
 
-    for clients in [4, 8, 16] {
+    for &clients in client_counts {
         // Different timestamp ranges per phase keep every phase writing new points.
         let offset = clients as u64 * 1_000_000_000_000;
         let (mut cluster, mut fanout) = (Phase::default(), Phase::default());
         let mut baseline = base.as_ref().map(|_| Phase::default());
-        for slice in 0..SLICES {
+        for slice in 0..slices {
             let offset = offset + slice * 100_000_000_000;
-            let part = format!("slice {} of {SLICES}", slice + 1);
-            let secs = secs / SLICES as f64;
+            let part = format!("slice {} of {slices}", slice + 1);
+            let secs = secs / slices as f64;
             eprintln!("{clients} clients: cluster ({part})...");
             settle();
             cluster.add(cluster_phase(&c, clients, secs, offset));

@@ -39,6 +39,11 @@ impl AddressBook {
         self.inner.read().clone()
     }
 
+    /// Whether `pred` holds for every id in the book, without copying it.
+    pub fn every_id(&self, pred: impl FnMut(&u64) -> bool) -> bool {
+        self.inner.read().keys().all(pred)
+    }
+
     /// Records an address; returns whether anything changed.
     pub fn set(&self, id: u64, addr: &str) -> bool {
         let mut map = self.inner.write();

@@ -113,13 +113,11 @@ impl Packing {
         if !self.inner.enabled {
             return false;
         }
+        // Asked for every large write: the book is not copied.
         let peers = self.inner.peers.lock();
         self.inner
             .book
-            .all()
-            .into_keys()
-            .filter(|&id| id != self.inner.me)
-            .all(|id| peers.get(&id).is_some_and(|p| p.reads))
+            .every_id(|&id| id == self.inner.me || peers.get(&id).is_some_and(|p| p.reads))
     }
 
     /// Records that a packed entry was held back from `peer`; true the first time since the

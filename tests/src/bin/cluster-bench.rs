@@ -20,9 +20,10 @@
 //!
 //! telegraf: 50 clients (`--clients`) each sending 500-point batches of many series, as
 //! Telegraf does (hosts x measurements x instances: cpu per core, mem, disk, diskio, net,
-//! system, processes, swap), through the cluster and fanned out to the three influxd (and
-//! through the `--baseline` build's cluster): points/s, p50/p99 of each write, gateway CPU per
-//! point, and the log's bytes per point once its directory settled.
+//! system, processes, swap), through the cluster and fanned out to three influxd of its own
+//! (and through the `--baseline` build's cluster), each started on a quiet machine: points/s,
+//! p50/p99 of each write, gateway CPU per point, and the log's bytes per point once its
+//! directory settled.
 //!
 //! batch-size: how fast one influxd ingests the same points sent one request after another
 //! (as the applier sends them) in requests of 500 to 100,000 points, with its CPU per point.
@@ -963,6 +964,7 @@ fn telegraf(quick: bool, baseline: Option<&Path>, clients: usize) {
         let apis: Vec<Http> = c.nodes.iter().map(|n| n.api()).collect();
         let (pids, influxds) = (gateway_pids(&c), influxd_pids(&c));
         eprintln!("{name}: {clients} Telegraf clients, {TELEGRAF_BATCH}-point batches...");
+        settle();
         let (gw0, ix0) = (total_cpu(&pids), total_cpu(&influxds));
         let m = telegraf_phase(clients, secs, 0, |client, body| {
             ok(apis[client % apis.len()].write("db=bench", body), "write")
@@ -990,11 +992,16 @@ fn telegraf(quick: bool, baseline: Option<&Path>, clients: usize) {
         }));
         if !fanout_done {
             fanout_done = true;
-            let influx: Vec<Http> = c.nodes.iter().map(|n| n.influx()).collect();
+            // Three influxd of its own, as in `throughput`: not the cluster's, still busy
+            // with what the cluster just wrote.
+            let own = FanoutInfluxds::start();
+            let influx: Vec<Http> = own.influxds.iter().map(|i| i.http()).collect();
+            let influxds: Vec<u32> = own.influxds.iter().filter_map(|i| i.pid()).collect();
             for h in &influx {
                 create_direct(h, "fanout");
             }
             eprintln!("fan-out: {clients} Telegraf clients to three influxd...");
+            settle();
             let ix0 = total_cpu(&influxds);
             let f = telegraf_phase(clients, secs, 0, |_, body| {
                 std::thread::scope(|s| {

@@ -88,6 +88,15 @@ fn metrics_pass_promtool_and_report_the_process() {
             "node {}: started {age:.0} s ago",
             n.id
         );
+        // Each node applied at least the write made through it, and waited for influxd to
+        // answer it: some time, never more than the node's age.
+        let requests = metric(&text, "gateway_apply_influxd_requests_total");
+        let waited = metric(&text, "gateway_apply_influxd_write_seconds_total");
+        assert!(
+            requests >= 1.0 && waited > 0.0 && waited < age + 2.0,
+            "node {}: {requests} influxd requests, {waited} s waiting for writes",
+            n.id
+        );
         // Whole seconds too (the prometheus crate truncates), so a young node may show 0.
         let cpu = metric(&text, "process_cpu_seconds_total");
         let cores = std::thread::available_parallelism().unwrap().get() as f64;

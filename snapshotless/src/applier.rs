@@ -326,7 +326,7 @@ impl<L: CommittedLog> Applier<L> {
 
     /// Applies what is committed up to `committed`, a group of writes at a time, reading and
     /// decoding the next group while influxd takes the current one.
-    async fn apply_committed(&mut self, committed: u64) -> Result<(), Interrupt> {
+    async fn apply_committed(&mut self, mut committed: u64) -> Result<(), Interrupt> {
         let budget = self.config.batch_bytes;
         let max_read = budget as u64;
         let mut ahead = match self.ahead.take() {
@@ -351,6 +351,10 @@ impl<L: CommittedLog> Applier<L> {
                 Op::Write(_) if self.answered_by_keys(&at) => {}
                 Op::Write(w) => {
                     let group = self.gather((at, w), &mut ahead.ready);
+                    // A backlog can take minutes to apply, and commits go on meanwhile: read
+                    // ahead into them too, and keep the status current.
+                    committed = committed.max(*self.committed.borrow());
+                    self.status.send_modify(|s| s.committed = committed);
                     if ahead.can_fill(committed) {
                         let next = ahead.fill_blocking(committed, budget, max_read);
                         let (sent, filled) = tokio::join!(self.apply_writes(&group), next);

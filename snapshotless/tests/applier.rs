@@ -34,6 +34,8 @@ struct FakeState {
     poison: Option<String>,
     /// Whether the user database is missing (as on an influxd that was wiped).
     no_user_db: bool,
+    /// How long each user write takes to be answered.
+    write_delay: Duration,
 }
 
 async fn serve(state: Arc<Mutex<FakeState>>) -> SocketAddr {
@@ -70,6 +72,11 @@ async fn answer(state: &Mutex<FakeState>, req: Request<Incoming>) -> Response<Fu
     let uri = req.uri().clone();
     let body =
         String::from_utf8(req.into_body().collect().await.unwrap().to_bytes().to_vec()).unwrap();
+    let user_write = uri.path() == "/write" && !uri.query().unwrap_or("").contains("db=_gateway");
+    if user_write {
+        let delay = state.lock().write_delay;
+        tokio::time::sleep(delay).await;
+    }
     let mut s = state.lock();
     match uri.path() {
         "/ping" => reply(204, ""),
@@ -205,6 +212,15 @@ impl Rig {
     }
 
     async fn start_with_keys(state: FakeState, log: FakeLog, keys: Arc<KeyTable>) -> Rig {
+        Self::start_full(state, log, keys, ApplierConfig::default().batch_bytes).await
+    }
+
+    async fn start_full(
+        state: FakeState,
+        log: FakeLog,
+        keys: Arc<KeyTable>,
+        batch_bytes: usize,
+    ) -> Rig {
         let state = Arc::new(Mutex::new(state));
         let addr = serve(state.clone()).await;
         let influxd = Influxd::new(&format!("http://{addr}"), Duration::from_secs(5), None);
@@ -213,6 +229,7 @@ impl Rig {
         let config = ApplierConfig {
             node_id: NODE,
             idle_marker_delay: Duration::from_millis(20),
+            batch_bytes,
             ..ApplierConfig::default()
         };
         let (applier, status) =
@@ -305,6 +322,50 @@ async fn consecutive_writes_are_coalesced_and_each_gets_its_outcome() {
     assert_eq!(writes[0].lines().count(), 5);
     let outcomes = rig.outcomes.0.lock().clone();
     assert_eq!(outcomes, (1..=5).map(|i| (i, 204)).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_backlog_goes_in_order_in_bounded_requests_and_reads_ahead_into_new_commits() {
+    // influxd takes 200 ms a request; a request holds two of these writes at most.
+    let state = FakeState {
+        write_delay: Duration::from_millis(200),
+        ..FakeState::default()
+    };
+    let keys = Arc::new(KeyTable::in_memory());
+    let mut rig = Rig::start_full(state, FakeLog::default(), keys, 20).await;
+    rig.applied(0).await;
+    let line = |i: u64| format!("m v={i} {i}\n");
+    for i in 1..=10 {
+        rig.push_write(&line(i));
+    }
+    let within = Duration::from_secs(10);
+    rig.commit.send_replace(5);
+    let first = tokio::time::timeout(within, rig.status.wait_for(|s| s.applied >= 2)).await;
+    assert!(
+        first.is_ok_and(|r| r.is_ok()),
+        "the first request never went"
+    );
+    // Five more commit while the first five are being applied: the applier reads ahead into
+    // them at once, rather than once it is done with the five.
+    rig.commit_all();
+    let applied_then = tokio::time::timeout(within, rig.status.wait_for(|s| s.committed == 10))
+        .await
+        .ok()
+        .and_then(|r| r.ok().map(|s| s.applied));
+    assert!(
+        applied_then.is_some_and(|a| a < 5),
+        "the applier saw the new commits only after applying {applied_then:?}"
+    );
+    rig.applied(10).await;
+    let writes = rig.state.lock().writes.clone();
+    assert!(
+        writes.len() >= 5 && writes.iter().all(|w| w.lines().count() <= 2),
+        "requests over the 20-byte bound: {writes:?}"
+    );
+    let all: String = writes.concat();
+    assert_eq!(all, (1..=10).map(line).collect::<String>());
+    let outcomes = rig.outcomes.0.lock().clone();
+    assert_eq!(outcomes, (1..=10).map(|i| (i, 204)).collect::<Vec<_>>());
 }
 
 #[tokio::test]

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use parking_lot::RwLock;
+use parking_lot::{Mutex, RwLock};
 
 use prost::Message as _;
 use raft::prelude::{ConfState, Entry, HardState};
@@ -54,6 +54,15 @@ struct Handle {
     fenced: AtomicBool,
     /// A write failed: RocksDB refuses every later one until the database is reopened.
     failed: AtomicBool,
+    /// The last reading of the free space, which writes far from a full disk go by.
+    room: Mutex<Option<Room>>,
+}
+
+/// A reading of the free space, and what this handle's writes took since.
+struct Room {
+    free: u64,
+    at: Instant,
+    written: u64,
 }
 
 /// Room kept free beside every write: RocksDB's own small writes (MANIFEST, OPTIONS) must
@@ -61,6 +70,14 @@ struct Handle {
 const MIN_FREE: u64 = 2 << 20;
 /// Room a reopen needs beyond the WAL it replays (a new MANIFEST, OPTIONS file and WAL).
 const REOPEN_MARGIN: u64 = 4 << 20;
+/// A write goes by the last reading of the free space when it is this recent and left this
+/// much room beyond what the log wrote since; otherwise the free space is read again. Reading
+/// it is a `statvfs` call per write, which costs as much as the log's own unsynced writes.
+/// The slack covers what RocksDB's flushes and compactions may write within that time; what
+/// another process may fill meanwhile is covered by the reopen after a failed write, as it is
+/// between any reading and the write.
+const ROOM_FRESH: Duration = Duration::from_secs(1);
+const ROOM_SLACK: u64 = 1 << 30;
 /// How long a reopen waits for operations under way on the old database (a compaction
 /// interrupted by the reopen ends in milliseconds).
 const REOPEN_WAIT: Duration = Duration::from_secs(10);
@@ -105,6 +122,7 @@ impl DiskTier {
                 values,
                 fenced: AtomicBool::new(fenced),
                 failed: AtomicBool::new(false),
+                room: Mutex::new(None),
             }),
         };
 
@@ -306,24 +324,46 @@ impl DiskTier {
         // RocksDB is not let near ENOSPC when that can be seen coming: a failed WAL append
         // makes it refuse every write until the reopen below. Another process may still fill
         // the disk between this check and the write, or a flush fill it; the reopen covers it.
+        self.check_room(wb.size_in_bytes() as u64)?;
+        let mut opts = WriteOptions::default();
+        opts.set_sync(sync);
+        db.write_opt(wb, &opts).map_err(|e| {
+            // Whatever the cause, RocksDB now refuses every write until it is reopened.
+            self.shared.failed.store(true, Ordering::Release);
+            *self.shared.room.lock() = None;
+            self.io(e)
+        })
+    }
+
+    /// Whether the disk has room for a write of `bytes` beside [`MIN_FREE`], by the last
+    /// reading of the free space while that is fresh and far from the need (see
+    /// [`ROOM_FRESH`]), by a new one otherwise.
+    fn check_room(&self, bytes: u64) -> Result<(), LogError> {
+        let need = MIN_FREE + bytes;
+        let mut room = self.shared.room.lock();
+        if let Some(r) = room.as_mut() {
+            let left = r.free.saturating_sub(r.written);
+            if r.at.elapsed() < ROOM_FRESH && left >= need.saturating_add(ROOM_SLACK) {
+                r.written += bytes;
+                return Ok(());
+            }
+        }
         let free = free_bytes(&self.shared.path).map_err(|source| LogError::Unreadable {
             path: self.shared.path.clone(),
             source,
         })?;
-        let need = MIN_FREE + wb.size_in_bytes() as u64;
+        *room = Some(Room {
+            free,
+            at: Instant::now(),
+            written: bytes,
+        });
         if free < need {
             return Err(LogError::NoSpace {
                 path: self.shared.path.clone(),
                 detail: format!("{free} bytes free, {need} needed for this write"),
             });
         }
-        let mut opts = WriteOptions::default();
-        opts.set_sync(sync);
-        db.write_opt(wb, &opts).map_err(|e| {
-            // Whatever the cause, RocksDB now refuses every write until it is reopened.
-            self.shared.failed.store(true, Ordering::Release);
-            self.io(e)
-        })
+        Ok(())
     }
 
     /// Closes and reopens the database after a failed write, once the disk has room for

@@ -101,6 +101,8 @@ pub struct Node {
     tick: Duration,
     /// Index of the last committed entry this loop handled.
     applied: u64,
+    /// The `applied` last written to the log, as a hint for the next start.
+    hinted_applied: u64,
     leader: u64,
     /// Since when this node has known no leader (start counts as such a moment).
     leaderless_since: Option<Instant>,
@@ -157,6 +159,7 @@ impl Node {
             out,
             tick: cfg.tick,
             applied,
+            hinted_applied: applied,
             leader: 0,
             leaderless_since: Some(Instant::now()),
             leader_changes: Vec::new(),
@@ -322,15 +325,19 @@ impl Node {
         self.raw.advance_apply_to(self.applied);
 
         // The commit index and how far this loop got are hints for the next start; they need
-        // not be synced (raft-rs recovers a commit index that went back a little).
-        let mut batch = LogBatch::new();
-        if let Some(commit) = commit {
-            let mut hs = self.log.hard_state();
-            hs.commit = commit;
-            batch.set_hard_state(hs);
+        // not be synced (raft-rs recovers a commit index that went back a little). A Ready
+        // that only sent messages (heartbeats and their answers) changed neither.
+        if commit.is_some() || self.applied != self.hinted_applied {
+            let mut batch = LogBatch::new();
+            if let Some(commit) = commit {
+                let mut hs = self.log.hard_state();
+                hs.commit = commit;
+                batch.set_hard_state(hs);
+            }
+            put_u64(&mut batch, MetaKey::RaftApplied, self.applied);
+            self.persist(batch, false, "the Raft state");
+            self.hinted_applied = self.applied;
         }
-        put_u64(&mut batch, MetaKey::RaftApplied, self.applied);
-        self.persist(batch, false, "the Raft state");
         self.carry_out_trim();
         self.trim.samples.record(self.applied, Instant::now());
         self.out.commit_tx.send_if_modified(|c| {

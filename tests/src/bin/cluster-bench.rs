@@ -12,9 +12,9 @@
 //!
 //! throughput: sustained points/s with 5,000-point batches and 4, 8 and 16 clients through the
 //! 3-node cluster, against a fan-out baseline (each batch written to three influxd of its own,
-//! as influxdb-relay does) and one influxd alone; latency of 100-point batches; gateway CPU
-//! and influxd CPU seconds per million points, points per influxd request, the share of the
-//! machine's CPU left idle; gateway RSS. With `--baseline BIN`, a second cluster running
+//! as influxdb-relay does) and one influxd alone; latency of 100-point batches, one write of
+//! each kind in turn; gateway CPU and influxd CPU seconds per million points, points per
+//! influxd request, the share of the machine's CPU left idle; gateway RSS. With `--baseline BIN`, a second cluster running
 //! the gateway binary BIN (another build) goes through the same phases in the same run, and
 //! every figure is printed for both builds.
 //!
@@ -418,6 +418,51 @@ fn latencies(n: usize, write: impl Fn(u64)) -> (f64, f64) {
     (quantile(&ms, 0.5), quantile(&ms, 0.99))
 }
 
+/// A way of writing one 100-point batch: given the write's number and its body.
+type Writer<'a> = &'a dyn Fn(usize, &str);
+
+/// p50 and p99 of `n` writes of [`SMALL_BATCH`] points by each of `kinds`, one write of each
+/// in turn, so that whatever else the machine does (influxd compacting what earlier phases
+/// wrote, above all) weighs on all alike.
+fn interleaved_latencies(n: usize, off: u64, kinds: &[Writer<'_>]) -> Vec<(f64, f64)> {
+    let mut ms = vec![Vec::with_capacity(n); kinds.len()];
+    for i in 0..n {
+        let body = batch(off + (i * SMALL_BATCH) as u64, SMALL_BATCH);
+        for (k, write) in kinds.iter().enumerate() {
+            let start = Instant::now();
+            write(i, &body);
+            ms[k].push(start.elapsed().as_secs_f64() * 1e3);
+        }
+    }
+    ms.into_iter()
+        .map(|mut v| {
+            v.sort_by(f64::total_cmp);
+            (quantile(&v, 0.5), quantile(&v, 0.99))
+        })
+        .collect()
+}
+
+/// One write through each node of a cluster in turn.
+fn cluster_writer(apis: &[Http]) -> impl Fn(usize, &str) + '_ {
+    move |i, body| {
+        ok(
+            apis[i % apis.len()].write("db=bench", body),
+            "cluster write",
+        )
+    }
+}
+
+/// One write fanned out to three influxd at once.
+fn fanout_writer(influx: &[Http]) -> impl Fn(usize, &str) + '_ {
+    move |_, body| {
+        std::thread::scope(|s| {
+            for h in influx {
+                s.spawn(move || ok(h.write("db=fanout", body), "fan-out write"));
+            }
+        })
+    }
+}
+
 /// What timed writes through one cluster (or fanned out) measured, over one or more slices.
 #[derive(Default)]
 struct Phase {
@@ -541,17 +586,6 @@ fn bench_cluster(binary: Option<&Path>) -> Cluster {
     c
 }
 
-fn cluster_latency(c: &Cluster, n: usize, off: u64) -> (f64, f64) {
-    let apis: Vec<Http> = c.nodes.iter().map(|n| n.api()).collect();
-    latencies(n, |base| {
-        let api = &apis[(base / SMALL_BATCH as u64) as usize % apis.len()];
-        ok(
-            api.write("db=bench", &batch(off + base, SMALL_BATCH)),
-            "cluster write",
-        )
-    })
-}
-
 /// A throughput phase runs in at least this many slices, the cluster's, the baseline's and fan-out's
 /// in turn. influxd compacts what was just written while the next slice writes: in one long
 /// phase after another, whatever went later met the compactions of all that went before.
@@ -669,19 +703,18 @@ fn throughput(secs: f64, client_counts: &[usize], quick: bool, baseline: Option<
         emit(line);
     }
 
-    eprintln!("latency of {SMALL_BATCH}-point batches...");
+    eprintln!("latency of {SMALL_BATCH}-point batches, one write of each kind in turn...");
     let n = if quick { 300 } else { 2000 };
     let off = 900_000_000_000_000;
-    let (c50, c99) = cluster_latency(&c, n, off);
-    let (f50, f99) = latencies(n, |base| {
-        let body = batch(off + base, SMALL_BATCH);
-        std::thread::scope(|s| {
-            for h in &influx {
-                let body = &body;
-                s.spawn(move || ok(h.write("db=fanout", body), "fan-out write"));
-            }
-        });
-    });
+    settle();
+    let apis = |c: &Cluster| -> Vec<Http> { c.nodes.iter().map(|n| n.api()).collect() };
+    let (ours, theirs) = (apis(&c), base.as_ref().map(apis));
+    let (ours, fanout) = (cluster_writer(&ours), fanout_writer(&influx));
+    let theirs = theirs.as_deref().map(cluster_writer);
+    let mut kinds: Vec<Writer<'_>> = vec![&ours, &fanout];
+    kinds.extend(theirs.as_ref().map(|w| w as Writer<'_>));
+    let got = interleaved_latencies(n, off, &kinds);
+    let ((c50, c99), (f50, f99)) = (got[0], got[1]);
     let mut line = json!({
         "bench": "latency", "batch": SMALL_BATCH, "writes": n,
         "cluster_p50_ms": round2(c50),
@@ -690,8 +723,7 @@ fn throughput(secs: f64, client_counts: &[usize], quick: bool, baseline: Option<
         "fanout_p99_ms": round2(f99),
         "p99_over_fanout_ms": round2(c99 - f99),
     });
-    if let Some(b) = &base {
-        let (b50, b99) = cluster_latency(b, n, off);
+    if let Some(&(b50, b99)) = got.get(2) {
         line["baseline_p50_ms"] = json!(round2(b50));
         line["baseline_p99_ms"] = json!(round2(b99));
         line["baseline_p99_over_fanout_ms"] = json!(round2(b99 - f99));
@@ -730,52 +762,22 @@ fn latency(quick: bool, baseline: Option<&Path>) {
     let apis = |c: &Cluster| -> Vec<Http> { c.nodes.iter().map(|n| n.api()).collect() };
     let (ours, theirs) = (apis(&c), base.as_ref().map(apis).unwrap_or_default());
     eprintln!("{n} writes of {SMALL_BATCH} points to each, in turn...");
-    let mut ms: [Vec<f64>; 3] = Default::default();
-    let timed = |f: &dyn Fn()| {
-        let start = Instant::now();
-        f();
-        start.elapsed().as_secs_f64() * 1e3
-    };
-    for i in 0..n {
-        let body = batch(900_000_000_000_000 + (i * SMALL_BATCH) as u64, SMALL_BATCH);
-        ms[0].push(timed(&|| {
-            ok(
-                ours[i % ours.len()].write("db=bench", &body),
-                "cluster write",
-            )
-        }));
-        ms[1].push(timed(&|| {
-            std::thread::scope(|s| {
-                for h in &influx {
-                    let body = &body;
-                    s.spawn(move || ok(h.write("db=fanout", body), "fan-out write"));
-                }
-            })
-        }));
-        if !theirs.is_empty() {
-            ms[2].push(timed(&|| {
-                ok(
-                    theirs[i % theirs.len()].write("db=bench", &body),
-                    "baseline write",
-                )
-            }));
-        }
-    }
-    let q = |v: &mut Vec<f64>, p: f64| {
-        v.sort_by(f64::total_cmp);
-        if v.is_empty() {
-            f64::NAN
-        } else {
-            round2(quantile(v, p))
-        }
-    };
-    let [mut cl, mut fan, mut bl] = ms;
-    let (c99, f99, b99) = (q(&mut cl, 0.99), q(&mut fan, 0.99), q(&mut bl, 0.99));
+    let (ours, fanout) = (cluster_writer(&ours), fanout_writer(&influx));
+    let theirs = (!theirs.is_empty()).then(|| cluster_writer(&theirs));
+    let mut kinds: Vec<Writer<'_>> = vec![&ours, &fanout];
+    kinds.extend(theirs.as_ref().map(|w| w as Writer<'_>));
+    let got = interleaved_latencies(n, 900_000_000_000_000, &kinds);
+    let nan = (f64::NAN, f64::NAN);
+    let [cl, fan, bl] = [0, 1, 2].map(|k| {
+        let (p50, p99) = got.get(k).copied().unwrap_or(nan);
+        (round2(p50), round2(p99))
+    });
+    let (c99, f99, b99) = (cl.1, fan.1, bl.1);
     emit(json!({
         "bench": "latency_interleaved", "batch": SMALL_BATCH, "writes": n,
-        "cluster_p50_ms": q(&mut cl, 0.5), "cluster_p99_ms": c99,
-        "fanout_p50_ms": q(&mut fan, 0.5), "fanout_p99_ms": f99,
-        "baseline_p50_ms": q(&mut bl, 0.5), "baseline_p99_ms": b99,
+        "cluster_p50_ms": cl.0, "cluster_p99_ms": c99,
+        "fanout_p50_ms": fan.0, "fanout_p99_ms": f99,
+        "baseline_p50_ms": bl.0, "baseline_p99_ms": b99,
         "p99_over_fanout_ms": round2(c99 - f99),
         "baseline_p99_over_fanout_ms": round2(b99 - f99),
     }));

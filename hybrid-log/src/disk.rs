@@ -10,9 +10,10 @@
 //! ENOSPC, and from then on fails every write, synced or not, with the same error, also once
 //! space is back; it does not resume by itself, and the crate exposes no `Resume()`. Reads
 //! keep working, and a reopened database holds exactly the writes that succeeded. So a write
-//! is refused before RocksDB sees it when the disk has no room for it, and a write RocksDB
-//! failed anyway marks the database for a reopen, which the next write performs once the
-//! disk has room for that. Either way the error is [`LogError::NoSpace`].
+//! is refused before RocksDB sees it when the disk has no room for it (by the last reading of
+//! the free space, while that is recent and far from the need), and a write RocksDB failed
+//! anyway marks the database for a reopen, which the next write performs once the disk has
+//! room for that. Either way the error is [`LogError::NoSpace`].
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};

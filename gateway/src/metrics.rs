@@ -478,6 +478,11 @@ fn snapshot_counters(s: &Snapshot) -> Vec<MetricFamily> {
         applier.requests as f64,
     );
     counter(
+        "gateway_apply_lane_groups_total",
+        "Groups of writes the applier sent to influxd as several requests at once",
+        applier.lane_groups as f64,
+    );
+    counter(
         "gateway_apply_influxd_write_seconds_total",
         "Seconds the applier spent waiting for influxd to answer writes",
         applier.write_seconds,

@@ -14,6 +14,7 @@
 mod backoff;
 mod coalesce;
 mod decode;
+mod lanes;
 mod read_ahead;
 mod resume;
 mod seeding;
@@ -26,10 +27,12 @@ use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use tokio::sync::watch;
 
 use self::backoff::Backoff;
 use self::decode::{At, Item, Op};
+use self::lanes::{KnownSeries, Plan};
 use self::read_ahead::ReadAhead;
 use crate::entry::{Origin, Query, Write};
 use crate::idempotency::{KeyTable, Verdict};
@@ -48,6 +51,10 @@ pub struct ApplierConfig {
     pub admin: Option<(String, String)>,
     /// Upper bound of one coalesced influxd write while catching up.
     pub batch_bytes: usize,
+    /// How many requests a group of writes of at least `lane_bytes` may be split into, sent to
+    /// influxd at once (`applier/lanes.rs`); 1 sends every group whole.
+    pub lanes: usize,
+    pub lane_bytes: usize,
     /// Write the marker at least this often while entries are being applied...
     pub marker_interval: Duration,
     /// ...or after this many entries, whichever comes first.
@@ -68,6 +75,11 @@ impl Default for ApplierConfig {
             node_id: 0,
             admin: None,
             batch_bytes: 8 << 20,
+            lanes: 2,
+            // Three quarters of the bound: the groups of a node catching up, not those of one
+            // keeping up with a busy cluster, whose influxd has no core to spare and would only
+            // take two requests where one would do.
+            lane_bytes: 6 << 20,
             marker_interval: Duration::from_secs(1),
             marker_entries: 10_000,
             idle_marker_delay: Duration::from_millis(200),
@@ -100,6 +112,8 @@ pub struct Applier<L: CommittedLog> {
     /// A seed chosen for speed failed: until then, replay.
     faster_paused_until: Option<Instant>,
     keys: Arc<KeyTable>,
+    /// Series influxd is known to hold: what lets a group go in lanes.
+    known_series: KnownSeries,
     /// influxd answers but failed the last entry (a 5xx, its disk full): it counts as down,
     /// with that reason, until an entry or a marker goes through again, rather than as up
     /// each time it answers a ping between two failed attempts.
@@ -152,6 +166,7 @@ impl<L: CommittedLog> Applier<L> {
             queries: None,
             faster_paused_until: None,
             keys: Arc::new(KeyTable::in_memory()),
+            known_series: KnownSeries::default(),
             down_until_progress: false,
             floor,
             floor_saved: true,
@@ -193,6 +208,8 @@ impl<L: CommittedLog> Applier<L> {
         loop {
             self.resume(first).await;
             first = false;
+            // Whatever influxd held before may be gone: it restarted, was wiped or seeded.
+            self.known_series.forget();
             if let Err(e) = self.keys.rewind(self.pos) {
                 tracing::warn!(error = %e, "influxd's marker is where this node no longer knows the idempotency keys; seeding");
                 self.seed(SeedReason::KeysUnknown).await;
@@ -385,31 +402,71 @@ impl<L: CommittedLog> Applier<L> {
     }
 
     async fn apply_writes(&mut self, group: &[(At, Write)]) -> Result<(), Interrupt> {
-        if group.len() > 1 {
-            let (db, rp) = (&group[0].1.db, &group[0].1.rp);
-            let r = self.send_write(db, rp, coalesce::body(group)).await?;
-            if r.status.is_success() {
-                for (e, _) in group {
-                    self.settle(e, Outcome::no_content());
-                    self.advance(e, 0);
+        let (db, rp) = (&group[0].1.db, &group[0].1.rp);
+        let bytes: usize = group.iter().map(|(_, w)| w.lines.len()).sum();
+        let mut new_series = Vec::new();
+        if self.config.lanes > 1 && bytes >= self.config.lane_bytes {
+            let entries = group.iter().map(|(_, w)| &w.lines[..]);
+            match lanes::plan(db, rp, entries, self.config.lanes, &self.known_series) {
+                Plan::Lanes(bodies) => {
+                    if self.send_lanes(db, rp, bodies).await? {
+                        self.stored(group);
+                        return Ok(());
+                    }
+                    // One was refused: as for a coalesced request, below.
+                    return self.apply_one_by_one(group).await;
                 }
-                return Ok(());
+                Plan::Whole { new_series: new } => new_series = new,
             }
-            // A rejection of the coalesced request cannot be attributed to one entry: apply
-            // them one by one for exact per-entry outcomes. Rewriting points the combined
-            // request already stored is harmless (same points, same timestamps).
         }
-        for (e, w) in group {
-            let r = self.send_write(&w.db, &w.rp, w.lines.clone()).await?;
-            if r.status.is_success() {
-                self.settle(e, Outcome::no_content());
-                self.advance(e, 0);
-            } else {
-                self.verify_marker().await?;
-                tracing::debug!(index = e.index, status = %r.status, error = %r.error_text(), "influxd rejected a write");
-                self.settle(e, Outcome::from_response(&r));
-                self.advance(e, 1);
-            }
+        if let [one] = group {
+            return self.apply_one(one, new_series).await;
+        }
+        let r = self.send_write(db, rp, coalesce::body(group)).await?;
+        if r.status.is_success() {
+            self.known_series.learn(new_series);
+            self.stored(group);
+            return Ok(());
+        }
+        // A rejection of the coalesced request cannot be attributed to one entry: apply them
+        // one by one for exact per-entry outcomes. Rewriting points the combined request
+        // already stored is harmless (same points, same timestamps).
+        self.apply_one_by_one(group).await
+    }
+
+    /// influxd stored every write of `group`.
+    fn stored(&mut self, group: &[(At, Write)]) {
+        for (e, _) in group {
+            self.settle(e, Outcome::no_content());
+            self.advance(e, 0);
+        }
+    }
+
+    /// Each write of `group` in its own request, for influxd's answer to each.
+    async fn apply_one_by_one(&mut self, group: &[(At, Write)]) -> Result<(), Interrupt> {
+        for one in group {
+            self.apply_one(one, Vec::new()).await?;
+        }
+        Ok(())
+    }
+
+    /// One write in its own request, and influxd's answer to it; `new_series` are known once
+    /// influxd took it whole.
+    async fn apply_one(
+        &mut self,
+        (e, w): &(At, Write),
+        new_series: Vec<u64>,
+    ) -> Result<(), Interrupt> {
+        let r = self.send_write(&w.db, &w.rp, w.lines.clone()).await?;
+        if r.status.is_success() {
+            self.known_series.learn(new_series);
+            self.settle(e, Outcome::no_content());
+            self.advance(e, 0);
+        } else {
+            self.verify_marker().await?;
+            tracing::debug!(index = e.index, status = %r.status, error = %r.error_text(), "influxd rejected a write");
+            self.settle(e, Outcome::from_response(&r));
+            self.advance(e, 1);
         }
         Ok(())
     }
@@ -423,15 +480,39 @@ impl<L: CommittedLog> Applier<L> {
     ) -> Result<Response, Interrupt> {
         let start = Instant::now();
         let answer = self.influxd.write(db, rp, lines).await;
-        let took = start.elapsed().as_secs_f64();
-        self.status.send_modify(|s| {
-            s.requests += 1;
-            s.write_seconds += took;
-        });
+        self.count_writes(1, start);
         classify(answer?)
     }
 
+    /// Sends the lanes of a group at once: whether influxd stored every one whole. Any that
+    /// gets no verdict interrupts, as a single request would (the others are rewritten by the
+    /// replay from the marker, which changes nothing).
+    async fn send_lanes(&self, db: &str, rp: &str, bodies: Vec<Bytes>) -> Result<bool, Interrupt> {
+        let start = Instant::now();
+        let n = bodies.len() as u64;
+        let sends = bodies.into_iter().map(|b| self.influxd.write(db, rp, b));
+        let answers = futures::future::join_all(sends).await;
+        self.count_writes(n, start);
+        self.status.send_modify(|s| s.lane_groups += 1);
+        let mut stored = true;
+        for answer in answers {
+            stored &= classify(answer?)?.status.is_success();
+        }
+        Ok(stored)
+    }
+
+    fn count_writes(&self, requests: u64, since: Instant) {
+        let took = since.elapsed().as_secs_f64();
+        self.status.send_modify(|s| {
+            s.requests += requests;
+            s.write_seconds += took;
+        });
+    }
+
     async fn apply_query(&mut self, e: &At, q: &Query) -> Result<(), Interrupt> {
+        // It may drop series, or databases: the lanes start again from what influxd stores
+        // after it.
+        self.known_series.forget();
         if marker::is_reserved(&q.q, &q.db) {
             // The gateway refuses these before they reach the log; should one get there
             // anyway, dropping the marker database would make every replica rebuild from

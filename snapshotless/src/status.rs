@@ -27,6 +27,8 @@ pub struct ApplierStatus {
     /// Entries applied since start, and influxd requests made (coalescing makes fewer).
     pub entries_applied: u64,
     pub requests: u64,
+    /// Groups of writes sent as several requests at once (`applier/lanes.rs`).
+    pub lane_groups: u64,
     /// Seconds spent waiting for influxd's answers to writes: against the wall clock of a
     /// replay, how much of it was influxd's.
     pub write_seconds: f64,

@@ -363,3 +363,120 @@ fn points_deleted_after_influxd_snapshots_a_reopened_wal_stay_deleted() {
         c.wait_converged("db", "m", 2, CONVERGE);
     }
 }
+
+/// A node catching up sends its large groups of writes as two requests at once
+/// (`snapshotless/src/applier/lanes.rs`), and must still end up holding exactly what the nodes
+/// that applied one entry at a time hold: a point overwritten at one time (its series spelled
+/// with its tags in two orders) keeps its last value, and of two series that give one field
+/// two types in a new shard, the first in the log sets the type everywhere.
+#[test]
+fn a_node_catching_up_in_lanes_holds_what_the_others_hold() {
+    let mut c = Cluster::start(3);
+    c.create_database(1, "db");
+    // A follower is down: a leader going down with it would fail a write of the sequence.
+    let leader = c.wait_for_leader(CONVERGE);
+    let down = (1..=3).find(|&id| id != leader).unwrap();
+    let up = (1..=3).find(|&id| id != leader && id != down).unwrap();
+    c.node_mut(down).gateway.kill();
+    let api = c.node(leader).api();
+    // About 3.5 MB each: two of them make a group of the applier's (at most 8 MiB), large
+    // enough for lanes (6 MiB).
+    let bulk = |n: u64| -> String {
+        (0..65_000u64)
+            .map(|i| {
+                let p = n * 65_000 + i;
+                let host = p % 1_000;
+                let ts = 1_000_000_000_000_000_000 + p / 1_000 * 1_000_000_000;
+                format!(
+                    "cpu,host=h{host},region=r{} v={p}i,u={}.5 {ts}\n",
+                    host % 3,
+                    p % 97
+                )
+            })
+            .collect()
+    };
+    let (old, new_shard) = (1_000_000_000u64, 1_500_000_000_000_000_000u64);
+    // Every series appears in the first group, which goes whole and makes them known.
+    api.write_ok(
+        "db=db",
+        &format!(
+            "over,host=h1,region=x v=0 {old}\nover,region=x,host=h1 v=0 {old}\n\
+             conflict,host=a g=1 {old}\nconflict,host=b g=1 {old}"
+        ),
+    );
+    for n in 0..2 {
+        api.write_ok("db=db", &bulk(n));
+    }
+    api.write_ok("db=db", &bulk(2));
+    api.write_ok("db=db", &format!("over,host=h1,region=x v=1 {old}"));
+    api.write_ok("db=db", &format!("conflict,host=a f=1i {new_shard}"));
+    let r = api
+        .write("db=db", &format!("conflict,host=b f=1.5 {}", new_shard + 1))
+        .unwrap();
+    assert_eq!(r.status, 400, "{}", r.body);
+    assert!(r.body.contains("field type conflict"), "{}", r.body);
+    api.write_ok("db=db", &bulk(3));
+    api.write_ok("db=db", &bulk(4));
+    api.write_ok("db=db", &format!("over,host=h1,region=x v=2 {old}"));
+    api.write_ok("db=db", &format!("over,region=x,host=h1 v=3 {old}"));
+    api.write_ok("db=db", &bulk(5));
+    // A group with nothing new, should the groups before have formed otherwise.
+    api.write_ok("db=db", &bulk(6));
+    api.write_ok("db=db", &bulk(7));
+
+    let reference = wait_until("the leader to apply everything", CONVERGE, || {
+        let d = digest(&c, leader).map_err(|e| e.to_string())?;
+        if d.contains(",520000,") {
+            Ok(d)
+        } else {
+            Err(d)
+        }
+    });
+    assert!(
+        reference.contains(r#""name":"over","tags":{"host":"h1","region":"x"},"values":[["1970-01-01T00:00:01Z",null,null,3]]"#),
+        "the last write at one time wins: {reference}"
+    );
+    assert!(
+        reference.contains(r#"["f","integer"]"#) && !reference.contains(r#"["f","float"]"#),
+        "the first type in the log is the field's: {reference}"
+    );
+    wait_until("the other node to hold the same", CONVERGE, || {
+        let now = digest(&c, up).map_err(|e| e.to_string())?;
+        if now == reference {
+            Ok(())
+        } else {
+            Err(now)
+        }
+    });
+
+    c.node_mut(down).gateway.start();
+    wait_until("the node that was down to hold the same", CONVERGE, || {
+        let now = digest(&c, down).map_err(|e| e.to_string())?;
+        if now == reference {
+            Ok(())
+        } else {
+            Err(now)
+        }
+    });
+    let applier = status(&c, down)["applier"].clone();
+    assert!(
+        applier["lane_groups"].as_u64() > Some(0),
+        "node {down} caught up without lanes: {applier}"
+    );
+}
+
+/// What the lanes test compares: the bulk's counts and sums, the points written at one time
+/// and into a field with two types, and the field types.
+fn digest(c: &Cluster, id: u64) -> Result<String, HttpError> {
+    let http = c.node(id).influx();
+    let mut out = String::new();
+    for q in [
+        "SELECT count(v), sum(v), sum(u) FROM cpu",
+        "SELECT count(v), sum(v), sum(u) FROM cpu GROUP BY region",
+        "SELECT * FROM over, conflict GROUP BY *",
+        "SHOW FIELD KEYS",
+    ] {
+        out += &http.try_query("db", q)?["results"][0].to_string();
+    }
+    Ok(out)
+}

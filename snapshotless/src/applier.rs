@@ -76,9 +76,7 @@ impl Default for ApplierConfig {
             admin: None,
             batch_bytes: 8 << 20,
             lanes: 2,
-            // Three quarters of the bound: the groups of a node catching up, not those of one
-            // keeping up with a busy cluster, whose influxd has no core to spare and would only
-            // take two requests where one would do.
+            // Three quarters of the bound: large groups, such as a node catching up gathers.
             lane_bytes: 6 << 20,
             marker_interval: Duration::from_secs(1),
             marker_entries: 10_000,
@@ -129,6 +127,22 @@ pub struct Applier<L: CommittedLog> {
     wal_watch: wal_watch::WalWatch,
     /// The last interruption came from a request that writes nothing (an idle check).
     interrupted_reading: bool,
+}
+
+/// Committed entries after the group being applied.
+#[derive(Clone, Copy)]
+struct Backlog {
+    entries: u64,
+}
+
+impl Backlog {
+    /// At least another group as large waits: the node is catching up. Lanes are for that, not
+    /// for a node keeping up with a busy cluster, where writers wait for their own writes and
+    /// few entries wait beyond a group: there, on a machine with no core to spare, two
+    /// requests cost influxd more than one and the gateway a scan of every line.
+    fn catching_up(self, group_entries: usize) -> bool {
+        self.entries >= group_entries as u64
+    }
 }
 
 /// How often a rebuild logs its progress.
@@ -372,13 +386,16 @@ impl<L: CommittedLog> Applier<L> {
                     // ahead into them too, and keep the status current.
                     committed = committed.max(*self.committed.borrow());
                     self.status.send_modify(|s| s.committed = committed);
+                    let behind = Backlog {
+                        entries: committed.saturating_sub(group[group.len() - 1].0.index),
+                    };
                     if ahead.can_fill(committed) {
                         let next = ahead.fill_blocking(committed, budget, max_read);
-                        let (sent, filled) = tokio::join!(self.apply_writes(&group), next);
+                        let (sent, filled) = tokio::join!(self.apply_writes(&group, behind), next);
                         ahead = filled;
                         sent?;
                     } else {
-                        self.apply_writes(&group).await?;
+                        self.apply_writes(&group, behind).await?;
                     }
                     self.marker_if_due().await?;
                 }
@@ -401,11 +418,18 @@ impl<L: CommittedLog> Applier<L> {
         coalesce::gather(first, ready, self.config.batch_bytes, admits)
     }
 
-    async fn apply_writes(&mut self, group: &[(At, Write)]) -> Result<(), Interrupt> {
+    async fn apply_writes(
+        &mut self,
+        group: &[(At, Write)],
+        behind: Backlog,
+    ) -> Result<(), Interrupt> {
         let (db, rp) = (&group[0].1.db, &group[0].1.rp);
         let bytes: usize = group.iter().map(|(_, w)| w.lines.len()).sum();
         let mut new_series = Vec::new();
-        if self.config.lanes > 1 && bytes >= self.config.lane_bytes {
+        if self.config.lanes > 1
+            && bytes >= self.config.lane_bytes
+            && behind.catching_up(group.len())
+        {
             let entries = group.iter().map(|(_, w)| &w.lines[..]);
             match lanes::plan(db, rp, entries, self.config.lanes, &self.known_series) {
                 Plan::Lanes(bodies) => {

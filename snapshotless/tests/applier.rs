@@ -221,6 +221,19 @@ impl Rig {
         keys: Arc<KeyTable>,
         batch_bytes: usize,
     ) -> Rig {
+        let config = ApplierConfig {
+            batch_bytes,
+            ..ApplierConfig::default()
+        };
+        Self::start_configured(state, log, keys, config).await
+    }
+
+    async fn start_configured(
+        state: FakeState,
+        log: FakeLog,
+        keys: Arc<KeyTable>,
+        config: ApplierConfig,
+    ) -> Rig {
         let state = Arc::new(Mutex::new(state));
         let addr = serve(state.clone()).await;
         let influxd = Influxd::new(&format!("http://{addr}"), Duration::from_secs(5), None);
@@ -229,8 +242,7 @@ impl Rig {
         let config = ApplierConfig {
             node_id: NODE,
             idle_marker_delay: Duration::from_millis(20),
-            batch_bytes,
-            ..ApplierConfig::default()
+            ..config
         };
         let (applier, status) =
             Applier::new(config, log.clone(), influxd, commit_rx, outcomes.clone());
@@ -386,6 +398,59 @@ async fn a_rejected_batch_is_applied_entry_by_entry() {
     let writes = rig.state.lock().writes.clone();
     assert!(writes.iter().any(|w| w.contains("v=3")), "{writes:?}");
     assert_eq!(rig.status.borrow().rejected, 1);
+}
+
+#[tokio::test]
+async fn a_backlog_goes_in_lanes_once_its_series_are_stored_and_a_refused_lane_goes_entry_by_entry()
+{
+    let state = FakeState {
+        poison: Some("bad".into()),
+        ..FakeState::default()
+    };
+    // Groups of two entries, each large enough for lanes.
+    let config = ApplierConfig {
+        batch_bytes: 60,
+        lane_bytes: 1,
+        ..ApplierConfig::default()
+    };
+    let keys = Arc::new(KeyTable::in_memory());
+    let mut rig = Rig::start_configured(state, FakeLog::default(), keys, config).await;
+    rig.applied(0).await;
+    let entry = |i: u64, field: &str| {
+        format!(
+            "m,t=a v={i} {}\nm,t=b {field}={i} {}\n",
+            10 + 2 * i,
+            11 + 2 * i
+        )
+    };
+    for i in 1..=8 {
+        rig.push_write(&entry(i, if i == 6 { "bad" } else { "v" }));
+    }
+    rig.commit_all();
+    rig.applied(8).await;
+    let outcomes = rig.outcomes.0.lock().clone();
+    let expected: Vec<(u64, u16)> = (1..=8)
+        .map(|i| (i, if i == 6 { 400 } else { 204 }))
+        .collect();
+    assert_eq!(outcomes, expected);
+    let status = rig.status.borrow().clone();
+    // The first group brings the series and goes whole; the second and third go in lanes;
+    // the last has nothing waiting behind it and goes whole.
+    assert_eq!(status.lane_groups, 2, "{status:?}");
+    assert_eq!(status.rejected, 1);
+    let writes = rig.state.lock().writes.clone();
+    let mut stored: Vec<&str> = writes.iter().flat_map(|w| w.lines()).collect();
+    stored.sort_unstable();
+    stored.dedup();
+    let mut expected: Vec<String> = (1..=8)
+        .filter(|&i| i != 6)
+        .flat_map(|i| entry(i, "v").lines().map(str::to_owned).collect::<Vec<_>>())
+        .chain([entry(6, "bad").lines().next().unwrap().to_owned()])
+        .collect();
+    expected.sort_unstable();
+    assert_eq!(stored, expected, "{writes:?}");
+    // The refused group's lanes, then its entries one by one: the good one stored twice.
+    assert_eq!(writes.len(), 1 + 2 + 1 + 1 + 1, "{writes:?}");
 }
 
 #[tokio::test]

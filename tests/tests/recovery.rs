@@ -379,12 +379,12 @@ fn a_node_catching_up_in_lanes_holds_what_the_others_hold() {
     let up = (1..=3).find(|&id| id != leader && id != down).unwrap();
     c.node_mut(down).gateway.kill();
     let api = c.node(leader).api();
-    // About 3.5 MB each: two of them make a group of the applier's (at most 8 MiB), large
-    // enough for lanes (6 MiB).
-    let bulk = |n: u64| -> String {
-        (0..65_000u64)
+    // About 6.5 MB each: a group of its own (the applier's are at most 8 MiB), large enough
+    // for lanes (6 MiB); `last` ends it.
+    let bulk = |n: u64, last: &str| -> String {
+        let mut body: String = (0..120_000u64)
             .map(|i| {
-                let p = n * 65_000 + i;
+                let p = n * 120_000 + i;
                 let host = p % 1_000;
                 let ts = 1_000_000_000_000_000_000 + p / 1_000 * 1_000_000_000;
                 format!(
@@ -393,7 +393,9 @@ fn a_node_catching_up_in_lanes_holds_what_the_others_hold() {
                     p % 97
                 )
             })
-            .collect()
+            .collect();
+        body += last;
+        body
     };
     let (old, new_shard) = (1_000_000_000u64, 1_500_000_000_000_000_000u64);
     // Every series appears in the first group, which goes whole and makes them known.
@@ -404,29 +406,35 @@ fn a_node_catching_up_in_lanes_holds_what_the_others_hold() {
              conflict,host=a g=1 {old}\nconflict,host=b g=1 {old}"
         ),
     );
-    for n in 0..2 {
-        api.write_ok("db=db", &bulk(n));
-    }
-    api.write_ok("db=db", &bulk(2));
-    api.write_ok("db=db", &format!("over,host=h1,region=x v=1 {old}"));
+    api.write_ok("db=db", &bulk(0, ""));
+    // A group where a field gets two types in a new shard: it goes whole.
+    api.write_ok(
+        "db=db",
+        &bulk(1, &format!("over,host=h1,region=x v=1 {old}")),
+    );
     api.write_ok("db=db", &format!("conflict,host=a f=1i {new_shard}"));
     let r = api
         .write("db=db", &format!("conflict,host=b f=1.5 {}", new_shard + 1))
         .unwrap();
     assert_eq!(r.status, 400, "{}", r.body);
     assert!(r.body.contains("field type conflict"), "{}", r.body);
-    api.write_ok("db=db", &bulk(3));
-    api.write_ok("db=db", &bulk(4));
-    api.write_ok("db=db", &format!("over,host=h1,region=x v=2 {old}"));
-    api.write_ok("db=db", &format!("over,region=x,host=h1 v=3 {old}"));
-    api.write_ok("db=db", &bulk(5));
-    // A group with nothing new, should the groups before have formed otherwise.
-    api.write_ok("db=db", &bulk(6));
-    api.write_ok("db=db", &bulk(7));
+    // A group in lanes that writes one point three times, its tags in two orders.
+    api.write_ok(
+        "db=db",
+        &bulk(2, &format!("over,region=x,host=h1 v=2 {old}")),
+    );
+    api.write_ok(
+        "db=db",
+        &format!("over,host=h1,region=x v=2.5 {old}\nover,region=x,host=h1 v=3 {old}"),
+    );
+    // Groups after it: a group goes in lanes only with as many entries waiting behind it.
+    for n in 3..5 {
+        api.write_ok("db=db", &bulk(n, ""));
+    }
 
     let reference = wait_until("the leader to apply everything", CONVERGE, || {
         let d = digest(&c, leader).map_err(|e| e.to_string())?;
-        if d.contains(",520000,") {
+        if d.contains(",600000,") {
             Ok(d)
         } else {
             Err(d)

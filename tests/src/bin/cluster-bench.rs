@@ -471,8 +471,10 @@ struct Phase {
     /// CPU seconds, summed over the three processes of a kind.
     gateway_cpu_s: f64,
     influxd_cpu_s: f64,
-    /// Write requests the three influxd were sent.
+    /// Write requests the three influxd were sent, and groups of writes the appliers sent as
+    /// requests at once (lanes).
     influxd_requests: f64,
+    lane_groups: f64,
     /// The machine's idle and I/O-wait CPU seconds meanwhile (all cores).
     idle_cpu_s: f64,
 }
@@ -484,6 +486,7 @@ impl Phase {
         self.gateway_cpu_s += slice.gateway_cpu_s;
         self.influxd_cpu_s += slice.influxd_cpu_s;
         self.influxd_requests += slice.influxd_requests;
+        self.lane_groups += slice.lane_groups;
         self.idle_cpu_s += slice.idle_cpu_s;
     }
 
@@ -518,12 +521,14 @@ fn cluster_phase(c: &Cluster, clients: usize, secs: f64, offset: u64) -> Phase {
     let apis: Vec<Http> = c.nodes.iter().map(|n| n.api()).collect();
     let (pids, influxds) = (gateway_pids(c), influxd_pids(c));
     let (gw_before, influxd_before) = (total_cpu(&pids), total_cpu(&influxds));
-    let requests = || -> f64 {
+    let applied = |field: &str| -> f64 {
         (1..=3)
-            .map(|id| status(c, id)["applier"]["requests"].as_f64().unwrap_or(0.0))
+            .map(|id| status(c, id)["applier"][field].as_f64().unwrap_or(0.0))
             .sum()
     };
+    let requests = || applied("requests");
     let requests_before = requests();
+    let lanes_before = applied("lane_groups");
     let idle_before = idle_seconds();
     let (points, secs) = sustained_counted(clients, secs, BATCH, |client, base| {
         let api = &apis[client % apis.len()];
@@ -542,6 +547,7 @@ fn cluster_phase(c: &Cluster, clients: usize, secs: f64, offset: u64) -> Phase {
         influxd_cpu_s: total_cpu(&influxds) - influxd_before,
         // The appliers' markers are requests too, one a second at most.
         influxd_requests: requests() - requests_before,
+        lane_groups: applied("lane_groups") - lanes_before,
     }
 }
 
@@ -572,6 +578,7 @@ fn fanout_phase(
         gateway_cpu_s: 0.0,
         influxd_cpu_s: total_cpu(influxds) - influxd_before,
         influxd_requests: influx.len() as f64 * points / BATCH as f64,
+        lane_groups: 0.0,
     }
 }
 
@@ -687,6 +694,7 @@ fn throughput(secs: f64, client_counts: &[usize], quick: bool, baseline: Option<
             "fanout_influxd_cpu_s_per_million_points": round2(fanout_influxd_cpu),
             "gateway_cpu_vs_influxd_cpu": round2(cluster.gateway_cpu() / fanout_influxd_cpu),
             "cluster_points_per_influxd_request": cluster.points_per_request().round(),
+            "cluster_lane_groups": cluster.lane_groups,
             "cluster_idle_share": round2(cluster.idle_share()),
             "fanout_idle_share": round2(fanout_idle),
         });
@@ -1041,12 +1049,20 @@ fn batch_size(quick: bool) {
             "write",
         );
     }
+    // One request after another, as the applier sends a group; and two at once, as it sends
+    // a large group's lanes (each round waits for both).
     let sizes = [500, 1_000, 2_000, 5_000, 10_000, 20_000, 50_000, 100_000];
+    let configs: Vec<(usize, usize)> = sizes
+        .iter()
+        .map(|&size| (size, 1))
+        .chain([5_000, 10_000, 20_000, 50_000].map(|size| (size, 2)))
+        .collect();
+    let lanes: Vec<Http> = (0..2).map(|_| influxd.http()).collect();
     // Up the sizes, then down: whatever drifts during the run (compactions, the cache's
     // snapshots) weighs on both ends alike.
-    let order = sizes.iter().chain(sizes.iter().rev()).copied();
-    let mut rates: BTreeMap<usize, Vec<(f64, f64)>> = BTreeMap::new();
-    for (round, size) in order.enumerate() {
+    let order = configs.iter().chain(configs.iter().rev()).copied();
+    let mut rates: BTreeMap<(usize, usize), Vec<(f64, f64)>> = BTreeMap::new();
+    for (round, (size, at_once)) in order.enumerate() {
         // New points every round: a later interval of the same series.
         let offset = (round as u64 + 1) * 100_000_000;
         let bodies: Vec<String> = (0..total as u64)
@@ -1055,14 +1071,21 @@ fn batch_size(quick: bool) {
             .collect();
         let cpu0 = cpu_seconds(pid);
         let start = Instant::now();
-        for body in &bodies {
-            ok(http.write("db=bench", body), "write");
+        for together in bodies.chunks(at_once) {
+            std::thread::scope(|s| {
+                for (body, http) in together.iter().zip(&lanes) {
+                    s.spawn(move || ok(http.write("db=bench", body), "write"));
+                }
+            });
         }
         let took = start.elapsed().as_secs_f64();
         let cpu = (cpu_seconds(pid) - cpu0) / total as f64 * 1e6;
-        eprintln!("{size}-point requests: {:.0} points/s", total as f64 / took);
+        eprintln!(
+            "{size}-point requests, {at_once} at once: {:.0} points/s",
+            total as f64 / took
+        );
         rates
-            .entry(size)
+            .entry((size, at_once))
             .or_default()
             .push((total as f64 / took, cpu));
     }
@@ -1070,11 +1093,11 @@ fn batch_size(quick: bool) {
         .values()
         .map(|r| r.iter().map(|x| x.0).sum::<f64>() / r.len() as f64)
         .fold(0.0, f64::max);
-    for (size, r) in rates {
+    for ((size, at_once), r) in rates {
         let mean = |f: fn(&(f64, f64)) -> f64| r.iter().map(f).sum::<f64>() / r.len() as f64;
         let rate = mean(|x| x.0);
         emit(json!({
-            "bench": "batch_size", "points_per_request": size,
+            "bench": "batch_size", "points_per_request": size, "requests_at_once": at_once,
             "bytes_per_request": telegraf_batch(0, size).len(),
             "points_per_s": rate.round(),
             "runs_points_per_s": r.iter().map(|x| x.0.round()).collect::<Vec<_>>(),

@@ -448,28 +448,28 @@ fn a_node_catching_up_in_lanes_holds_what_the_others_hold() {
         reference.contains(r#"["f","integer"]"#) && !reference.contains(r#"["f","float"]"#),
         "the first type in the log is the field's: {reference}"
     );
-    wait_until("the other node to hold the same", CONVERGE, || {
-        let now = digest(&c, up).map_err(|e| e.to_string())?;
-        if now == reference {
-            Ok(())
-        } else {
-            Err(now)
-        }
-    });
-
+    wait_digest(&c, up, &reference);
     c.node_mut(down).gateway.start();
-    wait_until("the node that was down to hold the same", CONVERGE, || {
-        let now = digest(&c, down).map_err(|e| e.to_string())?;
-        if now == reference {
-            Ok(())
-        } else {
-            Err(now)
-        }
-    });
+    wait_digest(&c, down, &reference);
     let applier = status(&c, down)["applier"].clone();
     assert!(
         applier["lane_groups"].as_u64() > Some(0),
         "node {down} caught up without lanes: {applier}"
+    );
+}
+
+fn wait_digest(c: &Cluster, id: u64, reference: &str) {
+    wait_until(
+        &format!("node {id} to hold what the leader holds"),
+        CONVERGE,
+        || {
+            let now = digest(c, id).map_err(|e| e.to_string())?;
+            if now == reference {
+                Ok(())
+            } else {
+                Err(now)
+            }
+        },
     );
 }
 

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use tests::{Cluster, Http, Influxd};
+use tests::{wait_until, Cluster, Http, Influxd};
 
 const CONVERGE: Duration = Duration::from_secs(30);
 /// The gateway's bookkeeping database.
@@ -52,15 +52,20 @@ fn a_query_labelled_gzip_without_a_body_is_answered_as_influxd_answers_it() {
         .send("POST", "/query", &headers, &form)
         .unwrap();
     assert_eq!(r.status, 200, "{}", r.body);
-    let listed = c
-        .node(2)
-        .influx()
-        .query_ok("", "SHOW DATABASES")
-        .to_string();
-    assert!(
-        listed.contains("other") && listed.contains("third"),
-        "{listed}"
-    );
+    // Each 200 says the statement was applied on the node that answered it; node 2 applies
+    // them in its own time.
+    wait_until("node 2 to list both databases", CONVERGE, || {
+        let listed = c
+            .node(2)
+            .influx()
+            .query_ok("", "SHOW DATABASES")
+            .to_string();
+        if listed.contains("other") && listed.contains("third") {
+            Ok(())
+        } else {
+            Err(listed)
+        }
+    });
 }
 
 fn gzip_bytes(data: &[u8]) -> Vec<u8> {

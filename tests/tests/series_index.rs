@@ -189,7 +189,6 @@ fn a_restored_copy_lacks_the_series_of_rejected_points_until_they_are_dropped() 
     for index in [Index::Inmem, Index::Tsi1] {
         let pair = Pair::start(&slot, index);
         rejected_points(&pair);
-        std::thread::sleep(Duration::from_secs(1));
         let dirs = tempfile::tempdir().unwrap();
         let backup = dirs.path().join("backup");
         influxd_tool(

@@ -171,6 +171,14 @@ fn contents(http: &Http, db: &str, with_time: bool) -> String {
     format!("{}\n{}", points["results"][0], fields["results"][0])
 }
 
+/// A line as a failure shows it: quoted, and cut short past 200 characters.
+fn shown(line: &str) -> String {
+    match line.char_indices().nth(200) {
+        Some((at, _)) => format!("{:?}... ({} bytes)", &line[..at], line.len()),
+        None => format!("{line:?}"),
+    }
+}
+
 /// A random line: mostly valid, sometimes damaged in one place.
 fn generated(rng: &mut rand::rngs::StdRng) -> String {
     let ident = |rng: &mut rand::rngs::StdRng| -> String {
@@ -213,7 +221,7 @@ fn generated(rng: &mut rand::rngs::StdRng) -> String {
                 bytes.remove(at);
             }
             1 => bytes.insert(at, bytes[at]),
-            _ => bytes[at] = b"= ,\"\\"[rng.gen_range(0..5)],
+            _ => bytes[at] = b"= ,\"\\\0"[rng.gen_range(0..6)],
         }
         line = String::from_utf8_lossy(&bytes).into_owned();
     }
@@ -245,6 +253,43 @@ fn ingest_agrees_with_influxd() {
         cases.push((l.to_owned(), "ms", Precision::Milliseconds));
         cases.push((l.to_owned(), "h", Precision::Hours));
     }
+    // NUL bytes, and series keys at influxd's limit of 65,535 bytes and one past it.
+    for l in [
+        "m\0x v=1 1",
+        "m,t=a\0b v=1 1",
+        "m,t\0k=a v=1 1",
+        "m f\0k=1 1",
+        "m v=\"a\0b\" 1",
+        "m v=1\0 1",
+        "m v=1 1\0",
+    ] {
+        cases.push((l.to_owned(), "ns", Precision::Nanoseconds));
+    }
+    // influxd refuses a line whose series key, 4 bytes and a field key come to more than
+    // 65,535 bytes: each line here comes to 65,535 or 65,536 (`\\ ` is two bytes of the key as
+    // influxd counts it, escaped).
+    for size in [65_535, 65_536] {
+        let series = |prefix: &str, unit: &str, suffix: &str| {
+            let key = size - "#!~#v".len();
+            let mut k = prefix.to_owned();
+            while k.len() + unit.len() + suffix.len() <= key {
+                k += unit;
+            }
+            let fill = key - k.len() - suffix.len();
+            k + &"x".repeat(fill) + suffix
+        };
+        for series in [
+            series("m", "x", ""),
+            series("m,t=", "x", ""),
+            series("m,t=", "\\ ", ""),
+            series("m,", "k", "=v"),
+            series("m,a=1,b=2,c=", "x", ",d=4"),
+        ] {
+            cases.push((format!("{series} v=1 1"), "ns", Precision::Nanoseconds));
+        }
+        let field = "f".repeat(size - "m#!~#".len());
+        cases.push((format!("m {field}=1 1"), "ns", Precision::Nanoseconds));
+    }
     for _ in 0..generated_cases {
         cases.push((generated(&mut rng), "ns", Precision::Nanoseconds));
     }
@@ -275,7 +320,8 @@ fn ingest_agrees_with_influxd() {
         let theirs = influxd_parses(&http, &a, line, precision);
         if ours != theirs && !known_difference(line) {
             disagreements.push(format!(
-                "{line:?} (precision {precision}): influxd {}, ingest {} ({:?})",
+                "{} (precision {precision}): influxd {}, ingest {} ({:?})",
+                shown(line),
                 if theirs { "parses it" } else { "refuses it" },
                 if ours { "accepts it" } else { "refuses it" },
                 batch.parse_error
@@ -285,7 +331,9 @@ fn ingest_agrees_with_influxd() {
             let r = http.write(&format!("db={b}"), &normalized).unwrap();
             assert!(
                 r.status == 204 || !r.error().contains("unable to parse"),
-                "influxd cannot parse ingest's output {normalized:?} for {line:?}: {}",
+                "influxd cannot parse ingest's output {} for {}: {}",
+                shown(&normalized),
+                shown(line),
                 r.body
             );
             // A line without a timestamp got ingest's clock and influxd's own: compare all
@@ -293,8 +341,11 @@ fn ingest_agrees_with_influxd() {
             let stamped = normalized.trim_end().ends_with(&format!(" {now}"));
             let (want, got) = (contents(&http, &a, !stamped), contents(&http, &b, !stamped));
             assert_eq!(
-                got, want,
-                "{line:?} (precision {precision}) stored differently once normalized to {normalized:?}"
+                got,
+                want,
+                "{} (precision {precision}) stored differently once normalized to {}",
+                shown(line),
+                shown(&normalized)
             );
         }
         http.query_ok("", &format!("DROP DATABASE {a}; DROP DATABASE {b}"));

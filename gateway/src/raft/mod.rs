@@ -90,6 +90,14 @@ pub fn start(
         security,
     };
     let (side_tx, side) = mpsc::channel(SIDE_QUEUE);
+    if config.pack_entries && !log.can_fence() {
+        // Without the fence an older build put back on this directory would skip packed
+        // entries; so the node says it does not read them, and nobody packs.
+        tracing::warn!(
+            log = %log.path().display(),
+            "this log is in the first format, which cannot be marked against older versions: this node does not read packed entries, so no member packs writes while it is one (replace the node under a new id to start packing)"
+        );
+    }
     let packing = Packing::new(
         config.node_id(),
         config.pack_entries && log.can_fence(),
